@@ -1,0 +1,43 @@
+/* zorch — the step entrypoint of a host program.
+ *
+ * Flavors that run steps outside the calling process (containers, Pods,
+ * VMs) start the host program again as one step of one run:
+ *
+ *     app --zorch-step NAME --zorch-deployment URI --zorch-run ID
+ *
+ * The program calls zorch_main() first thing in main(); when started that
+ * way it rebuilds its pipeline through `build`, checks it matches the
+ * deployment, runs that one step against the artifact store, writes the
+ * outputs and the step record, and exits with the step's status.  Otherwise
+ * zorch_main() returns 0 and main() goes on as usual.
+ */
+#ifndef ZORCH_ENTRYPOINT_H
+#define ZORCH_ENTRYPOINT_H
+
+#include "common.h"
+#include "pipeline.h"
+
+ZORCH_BEGIN_DECLS
+
+/** Build the pipeline called `pipeline_name` exactly as the program does
+ *  when it starts a run.  Ownership: *out is new (zorch frees it). */
+typedef int (*zorch_build_cb)(zorch_pipeline **out, const char *pipeline_name, void *payload);
+
+/** Exit status of a step process: 0 completed, 1 failed, 2 usage or
+ *  deployment error, 3 pipeline mismatch. */
+enum {
+  ZORCH_EXIT_OK = 0,
+  ZORCH_EXIT_STEP_FAILED = 1,
+  ZORCH_EXIT_USAGE = 2,
+  ZORCH_EXIT_MISMATCH = 3
+};
+
+/** Call first in main().  When argv asks for a step, runs it and exits the
+ *  process with one of the ZORCH_EXIT_* codes (never returns); otherwise
+ *  remembers that the program has an entrypoint (so its function steps may
+ *  run on remote flavors) and returns ZORCH_OK. */
+ZORCH_API int zorch_main(int argc, char **argv, zorch_build_cb build, void *payload);
+
+ZORCH_END_DECLS
+
+#endif /* ZORCH_ENTRYPOINT_H */

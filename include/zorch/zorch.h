@@ -1,0 +1,14 @@
+/* zorch — umbrella header.  Include this one. */
+#ifndef ZORCH_H
+#define ZORCH_H
+
+#include "common.h"
+#include "version.h"
+#include "errors.h"
+#include "client.h"
+#include "pipeline.h"
+#include "step.h"
+#include "run.h"
+#include "entrypoint.h"
+
+#endif /* ZORCH_H */

@@ -1,0 +1,2 @@
+/* zorch — cache (to be written). */
+#include "internal.h"

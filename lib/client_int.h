@@ -1,0 +1,109 @@
+/* zorch — the client's internals, registry, configuration and stacks. */
+#ifndef ZORCH_CLIENT_INT_H
+#define ZORCH_CLIENT_INT_H
+
+#include <pthread.h>
+
+#include "internal.h"
+#include "zorch/plugin.h"
+
+typedef struct zorch__registry zorch__registry;
+
+struct zorch_client {
+  char *home;                 /* absolute */
+  uint32_t flags;             /* ZORCH_CLIENT_* */
+  char *plugin_path;          /* from options, may be NULL */
+  pthread_mutex_t log_lock;
+  zorch_log_cb log_cb;
+  void *log_payload;
+  int log_level;
+  zorch__registry *registry;
+  pthread_mutex_t config_lock; /* serialises config.json read-modify-write */
+};
+
+/* ---- registry (registry.c) ------------------------------------------------ */
+
+/** A registered flavor. */
+typedef struct zorch__flavor {
+  const zorch_flavor_desc *desc;
+  void *payload;              /* given to add_flavor */
+  const zorch_host *host;     /* the host table of the plugin that registered it */
+  const char *plugin_name;
+  const char *plugin_path;    /* file it was loaded from, or "(built-in)" */
+} zorch__flavor;
+
+/** Build the registry for a client: scan, in this order, the client's
+ *  plugin_path, $ZORCH_PLUGIN_PATH (unless ZORCH_CLIENT_NO_ENV), then
+ *  $ZORCH_PLUGIN_SYSTEM_PATH if set (it replaces the default) or else the
+ *  compiled-in plugin directory (unless ZORCH_CLIENT_NO_DEFAULT_PLUGIN_PATHS).
+ *  Nothing is scanned with ZORCH_CLIENT_NO_PLUGINS.  Only files named
+ *  zorch-flavor-*.so are considered.  The first flavor of a name wins; a
+ *  later one is logged and ignored.  Failures are recorded as problems and
+ *  logged; they never fail the registry. */
+int zorch__registry_new(zorch__registry **out, zorch_client *client);
+void zorch__registry_free(zorch__registry *r);
+
+/** Register a plugin from a descriptor already in memory (static plugins,
+ *  tests).  Same checks as a loaded file.  `origin` names it in messages. */
+int zorch__registry_add_static(zorch__registry *r, const zorch_plugin_desc *desc,
+                               const char *origin);
+
+const zorch__flavor *zorch__registry_find(const zorch__registry *r, const char *type,
+                                          const char *name);
+size_t zorch__registry_count(const zorch__registry *r);
+const zorch__flavor *zorch__registry_at(const zorch__registry *r, size_t i);
+size_t zorch__registry_problem_count(const zorch__registry *r);
+/** One problem: the file (or origin) and the message. */
+void zorch__registry_problem(const zorch__registry *r, size_t i, const char **path,
+                             const char **message);
+
+/* ---- JSON Schema subset (schema.c) ------------------------------------------ */
+
+/** Validate the JSON text `doc_json` against the JSON Schema text
+ *  `schema_json`.  Supported keywords: type (string or array), properties,
+ *  required, additionalProperties (bool or schema), items, enum, const,
+ *  minimum, maximum, exclusiveMinimum, exclusiveMaximum, minLength,
+ *  maxLength, pattern (POSIX ERE), minItems, maxItems, default (ignored),
+ *  description/title (ignored).  On failure: ZORCH_EINVALID with a message
+ *  "<what>: <json path>: <problem>", for example
+ *  "orchestrator 'k8s' config: $.namespace: expected string, got integer". */
+int zorch__schema_validate(const char *schema_json, const char *doc_json, const char *what);
+
+/* ---- configuration and stacks (config.c) ---------------------------------------- */
+
+/** A stack with its components resolved. */
+typedef struct zorch__stack {
+  char *name;
+  char *orchestrator_name;
+  char *orchestrator_flavor;
+  char *orchestrator_config;  /* JSON object text */
+  char *store_name;
+  char *store_flavor;         /* "local" */
+  char *store_config;         /* JSON object text */
+  char *store_path;           /* absolute root of the local store */
+} zorch__stack;
+
+/** Resolve stack `name` (NULL: the active one) from <home>/config.json.
+ *  With no config file the "default" stack exists: orchestrator "default"
+ *  (flavor local, {}), artifact store "default" (flavor local, path
+ *  <home>/store).  ZORCH_ENOTFOUND names the missing stack or component. */
+int zorch__stack_resolve(zorch__stack *out, zorch_client *client, const char *name);
+void zorch__stack_clear(zorch__stack *s);
+
+/** The artifact-store path of every registered local artifact store (for
+ *  finding runs by id), as a NULL-terminated array; free with
+ *  zorch__strv_free(). */
+int zorch__store_paths(char ***out, zorch_client *client);
+void zorch__strv_free(char **v);
+
+/* ---- submissions: the host side of a run (run.c) ----------------------------------- */
+
+const char *zorch__submission_get(const zorch_submission *sub, const char *key);
+int zorch__submission_set_metadata(zorch_submission *sub, const char *key, const char *value);
+int zorch__submission_set_status(zorch_submission *sub, int status, const char *message);
+int zorch__executor_start_host(void **out, zorch_submission *sub, const char *options_json);
+int zorch__executor_wait_host(void *handle, int timeout_ms);
+int zorch__executor_cancel_host(void *handle);
+void zorch__executor_release_host(void *handle);
+
+#endif /* ZORCH_CLIENT_INT_H */

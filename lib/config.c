@@ -1,0 +1,2 @@
+/* zorch — config (to be written). */
+#include "internal.h"

@@ -1,0 +1,2 @@
+/* zorch — ctx (to be written). */
+#include "internal.h"

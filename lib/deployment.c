@@ -1,0 +1,2 @@
+/* zorch — deployment (to be written). */
+#include "internal.h"

@@ -1,0 +1,2 @@
+/* zorch — entrypoint (to be written). */
+#include "internal.h"

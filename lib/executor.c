@@ -1,0 +1,2 @@
+/* zorch — executor (to be written). */
+#include "internal.h"

@@ -1,0 +1,98 @@
+/* zorch — internal helpers shared by every source file of libzorch.
+ * Never installed.  Internal symbols are named zorch__*.
+ */
+#ifndef ZORCH_INTERNAL_H
+#define ZORCH_INTERNAL_H
+
+#define _GNU_SOURCE 1
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "zorch/zorch.h"
+
+/* ---- errors (errors.c) -------------------------------------------------- */
+
+/** Set the calling thread's error and return `code`. */
+int zorch__error_set(int code, const char *fmt, ...) ZORCH_PRINTF(2, 3);
+/** Like zorch__error_set, appending ": strerror(errno_value)". */
+int zorch__error_errno(int code, int errno_value, const char *fmt, ...) ZORCH_PRINTF(3, 4);
+/** Prepend "prefix: " to the current error message (keeps the code); returns the code. */
+int zorch__error_prefix(const char *fmt, ...) ZORCH_PRINTF(1, 2);
+/** Record ENOMEM without allocating; returns ZORCH_ENOMEM. */
+int zorch__error_oom(void);
+
+/* ---- memory and strings (util.c) ----------------------------------------- */
+
+char *zorch__strdup(const char *s);           /* NULL-safe: NULL -> NULL */
+char *zorch__strndup(const char *s, size_t n);
+char *zorch__asprintf(const char *fmt, ...) ZORCH_PRINTF(1, 2); /* NULL on OOM */
+
+/** A growable byte buffer; data is always NUL-terminated. */
+typedef struct zorch__buf {
+  char *data;
+  size_t len;
+  size_t cap;
+} zorch__buf;
+#define ZORCH__BUF_INIT {NULL, 0, 0}
+int zorch__buf_grow(zorch__buf *b, size_t extra);
+int zorch__buf_put(zorch__buf *b, const void *data, size_t len);
+int zorch__buf_puts(zorch__buf *b, const char *s);
+int zorch__buf_printf(zorch__buf *b, const char *fmt, ...) ZORCH_PRINTF(2, 3);
+/** Append `s` as a JSON string literal (with quotes and escapes). */
+int zorch__buf_json_string(zorch__buf *b, const char *s);
+void zorch__buf_free(zorch__buf *b);
+/** Hand the data over (caller frees with free()); the buffer is reset. */
+char *zorch__buf_detach(zorch__buf *b);
+
+/** Names of pipelines, steps, outputs, inputs, params: [A-Za-z][A-Za-z0-9_-]{0,62}.
+ *  On failure sets an error "invalid <what> name '<name>': <reason>". */
+int zorch__check_name(const char *what, const char *name);
+
+/* ---- time ------------------------------------------------------------------ */
+
+/** Wall-clock time as Unix seconds. */
+double zorch__now(void);
+/** Monotonic time in nanoseconds. */
+int64_t zorch__mono_ns(void);
+
+/* ---- files (util.c) --------------------------------------------------------- */
+
+/** mkdir -p, mode 0755. */
+int zorch__mkdirs(const char *path);
+/** Read a whole file; *data is NUL-terminated; free with free(). */
+int zorch__read_file(const char *path, char **data, size_t *len);
+/** Remove a file or a directory tree (no error if missing). */
+int zorch__rm_rf(const char *path);
+/** Join two path parts with '/'.  NULL on OOM. */
+char *zorch__path_join(const char *a, const char *b);
+
+/* ---- hashing (hash.c; OpenSSL libcrypto) ------------------------------------- */
+
+#define ZORCH__DIGEST_HEX 65 /* 64 hex digits and a NUL */
+
+typedef struct zorch__sha256 zorch__sha256;
+zorch__sha256 *zorch__sha256_new(void);
+void zorch__sha256_update(zorch__sha256 *h, const void *data, size_t len);
+/** Finish into hex and free the context. */
+void zorch__sha256_final_hex(zorch__sha256 *h, char out[ZORCH__DIGEST_HEX]);
+void zorch__sha256_hex(const void *data, size_t len, char out[ZORCH__DIGEST_HEX]);
+/** Hash a file's content streaming (never whole in memory). */
+int zorch__sha256_file(const char *path, char out[ZORCH__DIGEST_HEX], uint64_t *size);
+/** Is `s` exactly 64 lowercase hex digits? */
+bool zorch__is_digest(const char *s);
+
+/* ---- logging (client.c) ------------------------------------------------------ */
+
+struct zorch_client;
+void zorch__log(struct zorch_client *c, int level, const char *domain, const char *fmt, ...)
+    ZORCH_PRINTF(4, 5);
+
+/** Secure getenv unless the client disabled the environment. */
+const char *zorch__getenv(const struct zorch_client *c, const char *name);
+
+#endif /* ZORCH_INTERNAL_H */

@@ -1,0 +1,2 @@
+/* zorch — journal (to be written). */
+#include "internal.h"

@@ -1,0 +1,19 @@
+/* zorch — a string-keyed open-addressing hash map.  Keys are borrowed: they
+ * must outlive the map.  Not thread-safe. */
+#ifndef ZORCH_MAP_H
+#define ZORCH_MAP_H
+
+#include "internal.h"
+
+typedef struct zorch__map zorch__map;
+
+zorch__map *zorch__map_new(size_t capacity_hint);
+void zorch__map_free(zorch__map *m);
+/** Insert or replace.  ZORCH_ENOMEM on failure. */
+int zorch__map_put(zorch__map *m, const char *key, void *value);
+/** The value, or NULL when absent. */
+void *zorch__map_get(const zorch__map *m, const char *key);
+size_t zorch__map_count(const zorch__map *m);
+uint64_t zorch__hash_str(const char *s);
+
+#endif /* ZORCH_MAP_H */

@@ -1,0 +1,2 @@
+/* zorch — pipeline (to be written). */
+#include "internal.h"

@@ -1,0 +1,2 @@
+/* zorch — registry (to be written). */
+#include "internal.h"

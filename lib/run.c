@@ -1,0 +1,2 @@
+/* zorch — run (to be written). */
+#include "internal.h"

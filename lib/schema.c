@@ -1,0 +1,2 @@
+/* zorch — schema (to be written). */
+#include "internal.h"

@@ -1,0 +1,2 @@
+/* zorch — spec (to be written). */
+#include "internal.h"

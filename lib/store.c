@@ -1,0 +1,2 @@
+/* zorch — store (to be written). */
+#include "internal.h"

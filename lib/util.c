@@ -1,0 +1,249 @@
+/* zorch — small helpers: strings, buffers, names, time, files. */
+#include "internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+char *zorch__strdup(const char *s) {
+  if (!s) return NULL;
+  size_t n = strlen(s);
+  char *d = malloc(n + 1);
+  if (d) memcpy(d, s, n + 1);
+  return d;
+}
+
+char *zorch__strndup(const char *s, size_t n) {
+  char *d = malloc(n + 1);
+  if (!d) return NULL;
+  memcpy(d, s, n);
+  d[n] = '\0';
+  return d;
+}
+
+char *zorch__asprintf(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  char *out = NULL;
+  int n = vasprintf(&out, fmt, ap);
+  va_end(ap);
+  return n < 0 ? NULL : out;
+}
+
+int zorch__buf_grow(zorch__buf *b, size_t extra) {
+  if (b->len + extra + 1 <= b->cap) return ZORCH_OK;
+  size_t ncap = b->cap ? b->cap * 2 : 256;
+  while (ncap < b->len + extra + 1) ncap *= 2;
+  char *nd = realloc(b->data, ncap);
+  if (!nd) return zorch__error_oom();
+  b->data = nd;
+  b->cap = ncap;
+  return ZORCH_OK;
+}
+
+int zorch__buf_put(zorch__buf *b, const void *data, size_t len) {
+  if (zorch__buf_grow(b, len)) return ZORCH_ENOMEM;
+  memcpy(b->data + b->len, data, len);
+  b->len += len;
+  b->data[b->len] = '\0';
+  return ZORCH_OK;
+}
+
+int zorch__buf_puts(zorch__buf *b, const char *s) { return zorch__buf_put(b, s, strlen(s)); }
+
+int zorch__buf_printf(zorch__buf *b, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  va_list ap2;
+  va_copy(ap2, ap);
+  int n = vsnprintf(NULL, 0, fmt, ap);
+  va_end(ap);
+  if (n < 0 || zorch__buf_grow(b, (size_t)n)) {
+    va_end(ap2);
+    return zorch__error_oom();
+  }
+  vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap2);
+  va_end(ap2);
+  b->len += (size_t)n;
+  return ZORCH_OK;
+}
+
+int zorch__buf_json_string(zorch__buf *b, const char *s) {
+  static const char hex[] = "0123456789abcdef";
+  if (zorch__buf_grow(b, strlen(s) + 2)) return ZORCH_ENOMEM;
+  b->data[b->len++] = '"';
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    char esc[7];
+    size_t n = 0;
+    switch (*p) {
+    case '"': esc[0] = '\\'; esc[1] = '"'; n = 2; break;
+    case '\\': esc[0] = '\\'; esc[1] = '\\'; n = 2; break;
+    case '\n': esc[0] = '\\'; esc[1] = 'n'; n = 2; break;
+    case '\r': esc[0] = '\\'; esc[1] = 'r'; n = 2; break;
+    case '\t': esc[0] = '\\'; esc[1] = 't'; n = 2; break;
+    default:
+      if (*p < 0x20) {
+        memcpy(esc, "\\u00", 4);
+        esc[4] = hex[*p >> 4];
+        esc[5] = hex[*p & 15];
+        n = 6;
+      } else {
+        esc[0] = (char)*p;
+        n = 1;
+      }
+    }
+    if (zorch__buf_grow(b, n + 1)) return ZORCH_ENOMEM;
+    memcpy(b->data + b->len, esc, n);
+    b->len += n;
+  }
+  b->data[b->len++] = '"';
+  b->data[b->len] = '\0';
+  return ZORCH_OK;
+}
+
+void zorch__buf_free(zorch__buf *b) {
+  free(b->data);
+  b->data = NULL;
+  b->len = b->cap = 0;
+}
+
+char *zorch__buf_detach(zorch__buf *b) {
+  char *d = b->data;
+  if (!d) d = zorch__strdup("");
+  b->data = NULL;
+  b->len = b->cap = 0;
+  return d;
+}
+
+int zorch__check_name(const char *what, const char *name) {
+  if (!name) return zorch__error_set(ZORCH_EINVALID, "%s name is missing (NULL)", what);
+  size_t n = strlen(name);
+  if (n == 0) return zorch__error_set(ZORCH_EINVALID, "%s name is empty", what);
+  if (n > 63)
+    return zorch__error_set(ZORCH_EINVALID, "invalid %s name '%.80s': longer than 63 characters",
+                            what, name);
+  unsigned char c0 = (unsigned char)name[0];
+  if (!((c0 >= 'a' && c0 <= 'z') || (c0 >= 'A' && c0 <= 'Z')))
+    return zorch__error_set(ZORCH_EINVALID, "invalid %s name '%s': must start with a letter", what,
+                            name);
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)name[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+          c == '-'))
+      return zorch__error_set(ZORCH_EINVALID,
+                              "invalid %s name '%s': character '%c' at position %zu is not "
+                              "allowed (use letters, digits, '_' and '-')",
+                              what, name, c >= 0x20 && c < 0x7f ? c : '?', i + 1);
+  }
+  return ZORCH_OK;
+}
+
+double zorch__now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int64_t zorch__mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+int zorch__mkdirs(const char *path) {
+  char *p = zorch__strdup(path);
+  if (!p) return zorch__error_oom();
+  for (char *s = p + 1; *s; s++) {
+    if (*s != '/') continue;
+    *s = '\0';
+    if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+      int e = errno;
+      zorch__error_errno(ZORCH_EIO, e, "cannot create directory '%s'", p);
+      free(p);
+      return ZORCH_EIO;
+    }
+    *s = '/';
+  }
+  if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+    int e = errno;
+    zorch__error_errno(ZORCH_EIO, e, "cannot create directory '%s'", p);
+    free(p);
+    return ZORCH_EIO;
+  }
+  free(p);
+  return ZORCH_OK;
+}
+
+int zorch__read_file(const char *path, char **data, size_t *len) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    int e = errno;
+    return zorch__error_errno(e == ENOENT ? ZORCH_ENOTFOUND : ZORCH_EIO, e, "cannot open '%s'",
+                              path);
+  }
+  zorch__buf b = ZORCH__BUF_INIT;
+  struct stat st;
+  if (fstat(fd, &st) == 0 && st.st_size > 0 && zorch__buf_grow(&b, (size_t)st.st_size)) {
+    close(fd);
+    return ZORCH_ENOMEM;
+  }
+  for (;;) {
+    if (zorch__buf_grow(&b, 65536)) {
+      close(fd);
+      zorch__buf_free(&b);
+      return ZORCH_ENOMEM;
+    }
+    ssize_t r = read(fd, b.data + b.len, b.cap - b.len - 1);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      int e = errno;
+      close(fd);
+      zorch__buf_free(&b);
+      return zorch__error_errno(ZORCH_EIO, e, "cannot read '%s'", path);
+    }
+    if (r == 0) break;
+    b.len += (size_t)r;
+  }
+  close(fd);
+  b.data[b.len] = '\0';
+  if (len) *len = b.len;
+  *data = b.data;
+  return ZORCH_OK;
+}
+
+static int rm_rf_at(int dfd, const char *name) {
+  if (unlinkat(dfd, name, 0) == 0 || errno == ENOENT) return 0;
+  if (errno != EISDIR && errno != EPERM) return -1;
+  int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return -1;
+  fchmod(fd, 0755);
+  DIR *d = fdopendir(fd);
+  if (!d) {
+    close(fd);
+    return -1;
+  }
+  struct dirent *de;
+  int rc = 0;
+  while ((de = readdir(d))) {
+    if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+    if (rm_rf_at(dirfd(d), de->d_name) != 0) rc = -1;
+  }
+  closedir(d);
+  if (unlinkat(dfd, name, AT_REMOVEDIR) != 0 && errno != ENOENT) rc = -1;
+  return rc;
+}
+
+int zorch__rm_rf(const char *path) {
+  if (rm_rf_at(AT_FDCWD, path) != 0)
+    return zorch__error_errno(ZORCH_EIO, errno, "cannot remove '%s'", path);
+  return ZORCH_OK;
+}
+
+char *zorch__path_join(const char *a, const char *b) {
+  size_t la = strlen(a);
+  if (la && a[la - 1] == '/') return zorch__asprintf("%s%s", a, b);
+  return zorch__asprintf("%s/%s", a, b);
+}

@@ -1,0 +1,2 @@
+/* local flavor (to be written) */
+#include "zorch/plugin.h"

@@ -1,0 +1,118 @@
+/* zorch — helpers shared by the Check test suites. */
+#define _GNU_SOURCE 1
+#include "zorch-check.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+int zt_run_suite(Suite *s) {
+  SRunner *sr = srunner_create(s);
+  srunner_run_all(sr, CK_ENV);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
+static char **tmpdirs;
+static size_t ntmp;
+
+static void cleanup(void) {
+  if (getenv("ZORCH_TEST_KEEP")) return;
+  for (size_t i = 0; i < ntmp; i++) {
+    char *argv[] = {"rm", "-rf", tmpdirs[i], NULL};
+    pid_t pid;
+    if (posix_spawnp(&pid, "rm", NULL, NULL, argv, environ) == 0) waitpid(pid, NULL, 0);
+    free(tmpdirs[i]);
+  }
+  free(tmpdirs);
+  tmpdirs = NULL;
+  ntmp = 0;
+}
+
+const char *zt_tmpdir(void) {
+  const char *base = getenv("TMPDIR");
+  char *t = NULL;
+  if (asprintf(&t, "%s/zorch-test-XXXXXX", base && *base ? base : "/tmp") < 0) abort();
+  if (!mkdtemp(t)) {
+    perror("mkdtemp");
+    abort();
+  }
+  if (ntmp == 0) atexit(cleanup);
+  tmpdirs = realloc(tmpdirs, (ntmp + 1) * sizeof *tmpdirs);
+  tmpdirs[ntmp++] = t;
+  return t;
+}
+
+zorch_client *zt_client(void) {
+  zorch_client_options o = ZORCH_CLIENT_OPTIONS_INIT;
+  o.home = zt_tmpdir();
+  zorch_client *c = NULL;
+  int rc = zorch_client_new(&c, &o);
+  ck_assert_msg(rc == ZORCH_OK, "zorch_client_new: %s", zorch_error_last()->message);
+  return c;
+}
+
+int zt_run(char **out, const char *const *argv, const char *const *extra_env) {
+  char path[] = "/tmp/zorch-test-out-XXXXXX";
+  int fd = mkstemp(path);
+  if (fd < 0) abort();
+  unlink(path);
+  size_t n = 0;
+  while (environ[n]) n++;
+  size_t m = 0;
+  while (extra_env && extra_env[m]) m++;
+  char **env = calloc(n + m + 1, sizeof *env);
+  size_t k = 0;
+  for (size_t i = 0; i < m; i++) env[k++] = (char *)extra_env[i];
+  for (size_t i = 0; i < n; i++) {
+    int shadowed = 0;
+    for (size_t j = 0; j < m; j++) {
+      size_t l = strcspn(extra_env[j], "=");
+      if (!strncmp(environ[i], extra_env[j], l) && environ[i][l] == '=') shadowed = 1;
+    }
+    if (!shadowed) env[k++] = environ[i];
+  }
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, fd, 1);
+  posix_spawn_file_actions_adddup2(&fa, fd, 2);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  pid_t pid;
+  int rc = posix_spawnp(&pid, argv[0], &fa, NULL, (char *const *)argv, env);
+  posix_spawn_file_actions_destroy(&fa);
+  free(env);
+  int status = 127;
+  if (rc == 0) {
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+  if (out) {
+    off_t len = lseek(fd, 0, SEEK_END);
+    *out = calloc(1, (size_t)len + 1);
+    pread(fd, *out, (size_t)len, 0);
+  }
+  close(fd);
+  return status;
+}
+
+char *zt_build_path(const char *rel) {
+  char *p = NULL;
+  const char *b = getenv("ZORCH_TEST_BUILDDIR");
+  if (asprintf(&p, "%s/%s", b ? b : ".", rel) < 0) abort();
+  return p;
+}
+
+char *zt_src_path(const char *rel) {
+  char *p = NULL;
+  const char *b = getenv("ZORCH_TEST_SRCDIR");
+  if (asprintf(&p, "%s/%s", b ? b : ".", rel) < 0) abort();
+  return p;
+}
