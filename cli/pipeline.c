@@ -57,6 +57,7 @@ typedef struct progress {
   char last[256];        /* the latest change, for the status line */
   pthread_mutex_t header_lock;
   bool header_done;      /* until then, lines wait in `pending` */
+  bool closed;           /* the run ended: draw nothing more */
   char *pending;
   size_t pending_len;
 } progress;
@@ -98,7 +99,9 @@ static void progress_free(progress *pg) {
 /* A permanent line on stdout (above the status line on a terminal). */
 static void progress_line(progress *pg, const char *line) {
   pthread_mutex_lock(&pg->header_lock);
-  if (!pg->header_done) {
+  if (pg->closed) {
+    /* nothing: the summary says it all */
+  } else if (!pg->header_done) {
     size_t l = strlen(line);
     char *np = realloc(pg->pending, pg->pending_len + l + 2);
     if (!np) abort();
@@ -180,7 +183,7 @@ static void on_progress(const char *run_id, const char *step, int status, void *
     progress_line(pg, line);
   }
   pthread_mutex_lock(&pg->header_lock);
-  if (pg->header_done) progress_redraw(pg);
+  if (pg->header_done && !pg->closed) progress_redraw(pg);
   pthread_mutex_unlock(&pg->header_lock);
 }
 
@@ -352,6 +355,9 @@ int cmd_pipeline_run(const cli_cmd *cmd, int argc, char **argv) {
   /* keep the message: the accessors below may overwrite the thread's last error */
   char message[2048];
   snprintf(message, sizeof message, "%s", zorch_error_last()->message);
+  pthread_mutex_lock(&pg.header_lock);
+  pg.closed = true;
+  pthread_mutex_unlock(&pg.header_lock);
   cli_status_clear();
   if (wrc == ZORCH_OK || wrc == ZORCH_ESTEP || wrc == ZORCH_ECANCELLED) print_summary(run);
   fflush(stdout);

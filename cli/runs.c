@@ -189,15 +189,13 @@ int cmd_run_logs(const cli_cmd *cmd, int argc, char **argv) {
       char *text = NULL;
       size_t size = 0;
       if (zorch_run_read_log(&text, &size, run, step)) {
-        if (zorch_error_last()->code == ZORCH_ENOTFOUND) {
-          printf("%s(no log)%s\n", cli_color_dim(), cli_color_reset());
-        } else {
-          fflush(stdout);
-          rc = cli_lib_error();
-        }
+        fflush(stdout);
+        rc = cli_lib_error();
+      } else if (size == 0) {
+        printf("%s(no output)%s\n", cli_color_dim(), cli_color_reset());
       } else {
         fwrite(text, 1, size, stdout);
-        if (size && text[size - 1] != '\n') putchar('\n');
+        if (text[size - 1] != '\n') putchar('\n');
       }
       zorch_free(text);
     }
