@@ -138,14 +138,16 @@ void cli_table_row(cli_table *t, const char *const *cells) {
 
 void cli_table_print(cli_table *t, FILE *f) {
   for (size_t r = 0; r < t->rows; r++) {
-    for (size_t c = 0; c < t->ncols; c++) {
+    size_t end = t->ncols; /* no padding after the last non-empty cell */
+    while (end > 1 && !t->cells[r * t->ncols + end - 1][0]) end--;
+    for (size_t c = 0; c < end; c++) {
       const char *v = t->cells[r * t->ncols + c];
       const char *color = r == 0 ? cli_color_bold() : t->colors[r * t->ncols + c];
       bool colored = color && *color;
       if (colored) fputs(color, f);
       fputs(v, f);
       if (colored) fputs(cli_color_reset(), f);
-      if (c + 1 < t->ncols)
+      if (c + 1 < end)
         for (size_t pad = text_width(v); pad < t->width[c] + 2; pad++) fputc(' ', f);
     }
     fputc('\n', f);

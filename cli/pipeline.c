@@ -200,7 +200,7 @@ static void print_summary(const zorch_run *run) {
     char attempts[16], dur[32], exitc[16];
     snprintf(attempts, sizeof attempts, "%u", zorch_run_step_attempts(run, i));
     double a = zorch_run_step_started_at(run, i), b = zorch_run_step_finished_at(run, i);
-    cli_format_duration(dur, sizeof dur, a > 0 && b >= a ? b - a : -1);
+    cli_format_duration(dur, sizeof dur, a > 0 && b >= a && st != ZORCH_STATUS_CACHED ? b - a : -1);
     int ec = zorch_run_step_exit_code(run, i);
     if (ec >= 0) snprintf(exitc, sizeof exitc, "%d", ec);
     else snprintf(exitc, sizeof exitc, "-");
@@ -215,8 +215,8 @@ static void print_summary(const zorch_run *run) {
   for (size_t i = 0; i < n; i++) {
     const char *err = zorch_run_step_error(run, i);
     int st = zorch_run_step_status(run, i);
-    if (err && (st == ZORCH_STATUS_FAILED || st == ZORCH_STATUS_SKIPPED ||
-                st == ZORCH_STATUS_STOPPED))
+    /* why failed steps failed is the run's error message, printed last */
+    if (err && (st == ZORCH_STATUS_SKIPPED || st == ZORCH_STATUS_STOPPED))
       printf("%s: %s\n", zorch_run_step_name(run, i), err);
   }
   int status = zorch_run_status(run);

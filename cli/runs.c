@@ -108,22 +108,29 @@ int cmd_run_show(const cli_cmd *cmd, int argc, char **argv) {
   cli_format_time(started, sizeof started, a);
   cli_format_time(finished, sizeof finished, b);
   span(dur, sizeof dur, a, b, st);
-  printf("Run:       %s%s%s\n", cli_color_bold(), zorch_run_name(run), cli_color_reset());
-  printf("ID:        %s\n", zorch_run_id(run));
-  printf("Pipeline:  %s\n", zorch_run_pipeline_name(run));
-  printf("Stack:     %s\n", zorch_run_stack(run) ? zorch_run_stack(run) : "-");
-  printf("Status:    %s%s%s\n", cli_status_color(st), zorch_status_name(st), cli_color_reset());
-  printf("Started:   %s\n", started);
-  printf("Finished:  %s\n", finished);
-  printf("Duration:  %s\n", dur);
-  static const char *const meta[][2] = {{"orchestrator", "Orchestrator"},
-                                        {"orchestrator_run_id", "Orchestrator run id"},
-                                        {"orchestrator_url", "Orchestrator URL"}};
-  for (size_t i = 0; i < sizeof meta / sizeof *meta; i++) {
-    const char *m = zorch_run_metadata(run, meta[i][0]);
-    if (m) printf("%s: %s\n", meta[i][1], m);
-  }
-
+  char status[64];
+  snprintf(status, sizeof status, "%s%s%s", cli_status_color(st), zorch_status_name(st),
+           cli_color_reset());
+  const char *stack = zorch_run_stack(run);
+  const char *fields[][2] = {
+      {"Run", zorch_run_name(run)},
+      {"ID", zorch_run_id(run)},
+      {"Pipeline", zorch_run_pipeline_name(run)},
+      {"Stack", stack ? stack : "-"},
+      {"Status", status},
+      {"Started", started},
+      {"Finished", finished},
+      {"Duration", dur},
+      {"Orchestrator", zorch_run_metadata(run, "orchestrator")},
+      {"Orchestrator run id", zorch_run_metadata(run, "orchestrator_run_id")},
+      {"Orchestrator URL", zorch_run_metadata(run, "orchestrator_url")},
+  };
+  for (size_t i = 0; i < sizeof fields / sizeof *fields; i++)
+    if (fields[i][1]) {
+      char label[32];
+      snprintf(label, sizeof label, "%s:", fields[i][0]);
+      printf("%-21s%s\n", label, fields[i][1]);
+    }
   static const char *const head[] = {"STEP", "STATUS", "ATTEMPTS", "DURATION", "EXIT", "OUTPUTS"};
   cli_table *t = cli_table_new(6, head);
   size_t n = zorch_run_step_count(run);
@@ -131,8 +138,10 @@ int cmd_run_show(const cli_cmd *cmd, int argc, char **argv) {
     int ss = zorch_run_step_status(run, i);
     char attempts[16], sdur[32], exitc[16];
     snprintf(attempts, sizeof attempts, "%u", zorch_run_step_attempts(run, i));
-    span(sdur, sizeof sdur, zorch_run_step_started_at(run, i), zorch_run_step_finished_at(run, i),
-         ss);
+    if (ss == ZORCH_STATUS_CACHED) snprintf(sdur, sizeof sdur, "-"); /* it did not run */
+    else
+      span(sdur, sizeof sdur, zorch_run_step_started_at(run, i),
+           zorch_run_step_finished_at(run, i), ss);
     int ec = zorch_run_step_exit_code(run, i);
     if (ec >= 0) snprintf(exitc, sizeof exitc, "%d", ec);
     else snprintf(exitc, sizeof exitc, "-");

@@ -361,8 +361,10 @@ START_TEST(test_pipeline_run_and_inspect) {
 
   out = zorch_expect(0, home, "run", "show", id, NULL);
   assert_plain(out);
-  assert_has(out, "Status:    completed");
-  assert_has(out, "Pipeline:  etl");
+  assert_line_has(out, "Status:", "completed");
+  assert_line_has(out, "Pipeline:", "etl");
+  assert_line_has(out, "ID:", id);
+  assert_line_has(out, "Orchestrator:", "local");
   assert_line_has(out, "make", "completed");
   assert_line_has(out, "count", "completed");
   assert_line_has(out, "report", "completed");
