@@ -18,8 +18,10 @@ static void warn_problems(zorch_client *c) {
   size_t i;
   json_t *p;
   json_array_foreach(arr, i, p) {
-    cli_warning("plugin %s was not loaded: %s", cli_json_str(p, "path", "?"),
-                cli_json_str(p, "error", "unknown error"));
+    const char *path = cli_json_str(p, "path", "?");
+    const char *error = cli_json_str(p, "error", "unknown error");
+    if (strstr(error, path)) cli_warning("plugin not loaded: %s", error);
+    else cli_warning("plugin %s not loaded: %s", path, error);
   }
   json_decref(arr);
 }

@@ -230,6 +230,32 @@ START_TEST(test_flavor_list) {
 }
 END_TEST
 
+/* A broken plugin is a warning, said once; the good flavors are still listed. */
+START_TEST(test_flavor_list_warns_about_broken_plugin) {
+  const char *home = zt_tmpdir();
+  const char *dir = zt_tmpdir();
+  free(write_file(dir, "zorch-flavor-broken.so", "not an ELF file\n"));
+  const char *good = getenv("ZORCH_PLUGIN_PATH");
+  char *path = NULL, *env_home = NULL;
+  if (asprintf(&path, "ZORCH_PLUGIN_PATH=%s:%s", good ? good : "", dir) < 0) abort();
+  if (asprintf(&env_home, "ZORCH_HOME=%s", home) < 0) abort();
+  const char *env[] = {path, env_home, NULL};
+  const char *argv[] = {zorch_cmd(), "orchestrator", "flavor", "list", NULL};
+  char *out = NULL;
+  int rc = zt_run(&out, argv, env);
+  ck_assert_msg(rc == 0, "exit %d:\n%s", rc, out);
+  assert_line_has(out, "local", "built-in");
+  assert_has(out, "zorch: warning: plugin not loaded: ");
+  size_t mentions = 0;
+  for (const char *p = out; (p = strstr(p, "zorch-flavor-broken.so")); p++) mentions++;
+  ck_assert_msg(mentions == 1, "the broken plugin is named %zu times, wanted once:\n%s", mentions,
+                out);
+  free(out);
+  free(path);
+  free(env_home);
+}
+END_TEST
+
 START_TEST(test_stack_round_trip) {
   const char *home = zt_tmpdir();
   char *out = zorch_expect(0, home, "orchestrator", "register", "fast", "--flavor", "local", "-c",
@@ -681,6 +707,7 @@ Suite *cli_suite(void) {
   suite_add_tcase(s, tc);
   tc = tcase_create("stacks");
   tcase_add_test(tc, test_flavor_list);
+  tcase_add_test(tc, test_flavor_list_warns_about_broken_plugin);
   tcase_add_test(tc, test_stack_round_trip);
   tcase_add_test(tc, test_bad_config_names_the_field);
   suite_add_tcase(s, tc);
