@@ -530,6 +530,30 @@ START_TEST(test_bad_spec_is_rejected_precisely) {
 }
 END_TEST
 
+START_TEST(test_run_options) {
+  const char *home = zt_tmpdir();
+  char *spec = write_file(zt_tmpdir(), "etl.json", etl_spec);
+  free(zorch_expect(0, home, "orchestrator", "register", "serial", "--flavor", "local", NULL));
+  free(zorch_expect(0, home, "stack", "register", "dev", "-o", "serial", NULL));
+  char *out = zorch_expect(0, home, "pipeline", "run", spec, "--stack", "dev", "--max-parallel",
+                           "1", "--name", "on-dev", "--stop-on-failure", NULL);
+  assert_has(out, "on stack 'dev'");
+  assert_has(out, "Run: on-dev ");
+  free(out);
+  out = zorch_expect(0, home, "run", "show", "on-dev", NULL);
+  assert_line_has(out, "Stack:", "dev");
+  free(out);
+  out = zorch_expect(1, home, "pipeline", "run", spec, "--stack", "no-such-stack", NULL);
+  assert_has(out, "zorch: error: ");
+  assert_has(out, "no-such-stack");
+  free(out);
+  out = zorch_expect(2, home, "pipeline", "run", spec, "--max-parallel", "-3", NULL);
+  assert_has(out, "--max-parallel wants a positive integer");
+  free(out);
+  free(spec);
+}
+END_TEST
+
 START_TEST(test_validate_good_spec) {
   const char *home = zt_tmpdir();
   char *spec = write_file(zt_tmpdir(), "etl.json", etl_spec);
@@ -717,6 +741,7 @@ Suite *cli_suite(void) {
   tcase_add_test(tc, test_bad_spec_is_rejected_precisely);
   tcase_add_test(tc, test_pipeline_run_and_inspect);
   tcase_add_test(tc, test_second_run_is_cached);
+  tcase_add_test(tc, test_run_options);
   tcase_add_test(tc, test_failing_step_exits_1);
   tcase_add_test(tc, test_pipe_output_is_plain);
   tcase_add_test(tc, test_terminal_shows_status_line);
