@@ -47,7 +47,7 @@ typedef struct zorch__pstep {
   uint32_t n_inputs;
   uint32_t n_preds;         /* edges into this step (inputs and 'after') */
   uint32_t succ_off, n_succ;
-  json_t *params;           /* object: resolved params (borrowed from the doc) */
+  json_t *params;           /* object: resolved params (the step's own, or plan->empty) */
   char *params_canon;       /* canonical text of params (sorted keys, compact) */
   const char **env;         /* "K=V" strings, NULL-terminated (may be empty) */
   uint32_t retries;
@@ -61,8 +61,7 @@ typedef struct zorch__pstep {
 } zorch__pstep;
 
 typedef struct zorch__plan {
-  json_t *doc;
-  char *text;               /* the document as loaded */
+  json_t *doc;              /* the document's members other than "steps" */
   const char *pipeline, *run_id, *run_name, *store_path, *stack, *flavor;
   int failure_mode;
   uint32_t n_steps;
@@ -73,6 +72,7 @@ typedef struct zorch__plan {
   const char *default_version;
   json_t *empty;            /* {} for steps without params */
   zorch__strv strings;      /* strings the plan made (env "K=V") */
+  void *arena;              /* names, arrays and strings of the steps */
 } zorch__plan;
 
 /** Parse and check a deployment document.  ZORCH_EVERSION when newer than
