@@ -3,6 +3,7 @@
 #define ZORCH_DEPLOYMENT_H
 
 #include <jansson.h>
+#include <stdatomic.h>
 
 #include "map.h"
 #include "pipeline_int.h"
@@ -61,6 +62,7 @@ typedef struct zorch__pstep {
 } zorch__pstep;
 
 typedef struct zorch__plan {
+  atomic_int refs;
   json_t *doc;              /* the document's members other than "steps" */
   const char *pipeline, *run_id, *run_name, *store_path, *stack, *flavor;
   int failure_mode;
@@ -85,6 +87,8 @@ int zorch__plan_bind(zorch__plan *plan, const zorch_pipeline *p);
 /** Index of a step, or -1. */
 int64_t zorch__plan_find(const zorch__plan *plan, const char *name);
 
+/** Take one more reference; zorch__plan_free() drops one and frees at zero. */
+zorch__plan *zorch__plan_ref(zorch__plan *plan);
 void zorch__plan_free(zorch__plan *plan);
 
 #endif

@@ -181,7 +181,6 @@ static int run_step(const char *dep_path, const char *run_id, const char *step,
   }
   char *lp = zorch__asprintf("%s/%s.log", logs, step);
   free(logs);
-  free(run_dir);
   zorch__step_rec *r = &recs[i];
   r->attempts = r->attempts + 1;
   r->status = ZORCH_STATUS_RUNNING;
@@ -194,7 +193,7 @@ static int run_step(const char *dep_path, const char *run_id, const char *step,
   zorch_step_ctx ctx;
   char *err = NULL;
   bool ok = false;
-  if (zorch__ctx_init(&ctx, st, plan, (uint32_t)i, r->attempts, recs, &cancelled, lp) != ZORCH_OK) {
+  if (zorch__ctx_init(&ctx, st, plan, (uint32_t)i, r->attempts, recs, &cancelled, run_dir) != ZORCH_OK) {
     err = zorch__strdup(zorch_error_last()->message);
   } else {
     int frc = s->fn(&ctx, s->payload);
@@ -218,6 +217,7 @@ static int run_step(const char *dep_path, const char *run_id, const char *step,
     fprintf(stderr, "zorch: step '%s' failed: %s\n", step, err);
   }
   free(lp);
+  free(run_dir);
   if (write_step_record(st, plan, (uint32_t)i, r) != ZORCH_OK) {
     fprintf(stderr, "zorch: cannot write the step record: %s\n", zorch_error_last()->message);
     ok = false;

@@ -47,8 +47,13 @@ static char *arena_strndup(zorch__plan *pl, const char *s, size_t n) {
 
 /* ---- plan lifetime ---- */
 
+zorch__plan *zorch__plan_ref(zorch__plan *plan) {
+  atomic_fetch_add(&plan->refs, 1);
+  return plan;
+}
+
 void zorch__plan_free(zorch__plan *plan) {
-  if (!plan) return;
+  if (!plan || atomic_fetch_sub(&plan->refs, 1) > 1) return;
   for (uint32_t i = 0; i < plan->n_steps; i++) {
     zorch__pstep *s = &plan->steps[i];
     free(s->params_canon);
@@ -618,6 +623,7 @@ int zorch__plan_load(zorch__plan **out, const char *text) {
   *out = NULL;
   zorch__plan *pl = calloc(1, sizeof *pl);
   if (!pl) return zorch__error_oom();
+  atomic_init(&pl->refs, 1);
   pl->doc = json_object();
   pl->empty = json_object();
   pl->by_name = zorch__map_new(1024);
