@@ -523,15 +523,15 @@ static void attempt_done(zorch__exec *x, uint32_t i, bool ok, char *error, int e
 
 static void run_function(zorch__exec *x, uint32_t i, uint32_t attempt) {
   const zorch__pstep *s = &x->plan->steps[i];
-  char *lp = step_log_path(x, i);
   zorch_step_ctx ctx;
   char *err = NULL;
   bool ok = false;
-  int rc = zorch__ctx_init(&ctx, x->store, x->plan, i, attempt, x->recs, &x->xs[i].cancelled, lp);
+  int rc = zorch__ctx_init(&ctx, x->store, x->plan, i, attempt, x->recs, &x->xs[i].cancelled,
+                           x->run_dir);
   if (rc) {
     err = zorch__asprintf("cannot set up the step: %s", zorch_error_last()->message);
   } else {
-    if (attempt > 1 && lp) zorch__log_append(lp, "--- zorch: attempt %u ---", attempt);
+    if (attempt > 1) zorch_ctx_log(&ctx, "--- zorch: attempt %u ---", attempt);
     int frc = s->fn(&ctx, s->payload);
     pthread_mutex_lock(&x->lock);
     bool timed_out = x->xs[i].timed_out, stopped = x->xs[i].stop_requested;
@@ -548,13 +548,12 @@ static void run_function(zorch__exec *x, uint32_t i, uint32_t attempt) {
     } else {
       ok = true;
     }
-    if (!ok && lp && err) zorch__log_append(lp, "zorch: step failed: %s", err);
+    if (!ok && err) zorch_ctx_log(&ctx, "zorch: step failed: %s", err);
   }
   pthread_mutex_lock(&x->lock);
   attempt_done(x, i, ok, err, -1, ok ? ctx.outputs : NULL);
   pthread_mutex_unlock(&x->lock);
   if (rc == ZORCH_OK) zorch__ctx_cleanup(&ctx);
-  free(lp);
 }
 
 static void *worker_main(void *arg) {
