@@ -1,2 +1,272 @@
-/* zorch — entrypoint (to be written). */
-#include "internal.h"
+/* zorch — the step entrypoint: a host program started as one step of one run. */
+#include "client_int.h"
+#include "executor.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <unistd.h>
+
+atomic_int zorch__entrypoint_registered;
+
+static int apply_line(const char *line, size_t len, void *payload) {
+  void **pp = payload;
+  return zorch__step_rec_apply(pp[0], pp[1], line, len);
+}
+
+/* Load the records of the run so far: the journal and per-step record files. */
+static int load_records(const zorch__plan *plan, zorch__step_rec *recs, const char *run_dir) {
+  void *pp[2] = {(void *)plan, recs};
+  char *jp = zorch__path_join(run_dir, "journal.jsonl");
+  int rc = jp ? zorch__journal_replay(jp, apply_line, pp) : zorch__error_oom();
+  free(jp);
+  if (rc && rc != ZORCH_ENOTFOUND) return rc;
+  char *sd = zorch__path_join(run_dir, "steps");
+  DIR *d = sd ? opendir(sd) : NULL;
+  if (d) {
+    struct dirent *de;
+    while ((de = readdir(d))) {
+      size_t l = strlen(de->d_name);
+      if (l < 6 || strcmp(de->d_name + l - 5, ".json")) continue;
+      char *p = zorch__path_join(sd, de->d_name);
+      char *text = NULL;
+      size_t tl = 0;
+      if (p && zorch__read_file(p, &text, &tl) == ZORCH_OK)
+        zorch__step_rec_apply(plan, recs, text, tl);
+      free(text);
+      free(p);
+    }
+    closedir(d);
+  }
+  free(sd);
+  return ZORCH_OK;
+}
+
+/* Compare the deployment's definition of every step with the program's. */
+static int check_match(const zorch__plan *dep, const zorch_pipeline *p) {
+  zorch__compile_info ci = {.run_id = dep->run_id, .run_name = dep->run_name,
+                            .store_path = dep->store_path, .failure_mode = dep->failure_mode};
+  json_t *params = json_object_get(dep->doc, "params");
+  char *ptext = params ? json_dumps(params, JSON_COMPACT) : NULL;
+  ci.params_json = ptext;
+  char *mine = NULL;
+  int rc = zorch__deployment_compile(&mine, p, &ci);
+  free(ptext);
+  if (rc) return zorch__error_prefix("the program's pipeline '%s' does not compile", p->name);
+  json_t *m = json_loads(mine, 0, NULL);
+  free(mine);
+  json_t *ds = json_object_get(dep->doc, "steps"), *ms = json_object_get(m, "steps");
+  if (json_array_size(ds) != json_array_size(ms)) {
+    rc = zorch__error_set(ZORCH_EMISMATCH,
+                          "the program's pipeline '%s' has %zu steps, the deployment has %zu",
+                          p->name, json_array_size(ms), json_array_size(ds));
+    json_decref(m);
+    return rc;
+  }
+  static const char *keys[] = {"name", "kind", "command", "inputs", "outputs", "after",
+                               "uses", "params", "version", "settings"};
+  for (size_t i = 0; i < json_array_size(ds); i++) {
+    json_t *a = json_array_get(ds, i), *b = NULL;
+    const char *name = json_string_value(json_object_get(a, "name"));
+    for (size_t j = 0; j < json_array_size(ms); j++)
+      if (name && !strcmp(name, json_string_value(json_object_get(json_array_get(ms, j), "name")) ?: ""))
+        b = json_array_get(ms, j);
+    if (!b) {
+      rc = zorch__error_set(ZORCH_EMISMATCH, "step '%s' of the deployment is not in the program's pipeline '%s'",
+                            name ? name : "?", p->name);
+      break;
+    }
+    for (size_t k = 0; k < sizeof keys / sizeof *keys; k++) {
+      json_t *va = json_object_get(a, keys[k]), *vb = json_object_get(b, keys[k]);
+      if ((va || vb) && !(va && vb && json_equal(va, vb))) {
+        char *ta = va ? json_dumps(va, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+        char *tb = vb ? json_dumps(vb, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+        rc = zorch__error_set(ZORCH_EMISMATCH,
+                              "step '%s' differs between the deployment and this program: %s is "
+                              "%.300s in the deployment but %.300s here",
+                              name, keys[k], ta ? ta : "absent", tb ? tb : "absent");
+        free(ta);
+        free(tb);
+        break;
+      }
+    }
+    if (rc) break;
+  }
+  json_decref(m);
+  return rc;
+}
+
+static int write_step_record(zorch__store *st, const zorch__plan *plan, uint32_t i,
+                             const zorch__step_rec *r) {
+  zorch__buf b = ZORCH__BUF_INIT;
+  zorch__step_rec_json(&b, plan, i, r);
+  char *rel = zorch__asprintf("runs/%s/steps/%s.json", plan->run_id, plan->steps[i].name);
+  int rc = rel && b.data ? zorch__store_write_doc(st, rel, b.data, b.len, true) : zorch__error_oom();
+  free(rel);
+  zorch__buf_free(&b);
+  return rc;
+}
+
+/* Run one function step of a deployment; returns a ZORCH_EXIT_* code. */
+static int run_step(const char *dep_path, const char *run_id, const char *step,
+                    zorch_build_cb build, void *payload) {
+  char *text = NULL;
+  int rc = zorch__read_file(dep_path, &text, NULL);
+  if (rc) {
+    fprintf(stderr, "zorch: cannot read the deployment: %s\n", zorch_error_last()->message);
+    return ZORCH_EXIT_USAGE;
+  }
+  zorch__plan *plan = NULL;
+  rc = zorch__plan_load(&plan, text);
+  free(text);
+  if (rc) {
+    fprintf(stderr, "zorch: %s: %s\n", dep_path, zorch_error_last()->message);
+    return ZORCH_EXIT_USAGE;
+  }
+  int exit_code = ZORCH_EXIT_USAGE;
+  zorch_pipeline *p = NULL;
+  zorch__store *st = NULL;
+  zorch__step_rec *recs = NULL;
+  int64_t i = zorch__plan_find(plan, step);
+  if (i < 0) {
+    fprintf(stderr, "zorch: the deployment of pipeline '%s' has no step '%s'\n", plan->pipeline, step);
+    goto out;
+  }
+  if (!plan->run_id || strcmp(plan->run_id, run_id) != 0) {
+    fprintf(stderr, "zorch: the deployment belongs to run '%s', not '%s'\n",
+            plan->run_id ? plan->run_id : "(none)", run_id);
+    goto out;
+  }
+  if (plan->steps[i].kind != ZORCH__STEP_FUNCTION) {
+    fprintf(stderr, "zorch: step '%s' is a command step: run it with `zorch step run`\n", step);
+    goto out;
+  }
+  if (build(&p, plan->pipeline, payload) != 0 || !p) {
+    fprintf(stderr, "zorch: the program could not build pipeline '%s': %s\n", plan->pipeline,
+            zorch_error_last()->message);
+    goto out;
+  }
+  if (check_match(plan, p) != ZORCH_OK || zorch__plan_bind(plan, p) != ZORCH_OK) {
+    fprintf(stderr, "zorch: %s\n", zorch_error_last()->message);
+    exit_code = ZORCH_EXIT_MISMATCH;
+    goto out;
+  }
+  if (!plan->store_path || zorch__store_open(&st, plan->store_path) != ZORCH_OK) {
+    fprintf(stderr, "zorch: cannot open the artifact store '%s': %s\n",
+            plan->store_path ? plan->store_path : "(none)", zorch_error_last()->message);
+    goto out;
+  }
+  recs = zorch__step_recs_new(plan);
+  char *run_dir = zorch__asprintf("%s/runs/%s", plan->store_path, plan->run_id);
+  char *logs = run_dir ? zorch__path_join(run_dir, "logs") : NULL;
+  if (!recs || !run_dir || !logs || load_records(plan, recs, run_dir) || zorch__mkdirs(logs)) {
+    fprintf(stderr, "zorch: cannot read the run's records: %s\n", zorch_error_last()->message);
+    free(run_dir);
+    free(logs);
+    goto out;
+  }
+  const zorch__pstep *s = &plan->steps[i];
+  for (uint32_t k = 0; k < s->n_inputs; k++) {
+    const zorch__output_rec *o = &recs[s->inputs[k].step].outputs[s->inputs[k].output];
+    if (!o->set || !zorch__store_has(st, o->digest)) {
+      fprintf(stderr, "zorch: input '%s' of step '%s' (output '%s' of step '%s') is not in the store yet\n",
+              s->inputs[k].name, step, plan->steps[s->inputs[k].step].outputs[s->inputs[k].output],
+              plan->steps[s->inputs[k].step].name);
+      free(run_dir);
+      free(logs);
+      goto out;
+    }
+  }
+  char *lp = zorch__asprintf("%s/%s.log", logs, step);
+  free(logs);
+  free(run_dir);
+  zorch__step_rec *r = &recs[i];
+  r->attempts = r->attempts + 1;
+  r->status = ZORCH_STATUS_RUNNING;
+  r->started = zorch__now();
+  r->finished = 0;
+  r->exit_code = -1;
+  if (s->cache) zorch__cache_key(plan, (uint32_t)i, recs, r->cache_key);
+  write_step_record(st, plan, (uint32_t)i, r);
+  atomic_int cancelled = 0;
+  zorch_step_ctx ctx;
+  char *err = NULL;
+  bool ok = false;
+  if (zorch__ctx_init(&ctx, st, plan, (uint32_t)i, r->attempts, recs, &cancelled, lp) != ZORCH_OK) {
+    err = zorch__strdup(zorch_error_last()->message);
+  } else {
+    int frc = s->fn(&ctx, s->payload);
+    if (frc != 0)
+      err = ctx.fail_message ? zorch__strdup(ctx.fail_message)
+                             : zorch__asprintf("step function returned %d", frc);
+    else if (zorch__ctx_finish(&ctx) != ZORCH_OK)
+      err = zorch__strdup(zorch_error_last()->message);
+    else
+      ok = true;
+    if (ok)
+      for (uint32_t k = 0; k < s->n_outputs; k++) r->outputs[k] = ctx.outputs[k];
+    zorch__ctx_cleanup(&ctx);
+  }
+  r->finished = zorch__now();
+  r->status = ok ? ZORCH_STATUS_COMPLETED : ZORCH_STATUS_FAILED;
+  free(r->error);
+  r->error = err;
+  if (err) {
+    zorch__log_append(lp, "zorch: step failed: %s", err);
+    fprintf(stderr, "zorch: step '%s' failed: %s\n", step, err);
+  }
+  free(lp);
+  if (write_step_record(st, plan, (uint32_t)i, r) != ZORCH_OK) {
+    fprintf(stderr, "zorch: cannot write the step record: %s\n", zorch_error_last()->message);
+    ok = false;
+  }
+  if (ok && r->cache_key[0]) {
+    zorch__cache *cache = NULL;
+    if (zorch__cache_open(&cache, st, plan->pipeline, true) == ZORCH_OK) {
+      zorch__buf b = ZORCH__BUF_INIT;
+      zorch__buf_puts(&b, "[");
+      for (uint32_t k = 0; k < s->n_outputs; k++) {
+        zorch__buf_puts(&b, k ? ",{\"name\":" : "{\"name\":");
+        zorch__buf_json_string(&b, s->outputs[k]);
+        zorch__buf_printf(&b, ",\"digest\":\"%s\",\"size\":%llu,\"kind\":\"%s\"}",
+                          r->outputs[k].digest, (unsigned long long)r->outputs[k].size,
+                          r->outputs[k].is_dir ? "dir" : "file");
+      }
+      zorch__buf_puts(&b, "]");
+      zorch__cache_put(cache, r->cache_key, b.data);
+      zorch__buf_free(&b);
+      zorch__cache_close(cache);
+    }
+  }
+  exit_code = ok ? ZORCH_EXIT_OK : ZORCH_EXIT_STEP_FAILED;
+out:
+  if (recs) zorch__step_recs_free(recs, plan->n_steps);
+  if (st) zorch__store_close(st);
+  zorch_pipeline_free(p);
+  zorch__plan_free(plan);
+  return exit_code;
+}
+
+int zorch_main(int argc, char **argv, zorch_build_cb build, void *payload) {
+  const char *step = NULL, *dep = NULL, *run = NULL;
+  for (int a = 1; a < argc; a++) {
+    const char **slot = !strcmp(argv[a], "--zorch-step")         ? &step
+                        : !strcmp(argv[a], "--zorch-deployment") ? &dep
+                        : !strcmp(argv[a], "--zorch-run")        ? &run
+                                                                 : NULL;
+    if (!slot) continue;
+    if (a + 1 >= argc) {
+      fprintf(stderr, "zorch: %s needs a value\n", argv[a]);
+      exit(ZORCH_EXIT_USAGE);
+    }
+    *slot = argv[++a];
+  }
+  if (!build) return zorch__error_set(ZORCH_EINVALID, "zorch_main: build callback is NULL");
+  atomic_store(&zorch__entrypoint_registered, 1);
+  if (!step && !dep && !run) return ZORCH_OK;
+  if (!step || !dep || !run) {
+    fprintf(stderr, "zorch: a step needs --zorch-step, --zorch-deployment and --zorch-run\n");
+    exit(ZORCH_EXIT_USAGE);
+  }
+  fflush(stdout);
+  exit(run_step(dep, run, step, build, payload));
+}

@@ -1,2 +1,1205 @@
-/* zorch — executor (to be written). */
-#include "internal.h"
+/* zorch — the DAG executor.
+ *
+ * One scheduler lock protects all scheduling state.  Function steps run on a
+ * pool of worker threads; a worker that finishes a step does the bookkeeping
+ * itself (propagates to successors, dispatches ready steps) and takes the next
+ * step without sleeping when one is ready.  Command steps run as child
+ * processes watched by one event-loop thread through pidfds in an epoll set;
+ * their stdout and stderr go straight to the step's log file.  The same loop
+ * thread handles timeouts, retry delays and cancellation.  Every scheduling
+ * operation is O(1) or O(out-degree): no scan of all steps per completion.
+ */
+#include "executor.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "client_int.h"
+
+extern char **environ;
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+
+/* ---- step records ---------------------------------------------------------------- */
+
+zorch__step_rec *zorch__step_recs_new(const zorch__plan *plan) {
+  uint32_t n = plan->n_steps;
+  size_t total_out = 0;
+  for (uint32_t i = 0; i < n; i++) total_out += plan->steps[i].n_outputs;
+  /* one block for the records, one for every output slot */
+  zorch__step_rec *recs = calloc(n ? n : 1, sizeof *recs);
+  zorch__output_rec *outs = calloc(total_out ? total_out : 1, sizeof *outs);
+  if (!recs || !outs) {
+    free(recs);
+    free(outs);
+    return NULL;
+  }
+  size_t o = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    recs[i].exit_code = -1;
+    recs[i].outputs = outs + o;
+    for (uint32_t k = 0; k < plan->steps[i].n_outputs; k++)
+      recs[i].outputs[k].name = plan->steps[i].outputs[k];
+    o += plan->steps[i].n_outputs;
+  }
+  return recs;
+}
+
+void zorch__step_recs_free(zorch__step_rec *recs, uint32_t n) {
+  if (!recs) return;
+  for (uint32_t i = 0; i < n; i++) free(recs[i].error);
+  free(recs[0].outputs);
+  free(recs);
+}
+
+int zorch__step_rec_json(zorch__buf *b, const zorch__plan *plan, uint32_t i,
+                         const zorch__step_rec *r) {
+  const zorch__pstep *s = &plan->steps[i];
+  zorch__buf_puts(b, "{\"step\":");
+  zorch__buf_json_string(b, s->name);
+  zorch__buf_printf(b, ",\"status\":\"%s\",\"attempt\":%u,\"started\":%.6f,\"finished\":%.6f",
+                    zorch_status_name(r->status), r->attempts, r->started, r->finished);
+  if (r->exit_code >= 0) zorch__buf_printf(b, ",\"exit\":%d", r->exit_code);
+  if (r->cache_key[0]) zorch__buf_printf(b, ",\"cache_key\":\"%s\"", r->cache_key);
+  if (r->error) {
+    zorch__buf_puts(b, ",\"error\":");
+    zorch__buf_json_string(b, r->error);
+  }
+  if (r->status == ZORCH_STATUS_COMPLETED || r->status == ZORCH_STATUS_CACHED) {
+    zorch__buf_puts(b, ",\"outputs\":[");
+    for (uint32_t k = 0; k < s->n_outputs; k++) {
+      const zorch__output_rec *o = &r->outputs[k];
+      zorch__buf_puts(b, k ? ",{\"name\":" : "{\"name\":");
+      zorch__buf_json_string(b, s->outputs[k]);
+      zorch__buf_printf(b, ",\"digest\":\"%s\",\"size\":%llu,\"kind\":\"%s\"}", o->digest,
+                        (unsigned long long)o->size, o->is_dir ? "dir" : "file");
+    }
+    zorch__buf_puts(b, "]");
+  }
+  return zorch__buf_puts(b, "}");
+}
+
+static int status_parse(const char *s) {
+  for (int st = 0; st <= ZORCH_STATUS_RETRYING; st++)
+    if (!strcmp(zorch_status_name(st), s)) return st;
+  return -1;
+}
+
+int zorch__step_rec_apply(const zorch__plan *plan, zorch__step_rec *recs, const char *line,
+                          size_t len) {
+  json_error_t err;
+  json_t *o = json_loadb(line, len, 0, &err);
+  if (!o) return ZORCH_OK; /* an unreadable record is skipped; the step shows its older state */
+  const char *name = json_string_value(json_object_get(o, "step"));
+  int64_t i = name ? zorch__plan_find(plan, name) : -1;
+  int st = status_parse(json_string_value(json_object_get(o, "status")) ?: "");
+  if (i < 0 || st < 0) {
+    json_decref(o);
+    return ZORCH_OK;
+  }
+  zorch__step_rec *r = &recs[i];
+  r->status = st;
+  r->attempts = (uint32_t)json_integer_value(json_object_get(o, "attempt"));
+  r->started = json_number_value(json_object_get(o, "started"));
+  r->finished = json_number_value(json_object_get(o, "finished"));
+  json_t *ex = json_object_get(o, "exit");
+  r->exit_code = ex ? (int)json_integer_value(ex) : -1;
+  const char *ck = json_string_value(json_object_get(o, "cache_key"));
+  snprintf(r->cache_key, sizeof r->cache_key, "%s", ck && zorch__is_digest(ck) ? ck : "");
+  free(r->error);
+  const char *e = json_string_value(json_object_get(o, "error"));
+  r->error = e ? zorch__strdup(e) : NULL;
+  json_t *outs = json_object_get(o, "outputs");
+  const zorch__pstep *s = &plan->steps[i];
+  for (uint32_t k = 0; k < s->n_outputs; k++) r->outputs[k].set = false;
+  for (size_t k = 0; k < json_array_size(outs); k++) {
+    json_t *jo = json_array_get(outs, k);
+    const char *on = json_string_value(json_object_get(jo, "name"));
+    const char *dg = json_string_value(json_object_get(jo, "digest"));
+    for (uint32_t q = 0; on && dg && q < s->n_outputs; q++) {
+      if (strcmp(s->outputs[q], on) != 0 || !zorch__is_digest(dg)) continue;
+      zorch__output_rec *out = &r->outputs[q];
+      memcpy(out->digest, dg, ZORCH__DIGEST_HEX);
+      out->size = (uint64_t)json_integer_value(json_object_get(jo, "size"));
+      const char *kind = json_string_value(json_object_get(jo, "kind"));
+      out->is_dir = kind && !strcmp(kind, "dir");
+      out->set = true;
+    }
+  }
+  json_decref(o);
+  return ZORCH_OK;
+}
+
+/* ---- cache keys ------------------------------------------------------------------- */
+
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+void zorch__cache_key(const zorch__plan *plan, uint32_t i, const zorch__step_rec *recs,
+                      char out[ZORCH__DIGEST_HEX]) {
+  const zorch__pstep *s = &plan->steps[i];
+  zorch__buf b = ZORCH__BUF_INIT;
+  zorch__buf_printf(&b, "zorch-cache-1\npipeline=%s\nstep=%s\nkind=%d\nversion=%s\n",
+                    plan->pipeline, s->name, s->kind, s->version);
+  if (s->argv)
+    for (size_t a = 0; s->argv[a]; a++) {
+      zorch__buf_puts(&b, "arg=");
+      zorch__buf_put(&b, s->argv[a], strlen(s->argv[a]) + 1);
+    }
+  zorch__buf_printf(&b, "\nparams=%s\n", s->params_canon ? s->params_canon : "{}");
+  size_t ne = 0;
+  while (s->env && s->env[ne]) ne++;
+  if (ne) {
+    const char **env = malloc(ne * sizeof *env);
+    if (env) {
+      memcpy(env, s->env, ne * sizeof *env);
+      qsort(env, ne, sizeof *env, cmp_str);
+      for (size_t k = 0; k < ne; k++) {
+        zorch__buf_puts(&b, "env=");
+        zorch__buf_put(&b, env[k], strlen(env[k]) + 1);
+      }
+      free(env);
+    }
+  }
+  for (uint32_t k = 0; k < s->n_outputs; k++) zorch__buf_printf(&b, "out=%s\n", s->outputs[k]);
+  /* inputs in name order */
+  uint32_t ni = s->n_inputs;
+  const zorch__pin **ins = ni ? malloc(ni * sizeof *ins) : NULL;
+  for (uint32_t k = 0; ins && k < ni; k++) ins[k] = &s->inputs[k];
+  for (uint32_t a = 1; ins && a < ni; a++) /* insertion sort: inputs are few */
+    for (uint32_t c = a; c > 0 && strcmp(ins[c - 1]->name, ins[c]->name) > 0; c--) {
+      const zorch__pin *t = ins[c];
+      ins[c] = ins[c - 1];
+      ins[c - 1] = t;
+    }
+  for (uint32_t k = 0; ins && k < ni; k++)
+    zorch__buf_printf(&b, "in=%s:%s\n", ins[k]->name,
+                      recs[ins[k]->step].outputs[ins[k]->output].digest);
+  free(ins);
+  zorch__sha256_hex(b.data, b.len, out);
+  zorch__buf_free(&b);
+}
+
+/* ---- executor state ---------------------------------------------------------------------- */
+
+typedef struct xstep {
+  uint32_t remaining;      /* predecessors not yet done */
+  bool upstream_failed;
+  bool terminal;
+  bool timed_out;
+  bool killing;            /* SIGTERM sent; SIGKILL at deadline */
+  bool stop_requested;     /* stopped by fail-fast or cancel */
+  bool started;            /* its process or function is running */
+  int64_t deadline_ns;     /* 0: none */
+  int64_t retry_due_ns;
+  pid_t pid;
+  int pidfd;
+  char **scratch;          /* command steps: per output scratch path */
+  atomic_int cancelled;    /* function steps: seen by zorch_ctx_cancelled */
+  uint32_t active_slot;    /* index in x->active, or UINT32_MAX */
+  const char *upstream;    /* name of the failed upstream (borrowed from the plan) */
+} xstep;
+
+typedef struct ring {
+  uint32_t *v;
+  size_t cap, head, len;
+} ring;
+
+static int ring_init(ring *r, size_t cap) {
+  r->cap = cap ? cap : 1;
+  r->v = malloc(r->cap * sizeof *r->v);
+  r->head = r->len = 0;
+  return r->v ? ZORCH_OK : zorch__error_oom();
+}
+static void ring_push(ring *r, uint32_t x) {
+  r->v[(r->head + r->len) % r->cap] = x;
+  r->len++;
+}
+static uint32_t ring_pop(ring *r) {
+  uint32_t x = r->v[r->head];
+  r->head = (r->head + 1) % r->cap;
+  r->len--;
+  return x;
+}
+
+struct zorch__exec {
+  zorch__plan *plan;
+  zorch__store *store;
+  zorch__journal *journal;
+  zorch__cache *cache;
+  zorch__exec_opts opts;
+  char *run_dir;
+  zorch__step_rec *recs;
+  xstep *xs;
+  uint32_t n;
+
+  pthread_mutex_t lock;
+  pthread_cond_t work_cv;
+  pthread_cond_t done_cv;
+  ring ready;       /* ready to dispatch */
+  ring fq;          /* function steps handed to workers */
+  ring cq;          /* command steps for the loop thread to spawn */
+  ring retry;       /* steps waiting out a retry delay */
+  uint32_t *work;   /* propagation worklist (each step enters it at most once) */
+  uint32_t n_work;
+  uint32_t *active; /* dispatched, not yet done */
+  uint32_t n_active;
+  uint32_t running, max_parallel, n_done, n_idle;
+  bool stopping, cancelled, sched_done, shutdown, finished;
+  char *stop_reason;
+  int run_status;
+  char *run_message;
+  atomic_int cancel_flag;
+  int evfd, epfd;
+  pthread_t loop_thread;
+  pthread_t *workers;
+  uint32_t n_workers;
+  bool loop_started;
+};
+
+static void wake_loop(zorch__exec *x) {
+  uint64_t one = 1;
+  ssize_t r = write(x->evfd, &one, sizeof one);
+  (void)r;
+}
+
+static void progress(zorch__exec *x, uint32_t i, int status) {
+  if (x->opts.progress_cb)
+    x->opts.progress_cb(x->plan->run_id ? x->plan->run_id : "", x->plan->steps[i].name, status,
+                        x->opts.progress_payload);
+}
+
+static void record(zorch__exec *x, uint32_t i) {
+  if (!x->journal) return;
+  zorch__buf b = ZORCH__BUF_INIT;
+  if (zorch__step_rec_json(&b, x->plan, i, &x->recs[i]) == ZORCH_OK)
+    zorch__journal_append(x->journal, b.data, b.len);
+  zorch__buf_free(&b);
+}
+
+static char *step_log_path(zorch__exec *x, uint32_t i) {
+  if (!x->run_dir) return NULL;
+  return zorch__asprintf("%s/logs/%s.log", x->run_dir, x->plan->steps[i].name);
+}
+
+static void set_error(zorch__step_rec *r, char *msg) {
+  free(r->error);
+  r->error = msg;
+}
+
+static void active_add(zorch__exec *x, uint32_t i) {
+  x->xs[i].active_slot = x->n_active;
+  x->active[x->n_active++] = i;
+}
+
+static void active_remove(zorch__exec *x, uint32_t i) {
+  uint32_t slot = x->xs[i].active_slot;
+  if (slot == UINT32_MAX) return;
+  uint32_t last = x->active[--x->n_active];
+  x->active[slot] = last;
+  x->xs[last].active_slot = slot;
+  x->xs[i].active_slot = UINT32_MAX;
+}
+
+/* Step i reached a terminal status: record it, tell its successors.  Lock held. */
+static void step_terminal(zorch__exec *x, uint32_t i, int status) {
+  zorch__step_rec *r = &x->recs[i];
+  r->status = status;
+  if (!r->finished) r->finished = zorch__now();
+  x->xs[i].terminal = true;
+  x->n_done++;
+  record(x, i);
+  progress(x, i, status);
+  const zorch__pstep *s = &x->plan->steps[i];
+  bool ok = status == ZORCH_STATUS_COMPLETED || status == ZORCH_STATUS_CACHED;
+  for (uint32_t e = 0; e < s->n_succ; e++) {
+    uint32_t j = x->plan->succ[s->succ_off + e];
+    if (!ok && !x->xs[j].upstream_failed) {
+      x->xs[j].upstream_failed = true;
+      x->xs[j].upstream = s->name;
+    }
+    if (--x->xs[j].remaining == 0) x->work[x->n_work++] = j;
+  }
+}
+
+static bool cache_hit(zorch__exec *x, uint32_t i) {
+  zorch__step_rec *r = &x->recs[i];
+  const char *outs = zorch__cache_lookup(x->cache, r->cache_key);
+  if (!outs) return false;
+  const zorch__pstep *s = &x->plan->steps[i];
+  json_t *arr = json_loads(outs, 0, NULL);
+  if (!json_is_array(arr)) {
+    json_decref(arr);
+    return false;
+  }
+  bool ok = true;
+  for (uint32_t k = 0; k < s->n_outputs && ok; k++) {
+    ok = false;
+    for (size_t q = 0; q < json_array_size(arr); q++) {
+      json_t *o = json_array_get(arr, q);
+      const char *nm = json_string_value(json_object_get(o, "name"));
+      const char *dg = json_string_value(json_object_get(o, "digest"));
+      if (!nm || strcmp(nm, s->outputs[k]) != 0 || !zorch__is_digest(dg)) continue;
+      if (!zorch__store_has(x->store, dg)) break;
+      memcpy(r->outputs[k].digest, dg, ZORCH__DIGEST_HEX);
+      r->outputs[k].size = (uint64_t)json_integer_value(json_object_get(o, "size"));
+      const char *kind = json_string_value(json_object_get(o, "kind"));
+      r->outputs[k].is_dir = kind && !strcmp(kind, "dir");
+      r->outputs[k].set = true;
+      ok = true;
+      break;
+    }
+  }
+  json_decref(arr);
+  return ok;
+}
+
+/* All predecessors of i are done.  Lock held. */
+static void make_ready(zorch__exec *x, uint32_t i) {
+  zorch__step_rec *r = &x->recs[i];
+  if (x->xs[i].upstream_failed) {
+    set_error(r, zorch__asprintf("not run: upstream step '%s' did not complete", x->xs[i].upstream));
+    step_terminal(x, i, ZORCH_STATUS_SKIPPED);
+    return;
+  }
+  if (x->stopping) return; /* left pending; marked when the run ends */
+  const zorch__pstep *s = &x->plan->steps[i];
+  if (s->cache && x->cache) {
+    zorch__cache_key(x->plan, i, x->recs, r->cache_key);
+    if (!(x->opts.flags & ZORCH_RUN_NO_CACHE) && cache_hit(x, i)) {
+      r->started = r->finished = zorch__now();
+      step_terminal(x, i, ZORCH_STATUS_CACHED);
+      return;
+    }
+  }
+  ring_push(&x->ready, i);
+}
+
+static void dispatch(zorch__exec *x) {
+  bool wake = false;
+  while (!x->stopping && x->running < x->max_parallel && x->ready.len) {
+    uint32_t i = ring_pop(&x->ready);
+    zorch__step_rec *r = &x->recs[i];
+    const zorch__pstep *s = &x->plan->steps[i];
+    x->running++;
+    r->attempts++;
+    r->status = ZORCH_STATUS_RUNNING;
+    r->started = zorch__now();
+    r->finished = 0;
+    r->exit_code = -1;
+    x->xs[i].timed_out = x->xs[i].killing = false;
+    x->xs[i].deadline_ns = 0;
+    atomic_store(&x->xs[i].cancelled, 0);
+    active_add(x, i);
+    record(x, i);
+    progress(x, i, ZORCH_STATUS_RUNNING);
+    if (s->kind == ZORCH__STEP_FUNCTION) {
+      ring_push(&x->fq, i);
+      if (x->n_idle) pthread_cond_signal(&x->work_cv);
+      if (s->timeout > 0) wake = true; /* the loop must learn the deadline */
+    } else {
+      ring_push(&x->cq, i);
+      wake = true;
+    }
+  }
+  if (wake) wake_loop(x);
+}
+
+static void check_done(zorch__exec *x) {
+  if (x->sched_done) return;
+  if (x->n_done == x->n || (x->stopping && x->running == 0)) {
+    x->sched_done = true;
+    wake_loop(x);
+  }
+}
+
+static void drain(zorch__exec *x) {
+  while (x->n_work) make_ready(x, x->work[--x->n_work]);
+  dispatch(x);
+  check_done(x);
+}
+
+static void kill_active(zorch__exec *x) {
+  int64_t now = zorch__mono_ns();
+  for (uint32_t a = 0; a < x->n_active; a++) {
+    uint32_t i = x->active[a];
+    xstep *xs = &x->xs[i];
+    xs->stop_requested = true;
+    atomic_store(&xs->cancelled, 1);
+    if (xs->pid > 0 && !xs->killing) {
+      kill(-xs->pid, SIGTERM);
+      xs->killing = true;
+      xs->deadline_ns = now + 2000000000LL; /* then SIGKILL */
+    }
+  }
+  wake_loop(x);
+}
+
+static void step_failed_finally(zorch__exec *x, uint32_t i) {
+  step_terminal(x, i, ZORCH_STATUS_FAILED);
+  int mode = x->plan->failure_mode;
+  if (mode == ZORCH_CONTINUE_ON_FAILURE || x->stopping) return;
+  x->stopping = true;
+  free(x->stop_reason);
+  x->stop_reason = zorch__asprintf(
+      "step '%s' failed and the run uses %s", x->plan->steps[i].name,
+      mode == ZORCH_FAIL_FAST ? "fail_fast" : "stop_on_failure");
+  if (mode == ZORCH_FAIL_FAST) kill_active(x);
+}
+
+static char *outputs_json(const zorch__plan *plan, uint32_t i, const zorch__step_rec *r) {
+  zorch__buf b = ZORCH__BUF_INIT;
+  zorch__buf_puts(&b, "[");
+  const zorch__pstep *s = &plan->steps[i];
+  for (uint32_t k = 0; k < s->n_outputs; k++) {
+    zorch__buf_puts(&b, k ? ",{\"name\":" : "{\"name\":");
+    zorch__buf_json_string(&b, s->outputs[k]);
+    zorch__buf_printf(&b, ",\"digest\":\"%s\",\"size\":%llu,\"kind\":\"%s\"}", r->outputs[k].digest,
+                      (unsigned long long)r->outputs[k].size, r->outputs[k].is_dir ? "dir" : "file");
+  }
+  zorch__buf_puts(&b, "]");
+  return zorch__buf_detach(&b);
+}
+
+/* An attempt ended.  `outs` holds the outputs on success.  Lock held. */
+static void attempt_done(zorch__exec *x, uint32_t i, bool ok, char *error, int exit_code,
+                         const zorch__output_rec *outs) {
+  zorch__step_rec *r = &x->recs[i];
+  xstep *xs = &x->xs[i];
+  const zorch__pstep *s = &x->plan->steps[i];
+  x->running--;
+  active_remove(x, i);
+  xs->pid = 0;
+  xs->started = false;
+  r->exit_code = exit_code;
+  r->finished = zorch__now();
+  if (ok) {
+    for (uint32_t k = 0; k < s->n_outputs; k++) r->outputs[k] = outs[k];
+    set_error(r, NULL);
+    free(error);
+    step_terminal(x, i, ZORCH_STATUS_COMPLETED);
+    if (x->cache && r->cache_key[0]) {
+      char *oj = outputs_json(x->plan, i, r);
+      if (oj) zorch__cache_put(x->cache, r->cache_key, oj);
+      free(oj);
+    }
+  } else if (xs->stop_requested) {
+    free(error);
+    set_error(r, x->cancelled ? zorch__strdup("stopped: the run was cancelled")
+                              : zorch__asprintf("stopped: %s", x->stop_reason ? x->stop_reason : "the run stopped"));
+    step_terminal(x, i, ZORCH_STATUS_STOPPED);
+  } else {
+    set_error(r, error);
+    if (r->attempts <= s->retries && !x->stopping) {
+      r->status = ZORCH_STATUS_RETRYING;
+      record(x, i);
+      progress(x, i, ZORCH_STATUS_RETRYING);
+      double delay = s->retry_delay * pow(s->retry_backoff, (double)(r->attempts - 1));
+      xs->retry_due_ns = zorch__mono_ns() + (int64_t)(delay * 1e9);
+      ring_push(&x->retry, i);
+      wake_loop(x);
+    } else {
+      step_failed_finally(x, i);
+    }
+  }
+  drain(x);
+}
+
+/* ---- function steps ---------------------------------------------------------------------- */
+
+static void run_function(zorch__exec *x, uint32_t i, uint32_t attempt) {
+  const zorch__pstep *s = &x->plan->steps[i];
+  char *lp = step_log_path(x, i);
+  zorch_step_ctx ctx;
+  char *err = NULL;
+  bool ok = false;
+  int rc = zorch__ctx_init(&ctx, x->store, x->plan, i, attempt, x->recs, &x->xs[i].cancelled, lp);
+  if (rc) {
+    err = zorch__asprintf("cannot set up the step: %s", zorch_error_last()->message);
+  } else {
+    if (attempt > 1 && lp) zorch__log_append(lp, "--- zorch: attempt %u ---", attempt);
+    int frc = s->fn(&ctx, s->payload);
+    pthread_mutex_lock(&x->lock);
+    bool timed_out = x->xs[i].timed_out, stopped = x->xs[i].stop_requested;
+    pthread_mutex_unlock(&x->lock);
+    if (timed_out) {
+      err = zorch__asprintf("timed out after %g s", s->timeout);
+    } else if (stopped) {
+      err = NULL;
+    } else if (frc != 0) {
+      err = ctx.fail_message ? zorch__strdup(ctx.fail_message)
+                             : zorch__asprintf("step function returned %d", frc);
+    } else if (zorch__ctx_finish(&ctx) != ZORCH_OK) {
+      err = zorch__strdup(zorch_error_last()->message);
+    } else {
+      ok = true;
+    }
+    if (!ok && lp && err) zorch__log_append(lp, "zorch: step failed: %s", err);
+  }
+  pthread_mutex_lock(&x->lock);
+  attempt_done(x, i, ok, err, -1, ok ? ctx.outputs : NULL);
+  pthread_mutex_unlock(&x->lock);
+  if (rc == ZORCH_OK) zorch__ctx_cleanup(&ctx);
+  free(lp);
+}
+
+static void *worker_main(void *arg) {
+  zorch__exec *x = arg;
+  pthread_mutex_lock(&x->lock);
+  for (;;) {
+    while (!x->fq.len && !x->shutdown) {
+      x->n_idle++;
+      pthread_cond_wait(&x->work_cv, &x->lock);
+      x->n_idle--;
+    }
+    if (!x->fq.len) break;
+    uint32_t i = ring_pop(&x->fq);
+    if (x->xs[i].stop_requested) {
+      attempt_done(x, i, false, NULL, -1, NULL);
+      continue;
+    }
+    const zorch__pstep *s = &x->plan->steps[i];
+    if (s->timeout > 0) x->xs[i].deadline_ns = zorch__mono_ns() + (int64_t)(s->timeout * 1e9);
+    x->xs[i].started = true;
+    uint32_t attempt = x->recs[i].attempts;
+    pthread_mutex_unlock(&x->lock);
+    run_function(x, i, attempt);
+    pthread_mutex_lock(&x->lock);
+  }
+  pthread_mutex_unlock(&x->lock);
+  return NULL;
+}
+
+/* ---- command steps ------------------------------------------------------------------------- */
+
+static char *env_name(const char *prefix, const char *name) {
+  char *s = zorch__asprintf("%s%s", prefix, name);
+  if (!s) return NULL;
+  for (char *p = s + strlen(prefix); *p; p++) {
+    if (*p == '-') *p = '_';
+    else if (*p >= 'a' && *p <= 'z') *p = (char)(*p - 'a' + 'A');
+  }
+  return s;
+}
+
+static void free_scratch(xstep *xs, uint32_t n, bool remove) {
+  if (!xs->scratch) return;
+  for (uint32_t k = 0; k < n; k++) {
+    if (remove && xs->scratch[k]) zorch__rm_rf(xs->scratch[k]);
+    free(xs->scratch[k]);
+  }
+  free(xs->scratch);
+  xs->scratch = NULL;
+}
+
+/* Spawn the process of command step i.  Not under the lock. */
+static int spawn_command(zorch__exec *x, uint32_t i, pid_t *pid_out, char **err) {
+  const zorch__pstep *s = &x->plan->steps[i];
+  xstep *xs = &x->xs[i];
+  *err = NULL;
+  char *lp = step_log_path(x, i);
+  int logfd = lp ? open(lp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644)
+                 : open("/dev/null", O_WRONLY | O_CLOEXEC);
+  if (logfd < 0) {
+    *err = zorch__asprintf("cannot open the step log '%s': %s", lp ? lp : "/dev/null",
+                           strerror(errno));
+    free(lp);
+    return ZORCH_EIO;
+  }
+  if (x->recs[i].attempts > 1) dprintf(logfd, "--- zorch: attempt %u ---\n", x->recs[i].attempts);
+  free(lp);
+  zorch__strv extra = {0};
+  int rc = ZORCH_OK;
+  xs->scratch = calloc(s->n_outputs + 1, sizeof *xs->scratch);
+  char *v = zorch__asprintf("ZORCH_RUN_ID=%s", x->plan->run_id ? x->plan->run_id : "");
+  zorch__strv_push(&extra, v);
+  free(v);
+  v = zorch__asprintf("ZORCH_STEP_NAME=%s", s->name);
+  zorch__strv_push(&extra, v);
+  free(v);
+  for (uint32_t k = 0; k < s->n_inputs && rc == ZORCH_OK; k++) {
+    const zorch__output_rec *o = &x->recs[s->inputs[k].step].outputs[s->inputs[k].output];
+    char *path = zorch__store_artifact_path(x->store, o->digest);
+    char *nm = env_name("ZORCH_INPUT_", s->inputs[k].name);
+    v = nm && path ? zorch__asprintf("%s=%s", nm, path) : NULL;
+    if (v) zorch__strv_push(&extra, v);
+    else rc = zorch__error_oom();
+    free(v);
+    free(nm);
+    free(path);
+  }
+  for (uint32_t k = 0; k < s->n_outputs && rc == ZORCH_OK; k++) {
+    if ((rc = zorch__store_scratch(x->store, s->outputs[k], &xs->scratch[k]))) break;
+    char *nm = env_name("ZORCH_OUTPUT_", s->outputs[k]);
+    v = nm ? zorch__asprintf("%s=%s", nm, xs->scratch[k]) : NULL;
+    if (v) zorch__strv_push(&extra, v);
+    else rc = zorch__error_oom();
+    free(v);
+    free(nm);
+  }
+  const char *pk;
+  json_t *pv;
+  json_object_foreach(s->params, pk, pv) {
+    char *nm = env_name("ZORCH_PARAM_", pk);
+    char *txt = json_is_string(pv) ? zorch__strdup(json_string_value(pv))
+                                   : json_dumps(pv, JSON_COMPACT | JSON_ENCODE_ANY);
+    v = nm && txt ? zorch__asprintf("%s=%s", nm, txt) : NULL;
+    if (v) zorch__strv_push(&extra, v);
+    free(v);
+    free(nm);
+    free(txt);
+  }
+  if (rc) {
+    *err = zorch__asprintf("cannot prepare the step: %s", zorch_error_last()->message);
+    close(logfd);
+    zorch__strv_clear(&extra);
+    free_scratch(xs, s->n_outputs, true);
+    return rc;
+  }
+  /* environment: the step's own vars and zorch's override the inherited ones */
+  size_t ne = 0, nenv = 0;
+  while (environ[ne]) ne++;
+  while (s->env && s->env[nenv]) nenv++;
+  char **envp = calloc(ne + nenv + extra.n + 1, sizeof *envp);
+  size_t k = 0;
+  for (size_t q = 0; q < extra.n; q++) envp[k++] = extra.v[q];
+  for (size_t q = 0; q < nenv; q++) envp[k++] = (char *)s->env[q];
+  for (size_t q = 0; q < ne; q++) {
+    size_t l = strcspn(environ[q], "=");
+    bool shadow = false;
+    for (size_t t = 0; t < k && !shadow; t++)
+      shadow = !strncmp(envp[t], environ[q], l) && envp[t][l] == '=';
+    if (!shadow) envp[k++] = environ[q];
+  }
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t attr;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&fa, logfd, 1);
+  posix_spawn_file_actions_adddup2(&fa, logfd, 2);
+  posix_spawnattr_init(&attr);
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigemptyset(&all);
+  sigaddset(&all, SIGINT);
+  sigaddset(&all, SIGTERM);
+  sigaddset(&all, SIGPIPE);
+  sigaddset(&all, SIGQUIT);
+  sigaddset(&all, SIGHUP);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  posix_spawnattr_setpgroup(&attr, 0);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
+                                      POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_USEVFORK);
+  pid_t pid = 0;
+  int src = posix_spawnp(&pid, s->argv[0], &fa, &attr, (char *const *)s->argv, envp);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  free(envp);
+  zorch__strv_clear(&extra);
+  if (src != 0) {
+    dprintf(logfd, "zorch: cannot run '%s': %s\n", s->argv[0], strerror(src));
+    close(logfd);
+    *err = zorch__asprintf("cannot run '%s': %s", s->argv[0], strerror(src));
+    free_scratch(xs, s->n_outputs, true);
+    return ZORCH_ERROR;
+  }
+  close(logfd);
+  *pid_out = pid;
+  return ZORCH_OK;
+}
+
+static char *log_tail(zorch__exec *x, uint32_t i, int lines) {
+  char *lp = step_log_path(x, i);
+  if (!lp) return NULL;
+  int fd = open(lp, O_RDONLY | O_CLOEXEC);
+  free(lp);
+  if (fd < 0) return NULL;
+  char buf[2048];
+  off_t end = lseek(fd, 0, SEEK_END);
+  off_t start = end > (off_t)sizeof buf - 1 ? end - (off_t)(sizeof buf - 1) : 0;
+  ssize_t n = pread(fd, buf, sizeof buf - 1, start);
+  close(fd);
+  if (n <= 0) return NULL;
+  buf[n] = '\0';
+  while (n > 0 && buf[n - 1] == '\n') buf[--n] = '\0';
+  char *p = buf + n;
+  int seen = 0;
+  while (p > buf) {
+    if (p[-1] == '\n' && ++seen == lines) break;
+    p--;
+  }
+  return *p ? zorch__strdup(p) : NULL;
+}
+
+/* The process of command step i exited with wait status `status`.  Not under the lock. */
+static void command_exited(zorch__exec *x, uint32_t i, int status) {
+  const zorch__pstep *s = &x->plan->steps[i];
+  xstep *xs = &x->xs[i];
+  pthread_mutex_lock(&x->lock);
+  bool timed_out = xs->timed_out, stopped = xs->stop_requested;
+  pthread_mutex_unlock(&x->lock);
+  int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  char *err = NULL;
+  zorch__output_rec *outs = calloc(s->n_outputs + 1, sizeof *outs);
+  bool ok = false;
+  if (timed_out) {
+    err = zorch__asprintf("timed out after %g s and was killed", s->timeout);
+  } else if (stopped) {
+    err = NULL;
+  } else if (WIFSIGNALED(status)) {
+    char *tail = log_tail(x, i, 5);
+    err = zorch__asprintf("command '%s' was killed by signal %d (%s)%s%s", s->argv[0],
+                          WTERMSIG(status), strsignal(WTERMSIG(status)),
+                          tail ? "; last lines of its log:\n" : "", tail ? tail : "");
+    free(tail);
+  } else if (code != 0) {
+    char *tail = log_tail(x, i, 5);
+    err = zorch__asprintf("command '%s' exited with status %d%s%s", s->argv[0], code,
+                          tail ? "; last lines of its log:\n" : "", tail ? tail : "");
+    free(tail);
+  } else {
+    ok = true;
+    for (uint32_t k = 0; k < s->n_outputs && ok; k++) {
+      struct stat st;
+      if (lstat(xs->scratch[k], &st) != 0) {
+        char *nm = env_name("ZORCH_OUTPUT_", s->outputs[k]);
+        err = zorch__asprintf("command exited 0 but did not write output '%s' (a file or "
+                              "directory at $%s)",
+                              s->outputs[k], nm ? nm : "ZORCH_OUTPUT_?");
+        free(nm);
+        ok = false;
+        break;
+      }
+      bool is_dir = false;
+      if (zorch__store_put_path(x->store, xs->scratch[k], true, outs[k].digest, &outs[k].size,
+                                &is_dir) != ZORCH_OK) {
+        err = zorch__asprintf("cannot store output '%s': %s", s->outputs[k],
+                              zorch_error_last()->message);
+        ok = false;
+        break;
+      }
+      outs[k].is_dir = is_dir;
+      outs[k].set = true;
+      outs[k].name = s->outputs[k];
+      free(xs->scratch[k]);
+      xs->scratch[k] = NULL;
+    }
+  }
+  free_scratch(xs, s->n_outputs, true);
+  if (!ok && err) {
+    char *lp = step_log_path(x, i);
+    if (lp) zorch__log_append(lp, "zorch: step failed: %s", err);
+    free(lp);
+  }
+  pthread_mutex_lock(&x->lock);
+  attempt_done(x, i, ok, err, code, outs);
+  pthread_mutex_unlock(&x->lock);
+  free(outs);
+}
+
+/* ---- the event loop --------------------------------------------------------------------------- */
+
+static void start_commands(zorch__exec *x) {
+  while (x->cq.len) {
+    uint32_t i = ring_pop(&x->cq);
+    xstep *xs = &x->xs[i];
+    if (xs->stop_requested) {
+      attempt_done(x, i, false, NULL, -1, NULL);
+      continue;
+    }
+    pthread_mutex_unlock(&x->lock);
+    pid_t pid = 0;
+    char *err = NULL;
+    int rc = spawn_command(x, i, &pid, &err);
+    int pfd = -1;
+    if (rc == ZORCH_OK) {
+      pfd = (int)syscall(SYS_pidfd_open, pid, 0);
+      if (pfd >= 0) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = i};
+        epoll_ctl(x->epfd, EPOLL_CTL_ADD, pfd, &ev);
+      }
+    }
+    pthread_mutex_lock(&x->lock);
+    if (rc != ZORCH_OK) {
+      attempt_done(x, i, false, err, 127, NULL);
+      continue;
+    }
+    if (pfd < 0) { /* no pidfd: wait synchronously (kernels before 5.3) */
+      pthread_mutex_unlock(&x->lock);
+      int status = 0;
+      while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+      command_exited(x, i, status);
+      pthread_mutex_lock(&x->lock);
+      continue;
+    }
+    xs->pid = pid;
+    xs->pidfd = pfd;
+    xs->started = true;
+    const zorch__pstep *s = &x->plan->steps[i];
+    xs->deadline_ns = s->timeout > 0 ? zorch__mono_ns() + (int64_t)(s->timeout * 1e9) : 0;
+    if (xs->stop_requested) { /* stopped while spawning */
+      kill(-pid, SIGTERM);
+      xs->killing = true;
+      xs->deadline_ns = zorch__mono_ns() + 2000000000LL;
+    }
+  }
+}
+
+/* Handle deadlines and retry timers; returns the ms until the next one (-1: none). Lock held. */
+static int timers(zorch__exec *x) {
+  int64_t now = zorch__mono_ns(), next = INT64_MAX;
+  for (uint32_t a = 0; a < x->n_active; a++) {
+    uint32_t i = x->active[a];
+    xstep *xs = &x->xs[i];
+    if (!xs->deadline_ns || !xs->started) continue;
+    if (xs->deadline_ns > now) {
+      if (xs->deadline_ns < next) next = xs->deadline_ns;
+      continue;
+    }
+    if (xs->pid > 0) {
+      if (!xs->killing) {
+        if (!xs->stop_requested) xs->timed_out = true;
+        kill(-xs->pid, SIGTERM);
+        xs->killing = true;
+        xs->deadline_ns = now + 2000000000LL;
+        if (xs->deadline_ns < next) next = xs->deadline_ns;
+      } else {
+        kill(-xs->pid, SIGKILL);
+        xs->deadline_ns = 0;
+      }
+    } else { /* a function step: ask it to stop; it is failed when it returns */
+      xs->timed_out = true;
+      atomic_store(&xs->cancelled, 1);
+      xs->deadline_ns = 0;
+    }
+  }
+  for (size_t r = x->retry.len; r > 0; r--) {
+    uint32_t i = ring_pop(&x->retry);
+    if (x->stopping) {
+      ring_push(&x->retry, i); /* kept: failed at the end */
+      continue;
+    }
+    if (x->xs[i].retry_due_ns <= now) {
+      ring_push(&x->ready, i);
+    } else {
+      if (x->xs[i].retry_due_ns < next) next = x->xs[i].retry_due_ns;
+      ring_push(&x->retry, i);
+    }
+  }
+  if (next == INT64_MAX) return -1;
+  int64_t ms = (next - now + 999999) / 1000000;
+  return ms > 60000 ? 60000 : (int)ms;
+}
+
+static void finalize(zorch__exec *x) {
+  bool any_failed = false;
+  for (uint32_t i = 0; i < x->n; i++) {
+    zorch__step_rec *r = &x->recs[i];
+    if (!x->xs[i].terminal) {
+      int st;
+      if (r->status == ZORCH_STATUS_RETRYING) {
+        st = ZORCH_STATUS_FAILED;
+      } else if (x->cancelled) {
+        st = ZORCH_STATUS_STOPPED;
+        set_error(r, zorch__strdup("not run: the run was cancelled"));
+      } else {
+        st = ZORCH_STATUS_SKIPPED;
+        set_error(r, zorch__asprintf("not run: %s", x->stop_reason ? x->stop_reason : "the run stopped"));
+      }
+      r->finished = r->started ? zorch__now() : 0;
+      r->status = st;
+      x->xs[i].terminal = true;
+      x->n_done++;
+      record(x, i);
+      progress(x, i, st);
+    }
+    if (r->status == ZORCH_STATUS_FAILED) any_failed = true;
+  }
+  zorch__buf msg = ZORCH__BUF_INIT;
+  if (x->cancelled) {
+    x->run_status = ZORCH_STATUS_STOPPED;
+    zorch__buf_puts(&msg, "the run was cancelled");
+  } else if (any_failed) {
+    x->run_status = ZORCH_STATUS_FAILED;
+    size_t nf = 0;
+    for (uint32_t i = 0; i < x->n; i++) {
+      if (x->recs[i].status != ZORCH_STATUS_FAILED) continue;
+      if (nf++ < 5)
+        zorch__buf_printf(&msg, "%sstep '%s' failed: %s", nf > 1 ? "; " : "",
+                          x->plan->steps[i].name, x->recs[i].error ? x->recs[i].error : "");
+    }
+    if (nf > 5) zorch__buf_printf(&msg, "; and %zu more failed steps", nf - 5);
+  } else {
+    x->run_status = ZORCH_STATUS_COMPLETED;
+  }
+  x->run_message = msg.data ? zorch__buf_detach(&msg) : NULL;
+}
+
+static void *loop_main(void *arg) {
+  zorch__exec *x = arg;
+  struct epoll_event evs[64];
+  pthread_mutex_lock(&x->lock);
+  for (;;) {
+    if (atomic_load(&x->cancel_flag) && !x->cancelled) {
+      x->cancelled = true;
+      x->stopping = true;
+      kill_active(x);
+    }
+    start_commands(x);
+    int timeout = timers(x);
+    drain(x);
+    if (x->sched_done) break;
+    if (x->cq.len) continue;
+    pthread_mutex_unlock(&x->lock);
+    int n = epoll_wait(x->epfd, evs, 64, timeout);
+    for (int e = 0; e < n; e++) {
+      if (evs[e].data.u32 == UINT32_MAX) {
+        uint64_t v;
+        ssize_t r = read(x->evfd, &v, sizeof v);
+        (void)r;
+        continue;
+      }
+      uint32_t i = evs[e].data.u32;
+      xstep *xs = &x->xs[i];
+      int status = 0;
+      pid_t w = waitpid(xs->pid, &status, WNOHANG);
+      if (w == 0) continue; /* not yet */
+      epoll_ctl(x->epfd, EPOLL_CTL_DEL, xs->pidfd, NULL);
+      close(xs->pidfd);
+      xs->pidfd = -1;
+      if (w < 0) status = 127 << 8;
+      command_exited(x, i, status);
+    }
+    pthread_mutex_lock(&x->lock);
+  }
+  finalize(x);
+  x->shutdown = true;
+  pthread_cond_broadcast(&x->work_cv);
+  pthread_mutex_unlock(&x->lock);
+  for (uint32_t w = 0; w < x->n_workers; w++) pthread_join(x->workers[w], NULL);
+  int jrc = zorch__journal_close(x->journal);
+  x->journal = NULL;
+  zorch__cache_close(x->cache);
+  x->cache = NULL;
+  if (jrc && x->run_status == ZORCH_STATUS_COMPLETED) {
+    x->run_status = ZORCH_STATUS_FAILED;
+    free(x->run_message);
+    x->run_message = zorch__asprintf("cannot write the run journal: %s", zorch_error_last()->message);
+  }
+  if (x->opts.finish_cb) x->opts.finish_cb(x->run_status, x->run_message, x->opts.finish_payload);
+  pthread_mutex_lock(&x->lock);
+  x->finished = true;
+  pthread_cond_broadcast(&x->done_cv);
+  pthread_mutex_unlock(&x->lock);
+  return NULL;
+}
+
+/* ---- public (internal) API ---------------------------------------------------------------------- */
+
+static void exec_destroy(zorch__exec *x) {
+  if (!x) return;
+  if (x->evfd >= 0) close(x->evfd);
+  if (x->epfd >= 0) close(x->epfd);
+  if (x->xs)
+    for (uint32_t i = 0; i < x->n; i++) free_scratch(&x->xs[i], x->plan->steps[i].n_outputs, true);
+  zorch__journal_close(x->journal);
+  zorch__cache_close(x->cache);
+  zorch__step_recs_free(x->recs, x->n);
+  free(x->xs);
+  free(x->ready.v);
+  free(x->fq.v);
+  free(x->cq.v);
+  free(x->retry.v);
+  free(x->work);
+  free(x->active);
+  free(x->workers);
+  free(x->run_dir);
+  free(x->stop_reason);
+  free(x->run_message);
+  zorch__plan_free(x->plan);
+  pthread_mutex_destroy(&x->lock);
+  pthread_cond_destroy(&x->work_cv);
+  pthread_cond_destroy(&x->done_cv);
+  free(x);
+}
+
+int zorch__exec_start(zorch__exec **out, zorch__plan *plan, zorch__store *store,
+                      const zorch__exec_opts *opts) {
+  *out = NULL;
+  zorch__exec *x = calloc(1, sizeof *x);
+  if (!x) {
+    zorch__plan_free(plan);
+    return zorch__error_oom();
+  }
+  x->plan = plan;
+  x->store = store;
+  x->opts = *opts;
+  x->n = plan->n_steps;
+  x->evfd = x->epfd = -1;
+  pthread_mutex_init(&x->lock, NULL);
+  pthread_cond_init(&x->work_cv, NULL);
+  pthread_cond_init(&x->done_cv, NULL);
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  x->max_parallel = opts->max_parallel ? opts->max_parallel : (uint32_t)(cpus > 0 ? cpus : 1);
+  int rc = ZORCH_OK;
+  x->recs = zorch__step_recs_new(plan);
+  x->xs = calloc(x->n, sizeof *x->xs);
+  x->work = malloc(x->n * sizeof *x->work);
+  x->active = malloc(((x->max_parallel < x->n ? x->max_parallel : x->n) + 1) * sizeof *x->active);
+  if (!x->recs || !x->xs || !x->work || !x->active || ring_init(&x->ready, x->n) ||
+      ring_init(&x->fq, x->n) || ring_init(&x->cq, x->n) || ring_init(&x->retry, x->n)) {
+    rc = zorch__error_oom();
+    goto fail;
+  }
+  uint32_t n_func = 0;
+  for (uint32_t i = 0; i < x->n; i++) {
+    x->xs[i].remaining = plan->steps[i].n_preds;
+    x->xs[i].active_slot = UINT32_MAX;
+    x->xs[i].pidfd = -1;
+    if (plan->steps[i].kind == ZORCH__STEP_FUNCTION) {
+      n_func++;
+      if (!plan->steps[i].fn) {
+        rc = zorch__error_set(ZORCH_EINVALID,
+                              "function step '%s' has no function bound (run it from the "
+                              "program that defines it)",
+                              plan->steps[i].name);
+        goto fail;
+      }
+    }
+  }
+  bool ephemeral = opts->flags & ZORCH_RUN_EPHEMERAL;
+  if (plan->run_id && !ephemeral) {
+    x->run_dir = zorch__asprintf("%s/runs/%s", zorch__store_root(store), plan->run_id);
+    char *logs = x->run_dir ? zorch__path_join(x->run_dir, "logs") : NULL;
+    char *jp = x->run_dir ? zorch__path_join(x->run_dir, "journal.jsonl") : NULL;
+    if (!logs || !jp) rc = zorch__error_oom();
+    if (!rc) rc = zorch__mkdirs(logs);
+    if (!rc) rc = zorch__journal_open(&x->journal, jp, true);
+    free(logs);
+    free(jp);
+    if (rc) goto fail;
+  }
+  rc = zorch__cache_open(&x->cache, store, plan->pipeline, !ephemeral);
+  if (rc) goto fail;
+  x->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  x->epfd = epoll_create1(EPOLL_CLOEXEC);
+  if (x->evfd < 0 || x->epfd < 0) {
+    rc = zorch__error_errno(ZORCH_EIO, errno, "cannot create the executor's event loop");
+    goto fail;
+  }
+  struct epoll_event ev = {.events = EPOLLIN, .data.u32 = UINT32_MAX};
+  epoll_ctl(x->epfd, EPOLL_CTL_ADD, x->evfd, &ev);
+  x->n_workers = n_func < x->max_parallel ? n_func : x->max_parallel;
+  x->workers = calloc(x->n_workers + 1, sizeof *x->workers);
+  if (!x->workers) {
+    rc = zorch__error_oom();
+    goto fail;
+  }
+  /* seed: steps with no predecessors */
+  pthread_mutex_lock(&x->lock);
+  for (uint32_t i = 0; i < x->n; i++)
+    if (x->xs[i].remaining == 0) x->work[x->n_work++] = i;
+  /* reverse so that the first roots are made ready first (the worklist is a stack) */
+  for (uint32_t a = 0, b = x->n_work ? x->n_work - 1 : 0; a < b; a++, b--) {
+    uint32_t t = x->work[a];
+    x->work[a] = x->work[b];
+    x->work[b] = t;
+  }
+  pthread_mutex_unlock(&x->lock);
+  for (uint32_t w = 0; w < x->n_workers; w++) {
+    if (pthread_create(&x->workers[w], NULL, worker_main, x) != 0) {
+      x->n_workers = w;
+      break;
+    }
+  }
+  if (pthread_create(&x->loop_thread, NULL, loop_main, x) != 0) {
+    pthread_mutex_lock(&x->lock);
+    x->shutdown = true;
+    pthread_cond_broadcast(&x->work_cv);
+    pthread_mutex_unlock(&x->lock);
+    for (uint32_t w = 0; w < x->n_workers; w++) pthread_join(x->workers[w], NULL);
+    rc = zorch__error_set(ZORCH_ERROR, "cannot start the executor thread");
+    goto fail;
+  }
+  x->loop_started = true;
+  *out = x;
+  return ZORCH_OK;
+fail:
+  exec_destroy(x);
+  return rc;
+}
+
+int zorch__exec_wait(zorch__exec *x, int timeout_ms) {
+  pthread_mutex_lock(&x->lock);
+  if (timeout_ms < 0) {
+    while (!x->finished) pthread_cond_wait(&x->done_cv, &x->lock);
+  } else {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += timeout_ms / 1000;
+    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+      ts.tv_sec++;
+      ts.tv_nsec -= 1000000000L;
+    }
+    while (!x->finished)
+      if (pthread_cond_timedwait(&x->done_cv, &x->lock, &ts) == ETIMEDOUT) break;
+  }
+  bool done = x->finished;
+  pthread_mutex_unlock(&x->lock);
+  return done ? ZORCH_OK : ZORCH_ETIMEOUT;
+}
+
+int zorch__exec_cancel(zorch__exec *x) {
+  atomic_store(&x->cancel_flag, 1);
+  uint64_t one = 1;
+  ssize_t r = write(x->evfd, &one, sizeof one);
+  (void)r;
+  return ZORCH_OK;
+}
+
+int zorch__exec_status(const zorch__exec *x, const char **message) {
+  if (message) *message = x->run_message;
+  return x->run_status;
+}
+
+const zorch__plan *zorch__exec_plan(const zorch__exec *x) { return x->plan; }
+
+zorch__step_rec *zorch__exec_snapshot(zorch__exec *x) {
+  zorch__step_rec *copy = zorch__step_recs_new(x->plan);
+  if (!copy) return NULL;
+  pthread_mutex_lock(&x->lock);
+  for (uint32_t i = 0; i < x->n; i++) {
+    zorch__output_rec *outs = copy[i].outputs;
+    copy[i] = x->recs[i];
+    copy[i].outputs = outs;
+    copy[i].error = zorch__strdup(x->recs[i].error);
+    for (uint32_t k = 0; k < x->plan->steps[i].n_outputs; k++) outs[k] = x->recs[i].outputs[k];
+  }
+  pthread_mutex_unlock(&x->lock);
+  return copy;
+}
+
+void zorch__exec_free(zorch__exec *x) {
+  if (!x) return;
+  if (x->loop_started) {
+    zorch__exec_wait(x, -1);
+    pthread_join(x->loop_thread, NULL);
+  }
+  exec_destroy(x);
+}

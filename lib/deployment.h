@@ -1,0 +1,85 @@
+/* zorch — the deployment document (versioned JSON IR) and its executable plan. */
+#ifndef ZORCH_DEPLOYMENT_H
+#define ZORCH_DEPLOYMENT_H
+
+#include <jansson.h>
+
+#include "map.h"
+#include "pipeline_int.h"
+
+#define ZORCH__DEPLOYMENT_VERSION 1
+
+typedef struct zorch__compile_info {
+  const char *run_id;
+  const char *run_name;
+  const char *params_json;   /* overrides, may be NULL */
+  const char *stack;         /* may be NULL */
+  const char *orchestrator;  /* component name, may be NULL */
+  const char *flavor;        /* orchestrator flavor, may be NULL */
+  const char *store_path;    /* local artifact store root, may be NULL */
+  int failure_mode;
+  double created;
+} zorch__compile_info;
+
+/** Compile a validated pipeline to deployment JSON text (malloc'd). */
+int zorch__deployment_compile(char **out, const zorch_pipeline *p, const zorch__compile_info *info);
+
+/** The program's code identity: "build-id:<hex>" from its GNU build-id note,
+ *  else "sha256:<hex>" of /proc/self/exe.  Computed once. */
+const char *zorch__program_version(void);
+/** Absolute path of the running program. */
+const char *zorch__program_path(void);
+
+/** An input: from which step and which of its outputs. */
+typedef struct zorch__pin {
+  const char *name;
+  uint32_t step;
+  uint32_t output;
+} zorch__pin;
+
+typedef struct zorch__pstep {
+  const char *name;
+  int kind;                 /* ZORCH__STEP_FUNCTION / _COMMAND */
+  const char **argv;        /* command steps: NULL-terminated */
+  const char **outputs;
+  uint32_t n_outputs;
+  zorch__pin *inputs;
+  uint32_t n_inputs;
+  uint32_t n_preds;         /* edges into this step (inputs and 'after') */
+  uint32_t succ_off, n_succ;
+  json_t *params;           /* object: resolved params (borrowed from the doc) */
+  char *params_canon;       /* canonical text of params (sorted keys, compact) */
+  const char **env;         /* "K=V" strings, NULL-terminated (may be empty) */
+  uint32_t retries;
+  double retry_delay, retry_backoff, timeout;
+  bool cache;
+  const char *version;
+  const char *image;
+  zorch_step_fn fn;         /* function steps, after zorch__plan_bind */
+  void *payload;
+} zorch__pstep;
+
+typedef struct zorch__plan {
+  json_t *doc;
+  char *text;               /* the document as loaded */
+  const char *pipeline, *run_id, *run_name, *store_path, *stack, *flavor;
+  int failure_mode;
+  uint32_t n_steps;
+  zorch__pstep *steps;      /* in topological order */
+  uint32_t *succ;
+  zorch__map *by_name;      /* name -> (uintptr_t)index+1 */
+} zorch__plan;
+
+/** Parse and check a deployment document.  ZORCH_EVERSION when newer than
+ *  this library; ZORCH_EINVALID naming the offending field otherwise. */
+int zorch__plan_load(zorch__plan **out, const char *deployment_json);
+
+/** Attach each function step's callback from the in-memory pipeline. */
+int zorch__plan_bind(zorch__plan *plan, const zorch_pipeline *p);
+
+/** Index of a step, or -1. */
+int64_t zorch__plan_find(const zorch__plan *plan, const char *name);
+
+void zorch__plan_free(zorch__plan *plan);
+
+#endif

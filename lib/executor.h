@@ -1,0 +1,112 @@
+/* zorch — the DAG executor (runs a plan in this process) and step records. */
+#ifndef ZORCH_EXECUTOR_H
+#define ZORCH_EXECUTOR_H
+
+#include <stdatomic.h>
+
+#include "deployment.h"
+#include "store.h"
+
+/** One output of a step as recorded. */
+typedef struct zorch__output_rec {
+  const char *name;                 /* borrowed from the plan */
+  char digest[ZORCH__DIGEST_HEX];
+  uint64_t size;
+  bool is_dir;
+  bool set;
+} zorch__output_rec;
+
+/** The recorded state of one step. */
+typedef struct zorch__step_rec {
+  int status;                       /* zorch_status */
+  uint32_t attempts;
+  double started, finished;
+  int exit_code;                    /* -1 when not a command or not exited */
+  char *error;                      /* malloc'd or NULL */
+  char cache_key[ZORCH__DIGEST_HEX]; /* "" when none */
+  zorch__output_rec *outputs;       /* plan->steps[i].n_outputs entries */
+} zorch__step_rec;
+
+/** Append the JSON record line of step `i` to `b` (no newline). */
+int zorch__step_rec_json(zorch__buf *b, const zorch__plan *plan, uint32_t i,
+                         const zorch__step_rec *r);
+
+/** Apply one journal/step-record JSON line to the records (by step name). */
+int zorch__step_rec_apply(const zorch__plan *plan, zorch__step_rec *recs, const char *line,
+                          size_t len);
+
+/** Free the heap parts of n records and the array itself. */
+void zorch__step_recs_free(zorch__step_rec *recs, uint32_t n);
+/** Allocate n records with output slots matching the plan. */
+zorch__step_rec *zorch__step_recs_new(const zorch__plan *plan);
+
+typedef struct zorch__exec zorch__exec;
+
+typedef void (*zorch__finish_cb)(int run_status, const char *message, void *payload);
+
+typedef struct zorch__exec_opts {
+  uint32_t max_parallel;            /* 0: number of online CPUs */
+  uint32_t flags;                   /* ZORCH_RUN_NO_CACHE, ZORCH_RUN_EPHEMERAL */
+  zorch_progress_cb progress_cb;
+  void *progress_payload;
+  zorch__finish_cb finish_cb;       /* called once, on the executor's thread, at the end */
+  void *finish_payload;
+  struct zorch_client *client;      /* for logging, may be NULL */
+} zorch__exec_opts;
+
+/** Start executing `plan` (ownership taken) against `store` (borrowed; must
+ *  outlive the executor).  Returns once the run is under way. */
+int zorch__exec_start(zorch__exec **out, zorch__plan *plan, zorch__store *store,
+                      const zorch__exec_opts *opts);
+/** ZORCH_OK once finished (records durable), ZORCH_ETIMEOUT otherwise. */
+int zorch__exec_wait(zorch__exec *x, int timeout_ms);
+/** Request cancellation; async-signal-safe. */
+int zorch__exec_cancel(zorch__exec *x);
+/** Final run status (valid after wait returned ZORCH_OK) and its message. */
+int zorch__exec_status(const zorch__exec *x, const char **message);
+/** Copy the current step records (thread-safe); free with zorch__step_recs_free. */
+zorch__step_rec *zorch__exec_snapshot(zorch__exec *x);
+const zorch__plan *zorch__exec_plan(const zorch__exec *x);
+/** Wait for the end, then free.  NULL is a no-op. */
+void zorch__exec_free(zorch__exec *x);
+
+/** The cache key of step i given its inputs' digests.  out: 64 hex. */
+void zorch__cache_key(const zorch__plan *plan, uint32_t i, const zorch__step_rec *recs,
+                      char out[ZORCH__DIGEST_HEX]);
+
+/* ---- the step context of a function step (ctx.c) ---- */
+
+struct zorch_step_ctx {
+  zorch__exec *exec;                /* NULL when run by the entrypoint */
+  zorch__store *store;
+  const zorch__plan *plan;
+  uint32_t step;
+  uint32_t attempt;
+  const zorch__step_rec *recs;      /* to resolve input digests */
+  zorch__output_rec *outputs;       /* this attempt's outputs */
+  char **scratch;                   /* per output: scratch path handed out, or NULL */
+  atomic_int *cancelled;
+  int log_fd;                       /* -1 until first use */
+  char *log_path;
+  char *fail_message;
+  struct {
+    void *addr;
+    size_t len;
+  } *maps;
+  size_t n_maps;
+  char *tmp_json;                   /* scratch for param accessors */
+  char **param_strings;
+  size_t n_param_strings;
+};
+
+/** Set up / tear down a context for one attempt of step `i`. */
+int zorch__ctx_init(zorch_step_ctx *ctx, zorch__store *store, const zorch__plan *plan, uint32_t i,
+                    uint32_t attempt, const zorch__step_rec *recs, atomic_int *cancelled,
+                    const char *log_path);
+/** After the function returned 0: publish scratch outputs, check all were written. */
+int zorch__ctx_finish(zorch_step_ctx *ctx);
+void zorch__ctx_cleanup(zorch_step_ctx *ctx);
+/** Append a line to the step log from zorch itself. */
+void zorch__log_append(const char *log_path, const char *fmt, ...) ZORCH_PRINTF(2, 3);
+
+#endif
