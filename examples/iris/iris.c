@@ -1013,7 +1013,7 @@ static int build_pipeline(zorch_pipeline **out, const char *name, void *payload)
   TRY(zorch_pipeline_add_param(p, "data_fingerprint", "\"\""));
   TRY(zorch_pipeline_add_param(p, "seed", "42"));
   TRY(zorch_pipeline_add_param(p, "test_fraction", "0.3"));
-  TRY(zorch_pipeline_add_param(p, "learning_rate", "0.1"));
+  TRY(zorch_pipeline_add_param(p, "learning_rate", "0.5"));
   TRY(zorch_pipeline_add_param(p, "epochs", "1000"));
   TRY(zorch_pipeline_add_param(p, "l2", "0.001"));
 
@@ -1099,9 +1099,11 @@ typedef struct param_override {
   char *json;
 } param_override;
 
+static const char *or_unknown(const char *s) { return s ? s : "?"; }
+
 static void print_run(const zorch_run *run) {
-  printf("run %s (%s) on stack %s: %s\n", zorch_run_name(run), zorch_run_id(run),
-         zorch_run_stack(run) ? zorch_run_stack(run) : "?",
+  printf("run %s (%s) on stack %s: %s\n", or_unknown(zorch_run_name(run)),
+         or_unknown(zorch_run_id(run)), or_unknown(zorch_run_stack(run)),
          zorch_status_name(zorch_run_status(run)));
   for (size_t i = 0; i < zorch_run_step_count(run); i++) {
     int st = zorch_run_step_status(run, i);
@@ -1154,8 +1156,10 @@ static int make_params(textbuf *params, param_override *ov, size_t nov) {
   free(text);
   textbuf fpjson = {0};
   tb_json_string(&fpjson, fp);
-  if (fpjson.oom || !(ov[0].name = strdup("data_fingerprint")))
+  if (fpjson.oom || !(ov[0].name = strdup("data_fingerprint"))) {
+    tb_free(&fpjson);
     return -1;
+  }
   ov[0].json = fpjson.data;
 
   tb_printf(params, "{");
