@@ -50,15 +50,6 @@ const char *zt_tmpdir(void) {
   return t;
 }
 
-zorch_client *zt_client(void) {
-  zorch_client_options o = ZORCH_CLIENT_OPTIONS_INIT;
-  o.home = zt_tmpdir();
-  zorch_client *c = NULL;
-  int rc = zorch_client_new(&c, &o);
-  ck_assert_msg(rc == ZORCH_OK, "zorch_client_new: %s", zorch_error_last()->message);
-  return c;
-}
-
 int zt_run(char **out, const char *const *argv, const char *const *extra_env) {
   char path[] = "/tmp/zorch-test-out-XXXXXX";
   int fd = mkstemp(path);

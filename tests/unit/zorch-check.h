@@ -22,7 +22,14 @@ int zt_run_suite(Suite *s);
 const char *zt_tmpdir(void);
 
 /** A client whose home is a fresh temporary directory. */
-zorch_client *zt_client(void);
+static inline zorch_client *zt_client(void) {
+  zorch_client_options o = ZORCH_CLIENT_OPTIONS_INIT;
+  o.home = zt_tmpdir();
+  zorch_client *c = NULL;
+  int rc = zorch_client_new(&c, &o);
+  ck_assert_msg(rc == ZORCH_OK, "zorch_client_new: %s", zorch_error_last()->message);
+  return c;
+}
 
 /** Assert a zorch call returned `want`, printing zorch's message otherwise. */
 #define zt_assert_rc(call, want)                                                      \
