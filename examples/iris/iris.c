@@ -1108,12 +1108,12 @@ static void print_run(const zorch_run *run) {
   for (size_t i = 0; i < zorch_run_step_count(run); i++) {
     int st = zorch_run_step_status(run, i);
     double t0 = zorch_run_step_started_at(run, i), t1 = zorch_run_step_finished_at(run, i);
-    printf("  %-10s %-10s", zorch_run_step_name(run, i), zorch_status_name(st));
-    if (st == ZORCH_STATUS_COMPLETED && t0 > 0 && t1 >= t0)
-      printf(" %8.3f s", t1 - t0);
     const char *err = zorch_run_step_error(run, i);
-    if (err && (st == ZORCH_STATUS_FAILED || st == ZORCH_STATUS_SKIPPED))
-      printf("  %s", err);
+    printf("  %-10s %s", zorch_run_step_name(run, i), zorch_status_name(st));
+    if (st == ZORCH_STATUS_COMPLETED && t0 > 0 && t1 >= t0)
+      printf("%*s%8.3f s", 11 - (int)strlen(zorch_status_name(st)), "", t1 - t0);
+    else if (err && (st == ZORCH_STATUS_FAILED || st == ZORCH_STATUS_SKIPPED))
+      printf("%*s%s", 11 - (int)strlen(zorch_status_name(st)), "", err);
     printf("\n");
   }
 }

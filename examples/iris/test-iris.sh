@@ -52,6 +52,26 @@ check "run 3 exits 0" test "$rc" -eq 0
 check "run 3: load and split cached, train and evaluate completed" \
   test "$(statuses "$out" | tr '\n' ' ')" = "load cached split cached train completed evaluate completed "
 
+# The data file's content, not its path, decides what runs: a copy of the
+# file re-runs only `load` (same output, so the rest is cached); changed
+# values in every row re-run everything downstream.
+cp "$data" "$home/iris.csv"
+rc=0
+"$exe" --data "$home/iris.csv" >"$home/run5.out" 2>&1 || rc=$?
+echo "---- run 5, --data <a copy of the file> (exit $rc)"
+cat "$home/run5.out"
+check "run 5 exits 0" test "$rc" -eq 0
+check "run 5: load completed, the rest cached" \
+  test "$(statuses "$home/run5.out" | tr '\n' ' ')" = "load completed split cached train cached evaluate cached "
+awk -F, -v OFS=, 'NR > 1 { $1 += 0.01 } 1' "$data" >"$home/iris.csv"
+rc=0
+"$exe" --data "$home/iris.csv" >"$home/run6.out" 2>&1 || rc=$?
+echo "---- run 6, the copy with every sepal length + 0.01 (exit $rc)"
+cat "$home/run6.out"
+check "run 6 exits 0" test "$rc" -eq 0
+check "run 6: four steps, all completed" \
+  test "$(statuses "$home/run6.out" | awk '$2 == "completed"' | wc -l)" -eq 4
+
 # A bad param fails the run with a non-zero exit.
 rc=0
 "$exe" --param test_fraction=2 >"$home/run4.out" 2>&1 || rc=$?
