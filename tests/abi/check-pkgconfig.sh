@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # pkg-config test: the uninstalled zorch.pc that meson generates in the build
 # directory (meson-uninstalled/zorch-uninstalled.pc) names the plugin
-# directory, and a small program compiles, links and runs with nothing but
+# directory (an absolute path) and the plugin ABI, and a small program
+# compiles, links and runs with nothing but
 # `pkg-config --cflags --libs zorch` -- the way an out-of-tree flavor or
 # host program is built.
 #
@@ -27,7 +28,7 @@ pkg-config --exists --print-errors zorch
 
 plugindir=$(pkg-config --variable=plugindir zorch)
 [[ -n $plugindir ]] || fail "pkg-config --variable=plugindir zorch is empty"
-[[ $plugindir == */zorch-1/plugins ]] || fail "plugindir '$plugindir' does not end in zorch-1/plugins"
+[[ $plugindir == /* ]] || fail "plugindir '$plugindir' is not an absolute path"
 plugin_abi=$(pkg-config --variable=plugin_abi zorch)
 [[ $plugin_abi == 1 ]] || fail "plugin_abi is '$plugin_abi', expected 1 (ZORCH_PLUGIN_ABI_MAJOR)"
 
