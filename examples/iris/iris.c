@@ -514,13 +514,13 @@ static int output_text(zorch_step_ctx *ctx, const char *name, textbuf *b) {
 
 static int param_double(zorch_step_ctx *ctx, const char *name, double *out) {
   if (zorch_ctx_param_double(ctx, name, out) != ZORCH_OK)
-    return zorch_ctx_fail(ctx, "param %s: %s", name, zorch_error_last()->message);
+    return zorch_ctx_fail(ctx, "%s", zorch_error_last()->message); /* names the param */
   return 0;
 }
 
 static int param_int(zorch_step_ctx *ctx, const char *name, int64_t *out) {
   if (zorch_ctx_param_int(ctx, name, out) != ZORCH_OK)
-    return zorch_ctx_fail(ctx, "param %s: %s", name, zorch_error_last()->message);
+    return zorch_ctx_fail(ctx, "%s", zorch_error_last()->message); /* names the param */
   return 0;
 }
 
