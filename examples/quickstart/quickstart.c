@@ -1,7 +1,7 @@
-/* zorch quickstart: the program shown in README.md.
- * A function step writes a greeting; a command step shouts it. */
+/* zorch quickstart: the program shown in README.md, kept identical to it
+ * below this comment (test-quickstart.sh checks).  A function step writes a
+ * greeting; a command step shouts it. */
 #include <zorch/zorch.h>
-
 #include <stdio.h>
 
 /* A function step: reads param "who", writes output "greeting". */
