@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -45,19 +46,26 @@ typedef struct step_state {
   double started;  /* monotonic time of the last "running" */
 } step_state;
 
-/* What the progress callback keeps.  Its calls are serialised, but they come
- * from an executor thread while the main thread prints the header, so the
- * header lock orders the two. */
+/* A terminal gets at most this many redraws a second: a run of 100k steps
+ * must not spend its time (or its serialised callback) writing to a tty.
+ * The main thread draws what the throttle held back (see cmd_pipeline_run). */
+#define REDRAW_INTERVAL 0.1
+
+/* What the progress callback keeps.  Its calls are serialised but come from
+ * an executor thread, while the main thread prints the header and redraws:
+ * `lock` guards all of it. */
 typedef struct progress {
+  pthread_mutex_t lock;
   bool tty;
   size_t total;
-  size_t cap;            /* hash table of steps by name, open addressing */
+  size_t cap, used;      /* hash table of steps by name, open addressing */
   step_state *steps;
   size_t count[8];       /* steps per status */
   char last[256];        /* the latest change, for the status line */
-  pthread_mutex_t header_lock;
   bool header_done;      /* until then, lines wait in `pending` */
   bool closed;           /* the run ended: draw nothing more */
+  bool dirty;            /* a change not drawn yet */
+  double last_draw;
   char *pending;
   size_t pending_len;
 } progress;
@@ -68,55 +76,60 @@ static uint64_t hash_str(const char *s) {
   return h;
 }
 
+/* The step's state, added on first sight; NULL if the table is full (a run
+ * reporting more steps than its pipeline has). */
 static step_state *step_lookup(progress *pg, const char *name) {
   size_t i = (size_t)hash_str(name) & (pg->cap - 1);
   while (pg->steps[i].name) {
     if (strcmp(pg->steps[i].name, name) == 0) return &pg->steps[i];
     i = (i + 1) & (pg->cap - 1);
   }
+  if (pg->used + 1 >= pg->cap) return NULL;
   if (!(pg->steps[i].name = strdup(name))) abort();
   pg->steps[i].status = -1;
+  pg->used++;
   return &pg->steps[i];
 }
 
 static void progress_init(progress *pg, size_t total) {
   memset(pg, 0, sizeof *pg);
+  pthread_mutex_init(&pg->lock, NULL);
   pg->tty = cli_stdout_is_tty();
   pg->total = total;
   pg->cap = 16;
-  while (pg->cap < 2 * total + 2) pg->cap *= 2; /* the run has exactly these steps */
+  while (pg->cap < 2 * total + 2) pg->cap *= 2;
   if (!(pg->steps = calloc(pg->cap, sizeof *pg->steps))) abort();
-  pthread_mutex_init(&pg->header_lock, NULL);
 }
 
 static void progress_free(progress *pg) {
   for (size_t i = 0; i < pg->cap; i++) free(pg->steps[i].name);
   free(pg->steps);
   free(pg->pending);
-  pthread_mutex_destroy(&pg->header_lock);
+  pthread_mutex_destroy(&pg->lock);
 }
 
-/* A permanent line on stdout (above the status line on a terminal). */
+/* A permanent line on stdout (above the status line on a terminal).  Lock held. */
 static void progress_line(progress *pg, const char *line) {
-  pthread_mutex_lock(&pg->header_lock);
-  if (pg->closed) {
-    /* nothing: the summary says it all */
-  } else if (!pg->header_done) {
-    size_t l = strlen(line);
-    char *np = realloc(pg->pending, pg->pending_len + l + 2);
-    if (!np) abort();
-    pg->pending = np;
-    memcpy(pg->pending + pg->pending_len, line, l);
-    pg->pending[pg->pending_len + l] = '\n';
-    pg->pending_len += l + 1;
-    pg->pending[pg->pending_len] = '\0';
-  } else {
+  if (pg->closed) return; /* the summary says it all */
+  if (pg->header_done) {
     cli_println(stdout, "%s", line);
+    return;
   }
-  pthread_mutex_unlock(&pg->header_lock);
+  size_t l = strlen(line);
+  char *np = realloc(pg->pending, pg->pending_len + l + 2);
+  if (!np) abort();
+  pg->pending = np;
+  memcpy(pg->pending + pg->pending_len, line, l);
+  pg->pending[pg->pending_len + l] = '\n';
+  pg->pending_len += l + 1;
+  pg->pending[pg->pending_len] = '\0';
 }
 
+/* Draw the status line.  Lock held. */
 static void progress_redraw(progress *pg) {
+  if (!pg->tty || !pg->header_done || pg->closed) return;
+  pg->dirty = false;
+  pg->last_draw = mono_now();
   size_t finished = pg->count[ZORCH_STATUS_COMPLETED] + pg->count[ZORCH_STATUS_CACHED] +
                     pg->count[ZORCH_STATUS_FAILED] + pg->count[ZORCH_STATUS_SKIPPED] +
                     pg->count[ZORCH_STATUS_STOPPED];
@@ -146,14 +159,18 @@ static void on_progress(const char *run_id, const char *step, int status, void *
   (void)run_id;
   progress *pg = payload;
   if (!step || status < 0 || status > ZORCH_STATUS_RETRYING) return;
+  pthread_mutex_lock(&pg->lock);
   step_state *s = step_lookup(pg, step);
-  if (s->status == status) return;
+  if (!s || s->status == status) {
+    pthread_mutex_unlock(&pg->lock);
+    return;
+  }
   if (s->status >= 0) pg->count[s->status]--;
   s->status = status;
   pg->count[status]++;
-  double took = -1;
-  if (status == ZORCH_STATUS_RUNNING) s->started = mono_now();
-  else if (s->started > 0) took = mono_now() - s->started;
+  double now = mono_now(), took = -1;
+  if (status == ZORCH_STATUS_RUNNING) s->started = now;
+  else if (s->started > 0) took = now - s->started;
 
   char dur[32] = "";
   if (took >= 0) {
@@ -161,30 +178,58 @@ static void on_progress(const char *run_id, const char *step, int status, void *
     cli_format_duration(d, sizeof d, took);
     snprintf(dur, sizeof dur, " (%s)", d);
   }
-  const char *name = zorch_status_name(status);
-  char line[512];
+  const char *what = status == ZORCH_STATUS_RETRYING ? "failed, retrying" : zorch_status_name(status);
   bool finished = status == ZORCH_STATUS_COMPLETED || status == ZORCH_STATUS_CACHED ||
                   status == ZORCH_STATUS_FAILED || status == ZORCH_STATUS_SKIPPED ||
                   status == ZORCH_STATUS_STOPPED;
+  char line[512];
   if (!pg->tty) {
     /* plain: one line per finished step (and per retry) */
     if (finished || status == ZORCH_STATUS_RETRYING) {
-      snprintf(line, sizeof line, "%s: %s%s", step,
-               status == ZORCH_STATUS_RETRYING ? "failed, retrying" : name, dur);
+      snprintf(line, sizeof line, "%s: %s%s", step, what, dur);
       progress_line(pg, line);
     }
-    return;
+  } else {
+    snprintf(pg->last, sizeof pg->last, "%s %s", step, zorch_status_name(status));
+    if (status == ZORCH_STATUS_FAILED || status == ZORCH_STATUS_RETRYING) {
+      /* failures stay on the screen above the status line */
+      snprintf(line, sizeof line, "%s%s: %s%s%s", cli_status_color(status), step, what, dur,
+               cli_color_reset());
+      progress_line(pg, line);
+    }
+    if (now - pg->last_draw >= REDRAW_INTERVAL) progress_redraw(pg);
+    else pg->dirty = true;
   }
-  snprintf(pg->last, sizeof pg->last, "%s %s", step, name);
-  if (status == ZORCH_STATUS_FAILED || status == ZORCH_STATUS_RETRYING) {
-    /* failures stay on the screen above the status line */
-    snprintf(line, sizeof line, "%s%s: %s%s%s", cli_status_color(status), step,
-             status == ZORCH_STATUS_RETRYING ? "failed, retrying" : name, dur, cli_color_reset());
-    progress_line(pg, line);
+  pthread_mutex_unlock(&pg->lock);
+}
+
+/* On a terminal the main thread waits in short slices to draw what the
+ * throttle held back; Ctrl-C between two slices must still stop the run. */
+static zorch_run *volatile sigint_run;
+
+static void on_sigint(int sig) {
+  (void)sig;
+  zorch_run *r = sigint_run;
+  if (r) zorch_run_cancel(r); /* async-signal-safe for a run of this process */
+}
+
+static int wait_run(zorch_run *run, progress *pg) {
+  if (!pg->tty) return zorch_run_wait(run, -1);
+  struct sigaction sa, old;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_sigint;
+  sigemptyset(&sa.sa_mask);
+  sigint_run = run;
+  sigaction(SIGINT, &sa, &old);
+  int rc;
+  while ((rc = zorch_run_wait(run, (int)(REDRAW_INTERVAL * 1000))) == ZORCH_ETIMEOUT) {
+    pthread_mutex_lock(&pg->lock);
+    if (pg->dirty) progress_redraw(pg);
+    pthread_mutex_unlock(&pg->lock);
   }
-  pthread_mutex_lock(&pg->header_lock);
-  if (pg->header_done && !pg->closed) progress_redraw(pg);
-  pthread_mutex_unlock(&pg->header_lock);
+  sigaction(SIGINT, &old, NULL);
+  sigint_run = NULL;
+  return rc;
 }
 
 /* ---- the summary --------------------------------------------------------------------------- */
@@ -343,21 +388,21 @@ int cmd_pipeline_run(const cli_cmd *cmd, int argc, char **argv) {
            zorch_run_pipeline_name(run), zorch_run_stack(run) ? zorch_run_stack(run) : "?",
            zorch_run_name(run), zorch_run_id(run), url ? "Orchestrator URL: " : "",
            url ? url : "", url ? "\n" : "");
-  pthread_mutex_lock(&pg.header_lock);
+  pthread_mutex_lock(&pg.lock);
   fputs(header, stdout);
   if (pg.pending) fputs(pg.pending, stdout);
   fflush(stdout);
   pg.header_done = true;
-  if (pg.tty) progress_redraw(&pg);
-  pthread_mutex_unlock(&pg.header_lock);
+  progress_redraw(&pg);
+  pthread_mutex_unlock(&pg.lock);
 
-  int wrc = zorch_run_wait(run, -1);
+  int wrc = wait_run(run, &pg);
   /* keep the message: the accessors below may overwrite the thread's last error */
   char message[2048];
   snprintf(message, sizeof message, "%s", zorch_error_last()->message);
-  pthread_mutex_lock(&pg.header_lock);
+  pthread_mutex_lock(&pg.lock);
   pg.closed = true;
-  pthread_mutex_unlock(&pg.header_lock);
+  pthread_mutex_unlock(&pg.lock);
   cli_status_clear();
   if (wrc == ZORCH_OK || wrc == ZORCH_ESTEP || wrc == ZORCH_ECANCELLED) print_summary(run);
   fflush(stdout);

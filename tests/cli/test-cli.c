@@ -592,8 +592,10 @@ END_TEST
 
 /* ---- a terminal: the live status line -------------------------------------------------------- */
 
-/* Run zorch ARGS on a pseudo-terminal; returns the exit status, *out the bytes it wrote. */
-static int zorch_on_tty(char **out, const char *home, const char *const *args) {
+/* Run zorch ARGS on a pseudo-terminal; returns the exit status, *out the bytes it wrote.
+ * With `interrupt_at`, send SIGINT once that text has appeared (and 0.3 s more). */
+static int zorch_on_tty(char **out, const char *home, const char *const *args,
+                        const char *interrupt_at) {
   int master = posix_openpt(O_RDWR | O_NOCTTY);
   ck_assert_int_ge(master, 0);
   ck_assert_int_eq(grantpt(master), 0);
@@ -626,6 +628,12 @@ static int zorch_on_tty(char **out, const char *home, const char *const *args) {
     if (r > 0) len += (size_t)r;
     else if (r < 0 && errno == EINTR) continue;
     else break; /* EIO: the other side closed */
+    buf[len] = '\0';
+    if (interrupt_at && strstr(buf, interrupt_at)) {
+      usleep(300 * 1000);
+      kill(pid, SIGINT);
+      interrupt_at = NULL;
+    }
   }
   buf[len] = '\0';
   close(master);
@@ -644,7 +652,7 @@ START_TEST(test_terminal_shows_status_line) {
       "{\"name\":\"second\",\"command\":[\"sleep\",\"0.3\"],\"after\":[\"first\"]}]}");
   const char *args[] = {"pipeline", "run", spec, NULL};
   char *out = NULL;
-  int rc = zorch_on_tty(&out, home, args);
+  int rc = zorch_on_tty(&out, home, args, NULL);
   ck_assert_msg(rc == 0, "exit %d:\n%s", rc, out);
   assert_has(out, "\r\033[K"); /* the status line is redrawn in place */
   assert_has(out, "[2/2] 2 done, 0 running, 0 failed, 0 cached");
@@ -654,6 +662,30 @@ START_TEST(test_terminal_shows_status_line) {
   /* no per-step lines as on a pipe */
   assert_lacks(out, "first: completed");
   free(out);
+  free(spec);
+}
+END_TEST
+
+START_TEST(test_terminal_ctrl_c_stops_the_run) {
+  const char *home = zt_tmpdir();
+  char *spec = write_file(zt_tmpdir(), "sleepy.json",
+                          "{\"zorch_pipeline\":1,\"name\":\"sleepy\",\"steps\":["
+                          "{\"name\":\"nap\",\"command\":[\"sleep\",\"30\"]}]}");
+  const char *args[] = {"pipeline", "run", spec, NULL};
+  char *out = NULL;
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  int rc = zorch_on_tty(&out, home, args, "nap running");
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  ck_assert_msg(rc == 130, "exit %d, wanted 130:\n%s", rc, out);
+  ck_assert_msg(t1.tv_sec - t0.tv_sec < 15, "the run was not stopped promptly");
+  assert_has(out, "stopped");
+  char *id = run_id_of(out);
+  free(out);
+  out = zorch_expect(0, home, "run", "list", NULL);
+  assert_line_has(out, id, "stopped");
+  free(out);
+  free(id);
   free(spec);
 }
 END_TEST
@@ -745,6 +777,7 @@ Suite *cli_suite(void) {
   tcase_add_test(tc, test_failing_step_exits_1);
   tcase_add_test(tc, test_pipe_output_is_plain);
   tcase_add_test(tc, test_terminal_shows_status_line);
+  tcase_add_test(tc, test_terminal_ctrl_c_stops_the_run);
   tcase_add_test(tc, test_sigint_stops_the_run);
   suite_add_tcase(s, tc);
   return s;
