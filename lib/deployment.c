@@ -275,7 +275,7 @@ int zorch__deployment_compile(char **out, const zorch_pipeline *p,
                         ov ? json_incref(ov) : json_text(p->params.v[i].value));
   }
   json_decref(overrides);
-  const char *zorch_cmd = getenv("ZORCH_COMMAND");
+  const char *zorch_cmd = info->zorch_command;
   char *default_cmd = zorch_cmd && *zorch_cmd ? NULL : zorch__asprintf("%s/zorch", ZORCH_BINDIR);
   if (!zorch_cmd || !*zorch_cmd) zorch_cmd = default_cmd;
   char *dep_path = info->store_path && info->run_id

@@ -18,6 +18,7 @@ typedef struct zorch__compile_info {
   const char *orchestrator;  /* component name, may be NULL */
   const char *flavor;        /* orchestrator flavor, may be NULL */
   const char *store_path;    /* local artifact store root, may be NULL */
+  const char *zorch_command; /* the zorch CLI for command steps; NULL: the installed one */
   int failure_mode;
   double created;
 } zorch__compile_info;

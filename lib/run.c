@@ -368,6 +368,7 @@ int zorch_run_start(zorch_run **out, zorch_client *client, const zorch_pipeline 
                             .flavor = stack.orchestrator_flavor,
                             .store_path = zorch__store_root(r->store),
                             .failure_mode = opts->failure_mode,
+                            .zorch_command = sub->zorch_command,
                             .created = r->created};
   if ((rc = zorch__deployment_compile(&r->deployment, pipeline, &ci))) goto fail;
   if ((rc = zorch__plan_load(&r->plan, r->deployment))) goto fail;

@@ -28,10 +28,18 @@ typedef struct {
 
 static zorch__store *shared_store;
 
+static void close_store(void) {
+  zorch__store_close(shared_store);
+  shared_store = NULL;
+}
+
 static result run_pipeline(zorch_pipeline *p, int mode, uint32_t max_parallel, uint32_t flags,
                            double cancel_after) {
   result res = {0};
-  if (!shared_store) zt_ok(zorch__store_open(&shared_store, zt_tmpdir()));
+  if (!shared_store) {
+    zt_ok(zorch__store_open(&shared_store, zt_tmpdir()));
+    atexit(close_store);
+  }
   res.store = shared_store;
   static int counter;
   char *id = res.id;
@@ -138,6 +146,7 @@ START_TEST(command_steps_share_one_event_loop) {
     zt_ok(zorch_step_set_cache(s, 0));
   }
   zt_ok(zorch__store_open(&shared_store, zt_tmpdir()));
+  atexit(close_store);
   zorch__compile_info ci = {.run_id = "threads", .store_path = zorch__store_root(shared_store)};
   char *doc;
   zt_ok(zorch__deployment_compile(&doc, p, &ci));
@@ -442,7 +451,7 @@ START_TEST(second_run_is_cached_and_param_change_reruns_downstream_only) {
   zt_ok(zorch_step_set_param(d, "k", "4"));
   zt_ok(zorch_step_add_input(d, "i", "a", "o"));
   zt_ok(zorch_step_add_output(d, "o"));
-  shared_store = NULL;
+  close_store();
   atomic_store(&calls, 0);
   result r = run_pipeline(p, 0, 2, 0, 0);
   ck_assert_int_eq(r.status, ZORCH_STATUS_COMPLETED);
