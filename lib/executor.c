@@ -654,8 +654,19 @@ static int spawn_command(zorch__exec *x, uint32_t i, pid_t *pid_out, char **err)
   json_t *pv;
   json_object_foreach(s->params, pk, pv) {
     char *nm = env_name("ZORCH_PARAM_", pk);
-    char *txt = json_is_string(pv) ? zorch__strdup(json_string_value(pv))
-                                   : json_dumps(pv, JSON_COMPACT | JSON_ENCODE_ANY);
+    char *txt;
+    if (json_is_string(pv)) {
+      txt = zorch__strdup(json_string_value(pv));
+    } else if (json_is_real(pv)) { /* the shortest text that reads back as the same double */
+      double d = json_real_value(pv);
+      txt = zorch__asprintf("%.15g", d);
+      if (txt && strtod(txt, NULL) != d) {
+        free(txt);
+        txt = zorch__asprintf("%.17g", d);
+      }
+    } else {
+      txt = json_dumps(pv, JSON_COMPACT | JSON_ENCODE_ANY);
+    }
     v = nm && txt ? zorch__asprintf("%s=%s", nm, txt) : NULL;
     if (v) zorch__strv_push(&extra, v);
     free(v);

@@ -500,6 +500,28 @@ START_TEST(long_chain_and_wide_fan) {
 }
 END_TEST
 
+START_TEST(params_reach_command_steps_as_text) {
+  zorch_pipeline *p = newp("params");
+  zt_ok(zorch_pipeline_add_param(p, "rate", "0.1"));
+  zt_ok(zorch_pipeline_add_param(p, "label", "\"nightly\""));
+  zt_ok(zorch_pipeline_add_param(p, "sizes", "[64, 32]"));
+  zorch_step *a = cmd(p, "show", "printf '%s|%s|%s' \"$ZORCH_PARAM_RATE\" \"$ZORCH_PARAM_LABEL\" \"$ZORCH_PARAM_SIZES\" > \"$ZORCH_OUTPUT_O\"");
+  zt_ok(zorch_step_add_output(a, "o"));
+  zt_ok(zorch_step_use_param(a, "rate"));
+  zt_ok(zorch_step_use_param(a, "label"));
+  zt_ok(zorch_step_use_param(a, "sizes"));
+  result r = run_pipeline(p, 0, 2, 0, 0);
+  ck_assert_int_eq(r.status, ZORCH_STATUS_COMPLETED);
+  char *ap = zorch__store_artifact_path(r.store, rec(&r, "show")->outputs[0].digest), *text = NULL;
+  zt_ok(zorch__read_file(ap, &text, NULL));
+  ck_assert_str_eq(text, "0.1|nightly|[64,32]");
+  free(text);
+  free(ap);
+  zorch__exec_free(r.x);
+  zorch_pipeline_free(p);
+}
+END_TEST
+
 Suite *executor_suite(void) {
   Suite *s = suite_create("executor");
   TCase *tc = tcase_create("semantics");
@@ -516,6 +538,7 @@ Suite *executor_suite(void) {
   tcase_add_test(tc, missing_output_and_missing_program_fail_clearly);
   tcase_add_test(tc, second_run_is_cached_and_param_change_reruns_downstream_only);
   tcase_add_test(tc, long_chain_and_wide_fan);
+  tcase_add_test(tc, params_reach_command_steps_as_text);
   suite_add_tcase(s, tc);
   return s;
 }
