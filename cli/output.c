@@ -200,10 +200,12 @@ void cli_status_clear(void) {
 void cli_println(FILE *f, const char *fmt, ...) {
   pthread_mutex_lock(&term_lock);
   if (status_shown) status_erase();
-  va_list ap;
-  va_start(ap, fmt);
-  vfprintf(f, fmt, ap);
-  va_end(ap);
+  if (fmt) {
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(f, fmt, ap);
+    va_end(ap);
+  }
   fputc('\n', f);
   fflush(f);
   if (status_shown) status_draw();

@@ -29,17 +29,23 @@ typedef struct {
 static zorch__store *shared_store;
 
 static void close_store(void) {
-  zorch__store_close(shared_store);
+  if (shared_store) zorch__store_close(shared_store);
   shared_store = NULL;
+}
+
+/* A new empty store for the next runs (tests also run in one process with CK_FORK=no). */
+static void fresh_store(void) {
+  static bool registered;
+  close_store();
+  zt_ok(zorch__store_open(&shared_store, zt_tmpdir()));
+  if (!registered) atexit(close_store);
+  registered = true;
 }
 
 static result run_pipeline(zorch_pipeline *p, int mode, uint32_t max_parallel, uint32_t flags,
                            double cancel_after) {
   result res = {0};
-  if (!shared_store) {
-    zt_ok(zorch__store_open(&shared_store, zt_tmpdir()));
-    atexit(close_store);
-  }
+  if (!shared_store) fresh_store();
   res.store = shared_store;
   static int counter;
   char *id = res.id;
@@ -145,8 +151,7 @@ START_TEST(command_steps_share_one_event_loop) {
     zorch_step *s = cmd(p, n, "sleep 0.5");
     zt_ok(zorch_step_set_cache(s, 0));
   }
-  zt_ok(zorch__store_open(&shared_store, zt_tmpdir()));
-  atexit(close_store);
+  fresh_store();
   zorch__compile_info ci = {.run_id = "threads", .store_path = zorch__store_root(shared_store)};
   char *doc;
   zt_ok(zorch__deployment_compile(&doc, p, &ci));
@@ -451,7 +456,7 @@ START_TEST(second_run_is_cached_and_param_change_reruns_downstream_only) {
   zt_ok(zorch_step_set_param(d, "k", "4"));
   zt_ok(zorch_step_add_input(d, "i", "a", "o"));
   zt_ok(zorch_step_add_output(d, "o"));
-  close_store();
+  fresh_store();
   atomic_store(&calls, 0);
   result r = run_pipeline(p, 0, 2, 0, 0);
   ck_assert_int_eq(r.status, ZORCH_STATUS_COMPLETED);
