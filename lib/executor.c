@@ -69,10 +69,17 @@ int zorch__step_rec_json(zorch__buf *b, const zorch__plan *plan, uint32_t i,
   const zorch__pstep *s = &plan->steps[i];
   zorch__buf_puts(b, "{\"step\":");
   zorch__buf_json_string(b, s->name);
-  zorch__buf_printf(b, ",\"status\":\"%s\",\"attempt\":%u,\"started\":%.6f,\"finished\":%.6f",
-                    zorch_status_name(r->status), r->attempts, r->started, r->finished);
-  if (r->exit_code >= 0) zorch__buf_printf(b, ",\"exit\":%d", r->exit_code);
-  if (r->cache_key[0]) zorch__buf_printf(b, ",\"cache_key\":\"%s\"", r->cache_key);
+  zorch__buf_cat(b, ",\"status\":\"", zorch_status_name(r->status), "\",\"attempt\":", NULL);
+  zorch__buf_u64(b, r->attempts);
+  zorch__buf_puts(b, ",\"started\":");
+  zorch__buf_time(b, r->started);
+  zorch__buf_puts(b, ",\"finished\":");
+  zorch__buf_time(b, r->finished);
+  if (r->exit_code >= 0) {
+    zorch__buf_puts(b, ",\"exit\":");
+    zorch__buf_u64(b, (uint64_t)r->exit_code);
+  }
+  if (r->cache_key[0]) zorch__buf_cat(b, ",\"cache_key\":\"", r->cache_key, "\"", NULL);
   if (r->error) {
     zorch__buf_puts(b, ",\"error\":");
     zorch__buf_json_string(b, r->error);
@@ -83,8 +90,9 @@ int zorch__step_rec_json(zorch__buf *b, const zorch__plan *plan, uint32_t i,
       const zorch__output_rec *o = &r->outputs[k];
       zorch__buf_puts(b, k ? ",{\"name\":" : "{\"name\":");
       zorch__buf_json_string(b, s->outputs[k]);
-      zorch__buf_printf(b, ",\"digest\":\"%s\",\"size\":%llu,\"kind\":\"%s\"}", o->digest,
-                        (unsigned long long)o->size, o->is_dir ? "dir" : "file");
+      zorch__buf_cat(b, ",\"digest\":\"", o->digest, "\",\"size\":", NULL);
+      zorch__buf_u64(b, o->size);
+      zorch__buf_cat(b, ",\"kind\":\"", o->is_dir ? "dir" : "file", "\"}", NULL);
     }
     zorch__buf_puts(b, "]");
   }
@@ -152,14 +160,15 @@ void zorch__cache_key(const zorch__plan *plan, uint32_t i, const zorch__step_rec
                       char out[ZORCH__DIGEST_HEX]) {
   const zorch__pstep *s = &plan->steps[i];
   zorch__buf b = ZORCH__BUF_INIT;
-  zorch__buf_printf(&b, "zorch-cache-1\npipeline=%s\nstep=%s\nkind=%d\nversion=%s\n",
-                    plan->pipeline, s->name, s->kind, s->version);
+  zorch__buf_cat(&b, "zorch-cache-1\npipeline=", plan->pipeline, "\nstep=", s->name,
+                 s->kind == ZORCH__STEP_COMMAND ? "\nkind=1\nversion=" : "\nkind=0\nversion=",
+                 s->version, "\n", NULL);
   if (s->argv)
     for (size_t a = 0; s->argv[a]; a++) {
       zorch__buf_puts(&b, "arg=");
       zorch__buf_put(&b, s->argv[a], strlen(s->argv[a]) + 1);
     }
-  zorch__buf_printf(&b, "\nparams=%s\n", s->params_canon ? s->params_canon : "{}");
+  zorch__buf_cat(&b, "\nparams=", s->params_canon ? s->params_canon : "{}", "\n", NULL);
   size_t ne = 0;
   while (s->env && s->env[ne]) ne++;
   if (ne) {
@@ -174,7 +183,7 @@ void zorch__cache_key(const zorch__plan *plan, uint32_t i, const zorch__step_rec
       free(env);
     }
   }
-  for (uint32_t k = 0; k < s->n_outputs; k++) zorch__buf_printf(&b, "out=%s\n", s->outputs[k]);
+  for (uint32_t k = 0; k < s->n_outputs; k++) zorch__buf_cat(&b, "out=", s->outputs[k], "\n", NULL);
   /* inputs in name order */
   uint32_t ni = s->n_inputs;
   const zorch__pin **ins = ni ? malloc(ni * sizeof *ins) : NULL;
@@ -186,8 +195,8 @@ void zorch__cache_key(const zorch__plan *plan, uint32_t i, const zorch__step_rec
       ins[c - 1] = t;
     }
   for (uint32_t k = 0; ins && k < ni; k++)
-    zorch__buf_printf(&b, "in=%s:%s\n", ins[k]->name,
-                      recs[ins[k]->step].outputs[ins[k]->output].digest);
+    zorch__buf_cat(&b, "in=", ins[k]->name, ":", recs[ins[k]->step].outputs[ins[k]->output].digest,
+                   "\n", NULL);
   free(ins);
   zorch__sha256_hex(b.data, b.len, out);
   zorch__buf_free(&b);
@@ -468,8 +477,9 @@ static char *outputs_json(const zorch__plan *plan, uint32_t i, const zorch__step
   for (uint32_t k = 0; k < s->n_outputs; k++) {
     zorch__buf_puts(&b, k ? ",{\"name\":" : "{\"name\":");
     zorch__buf_json_string(&b, s->outputs[k]);
-    zorch__buf_printf(&b, ",\"digest\":\"%s\",\"size\":%llu,\"kind\":\"%s\"}", r->outputs[k].digest,
-                      (unsigned long long)r->outputs[k].size, r->outputs[k].is_dir ? "dir" : "file");
+    zorch__buf_cat(&b, ",\"digest\":\"", r->outputs[k].digest, "\",\"size\":", NULL);
+    zorch__buf_u64(&b, r->outputs[k].size);
+    zorch__buf_cat(&b, ",\"kind\":\"", r->outputs[k].is_dir ? "dir" : "file", "\"}", NULL);
   }
   zorch__buf_puts(&b, "]");
   return zorch__buf_detach(&b);

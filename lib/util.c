@@ -71,6 +71,40 @@ int zorch__buf_printf(zorch__buf *b, const char *fmt, ...) {
   return ZORCH_OK;
 }
 
+int zorch__buf_u64(zorch__buf *b, uint64_t v) {
+  char tmp[24];
+  size_t n = 0;
+  do {
+    tmp[sizeof tmp - 1 - n++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  return zorch__buf_put(b, tmp + sizeof tmp - n, n);
+}
+
+int zorch__buf_time(zorch__buf *b, double t) {
+  if (!(t > 0)) return zorch__buf_put(b, "0", 1);
+  uint64_t us = (uint64_t)(t * 1e6 + 0.5);
+  if (zorch__buf_u64(b, us / 1000000)) return ZORCH_ENOMEM;
+  char frac[8];
+  uint64_t f = us % 1000000;
+  frac[0] = '.';
+  for (int i = 6; i >= 1; i--) {
+    frac[i] = (char)('0' + f % 10);
+    f /= 10;
+  }
+  return zorch__buf_put(b, frac, 7);
+}
+
+int zorch__buf_cat(zorch__buf *b, ...) {
+  va_list ap;
+  va_start(ap, b);
+  const char *s;
+  int rc = ZORCH_OK;
+  while (rc == ZORCH_OK && (s = va_arg(ap, const char *))) rc = zorch__buf_put(b, s, strlen(s));
+  va_end(ap);
+  return rc;
+}
+
 int zorch__buf_json_string(zorch__buf *b, const char *s) {
   static const char hex[] = "0123456789abcdef";
   size_t n = strlen(s);
