@@ -423,7 +423,9 @@ static void dispatch(zorch__exec *x) {
     x->xs[i].deadline_ns = 0;
     atomic_store(&x->xs[i].cancelled, 0);
     active_add(x, i);
-    record(x, i);
+    /* a command step's start is journaled (it runs long enough for another
+     * process to want to see it); a function step records only its end */
+    if (s->kind == ZORCH__STEP_COMMAND) record(x, i);
     progress(x, i, ZORCH_STATUS_RUNNING);
     if (s->kind == ZORCH__STEP_FUNCTION) {
       ring_push(&x->fq, i);
