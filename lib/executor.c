@@ -515,7 +515,7 @@ static void attempt_done(zorch__exec *x, uint32_t i, bool ok, char *error, int e
     step_terminal(x, i, ZORCH_STATUS_COMPLETED);
     if (x->cache && r->cache_key[0]) {
       char *oj = outputs_json(x->plan, i, r);
-      if (oj) zorch__cache_put(x->cache, r->cache_key, oj);
+      if (oj) zorch__cache_append(x->cache, r->cache_key, oj); /* no step of this run looks it up */
       free(oj);
     }
   } else if (xs->stop_requested) {

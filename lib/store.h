@@ -106,6 +106,11 @@ const char *zorch__cache_lookup(zorch__cache *c, const char *key);
 /** Record `outputs_json` (a JSON array text) for `key`.  Thread-safe. */
 int zorch__cache_put(zorch__cache *c, const char *key, const char *outputs_json);
 
+/** Like zorch__cache_put() for a key this handle will not be asked for again
+ *  (a run records its own results): appended to the index file only, not
+ *  kept in memory.  Thread-safe. */
+int zorch__cache_append(zorch__cache *c, const char *key, const char *outputs_json);
+
 /** Flush and free.  NULL is a no-op. */
 int zorch__cache_close(zorch__cache *c);
 
