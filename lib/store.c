@@ -15,8 +15,10 @@
  *   Readers therefore see either nothing or a complete artifact, after kill -9
  *   as after power loss.  A single file artifact is always 0444: its digest
  *   covers the content only, so the executable bit cannot be part of it.
- *   A copy starts writeback every 8 MiB (sync_file_range) so that the final
- *   fsync is short; a tree starts writeback of all its files before it
+ *   A file copy is made in the kernel (copy_file_range, falling back to a
+ *   read/write loop) with writeback started every 8 MiB (sync_file_range),
+ *   then the copy itself is hashed while the disk writes it, so the final
+ *   fsync is short and the digest is of the stored bytes; a tree starts writeback of all its files before it
  *   fsyncs them one by one, so that few journal commits cover them all.
  *   take=true of a file with other hard links copies it (another name could
  *   change it later); take=true across filesystems falls back to a copy.

@@ -37,7 +37,8 @@ int zorch__store_put_bytes(zorch__store *st, const void *data, size_t len,
 /** Store a file or a directory tree found at `path`.  take=true: `path` was
  *  returned by zorch__store_scratch() and is moved into place without a copy
  *  (or removed when the content is already stored); take=false: it is copied
- *  while being hashed, in one streaming pass, and left in place.  A
+ *  (in the kernel where it can be) and the copy hashed, never read whole
+ *  into memory; the original is left in place.  A
  *  directory's digest is the SHA-256 of its canonical manifest (sorted
  *  relative paths, kinds, executable bits, file digests, symlink targets).
  *  *size is the total bytes of regular files; *is_dir tells the kind. */
