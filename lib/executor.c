@@ -288,7 +288,12 @@ struct zorch__exec {
   zorch__strv exe_names;
 };
 
+/* Set on an executor's event-loop thread: it needs no wake-up from itself,
+ * because it looks at its queues and timers again before it sleeps. */
+static _Thread_local const zorch__exec *loop_of_this_thread;
+
 static void wake_loop(zorch__exec *x) {
+  if (loop_of_this_thread == x) return;
   uint64_t one = 1;
   ssize_t r = write(x->evfd, &one, sizeof one);
   (void)r;
@@ -1058,6 +1063,7 @@ static void finalize(zorch__exec *x) {
 
 static void *loop_main(void *arg) {
   zorch__exec *x = arg;
+  loop_of_this_thread = x;
   struct epoll_event evs[64];
   pthread_mutex_lock(&x->lock);
   for (;;) {
