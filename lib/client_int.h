@@ -34,8 +34,9 @@ typedef struct zorch__flavor {
 
 /** Build the registry for a client: scan, in this order, the client's
  *  plugin_path, $ZORCH_PLUGIN_PATH (unless ZORCH_CLIENT_NO_ENV), then
- *  $ZORCH_PLUGIN_SYSTEM_PATH if set (it replaces the default) or else the
- *  compiled-in plugin directory (unless ZORCH_CLIENT_NO_DEFAULT_PLUGIN_PATHS).
+ *  $ZORCH_PLUGIN_SYSTEM_PATH if set (it replaces the default; empty: no
+ *  directory) or else the compiled-in plugin directory -- neither of these
+ *  two with ZORCH_CLIENT_NO_DEFAULT_PLUGIN_PATHS.
  *  Nothing is scanned with ZORCH_CLIENT_NO_PLUGINS.  Only files named
  *  zorch-flavor-*.so are considered.  The first flavor of a name wins; a
  *  later one is logged and ignored.  Failures are recorded as problems and
@@ -69,7 +70,17 @@ void zorch__registry_problem(const zorch__registry *r, size_t i, const char **pa
  *  "orchestrator 'k8s' config: $.namespace: expected string, got integer". */
 int zorch__schema_validate(const char *schema_json, const char *doc_json, const char *what);
 
+/** Check that `schema_json` is a JSON object and a well-formed schema of the
+ *  subset above (unsupported keywords are errors).  ZORCH_EINVALID with
+ *  "<what>: invalid schema: <json path>: <problem>". */
+int zorch__schema_check(const char *schema_json, const char *what);
+
 /* ---- configuration and stacks (config.c) ---------------------------------------- */
+
+/** Flavors built into libzorch rather than loaded from plugins (the "local"
+ *  artifact store), NULL-terminated.  The registry lists them first, with
+ *  plugin "zorch" and path "(built-in)", even with ZORCH_CLIENT_NO_PLUGINS. */
+extern const zorch_flavor_desc *const zorch__builtin_flavors[];
 
 /** A stack with its components resolved. */
 typedef struct zorch__stack {

@@ -203,6 +203,44 @@ static json_t *settings_json(const zorch_step *s, const zorch__settings *d) {
   return res;
 }
 
+static bool has_own_settings(const zorch_step *s) {
+  const zorch__settings *st = &s->settings;
+  return st->has_cpu || st->has_memory || st->has_gpu || st->has_retry || st->has_timeout ||
+         st->has_cache || st->image || st->env.n || st->flavor.n;
+}
+
+static void put_json(zorch__buf *b, json_t *v) {
+  char *t = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
+  zorch__buf_puts(b, t ? t : "null");
+  free(t);
+}
+
+static void put_strv(zorch__buf *b, const char *key, char **v, size_t n) {
+  zorch__buf_printf(b, ",\"%s\":[", key);
+  for (size_t i = 0; i < n; i++) {
+    if (i) zorch__buf_put(b, ",", 1);
+    zorch__buf_json_string(b, v[i]);
+  }
+  zorch__buf_put(b, "]", 1);
+}
+
+static void put_entrypoint(zorch__buf *b, const char *head, const char *dep_path,
+                           const char *run_id) {
+  zorch__buf_puts(b, "[");
+  zorch__buf_puts(b, head);
+  zorch__buf_puts(b, ",\"--zorch-step\",\"{step}\",\"--zorch-deployment\",");
+  zorch__buf_json_string(b, dep_path);
+  zorch__buf_puts(b, ",\"--zorch-run\",");
+  zorch__buf_json_string(b, run_id ? run_id : "");
+  zorch__buf_puts(b, "]");
+}
+
+/* The document lists the steps in topological order.  What most steps share
+ * is said once: "defaults" holds the effective settings and code version of a
+ * step that sets none of its own, "entrypoint" the command template of each
+ * kind ({step} stands for the step's name).  A step carries only the fields
+ * that are not empty and the settings it overrides, so a large pipeline costs
+ * tens of bytes per step. */
 int zorch__deployment_compile(char **out, const zorch_pipeline *p,
                               const zorch__compile_info *info) {
   *out = NULL;
@@ -237,28 +275,14 @@ int zorch__deployment_compile(char **out, const zorch_pipeline *p,
       }
     }
   }
-  json_t *doc = json_object();
-  json_object_set_new(doc, "zorch_deployment", json_integer(ZORCH__DEPLOYMENT_VERSION));
-  json_object_set_new(doc, "pipeline", json_string(p->name));
-  json_object_set_new(doc, "run",
-                      json_pack("{s:s?,s:s?,s:f}", "id", info->run_id, "name", info->run_name,
-                                "created", info->created));
-  json_object_set_new(doc, "program",
-                      json_pack("{s:s,s:s}", "path", zorch__program_path(), "version",
-                                zorch__program_version()));
-  json_object_set_new(doc, "stack",
-                      json_pack("{s:s?,s:s?,s:s?}", "name", info->stack, "orchestrator",
-                                info->orchestrator, "flavor", info->flavor));
-  json_object_set_new(doc, "artifact_store",
-                      json_pack("{s:s,s:s?}", "flavor", "local", "path", info->store_path));
-  json_object_set_new(doc, "failure_mode", json_string(failure_mode_name(info->failure_mode)));
+  /* resolved pipeline params, as JSON values */
   json_t *params = json_object();
   for (size_t i = 0; i < p->params.n; i++) {
     json_t *ov = overrides ? json_object_get(overrides, p->params.v[i].key) : NULL;
     json_object_set_new(params, p->params.v[i].key,
                         ov ? json_incref(ov) : json_text(p->params.v[i].value));
   }
-  json_object_set(doc, "params", params);
+  json_decref(overrides);
   const char *zorch_cmd = getenv("ZORCH_COMMAND");
   char *default_cmd = zorch_cmd && *zorch_cmd ? NULL : zorch__asprintf("%s/zorch", ZORCH_BINDIR);
   if (!zorch_cmd || !*zorch_cmd) zorch_cmd = default_cmd;
@@ -266,88 +290,121 @@ int zorch__deployment_compile(char **out, const zorch_pipeline *p,
                        ? zorch__asprintf("%s/runs/%s/deployment.json", info->store_path,
                                          info->run_id)
                        : zorch__strdup("deployment.json");
+  const char *default_version =
+      p->defaults.settings.version ? p->defaults.settings.version : zorch__program_version();
+
+  zorch__buf b = ZORCH__BUF_INIT;
+  zorch__buf_grow(&b, 1024 + p->n_steps * 64);
+  zorch__buf_printf(&b, "{\"zorch_deployment\":%d,\"pipeline\":", ZORCH__DEPLOYMENT_VERSION);
+  zorch__buf_json_string(&b, p->name);
+  zorch__buf_puts(&b, ",\"run\":{\"id\":");
+  zorch__buf_json_string(&b, info->run_id ? info->run_id : "");
+  zorch__buf_puts(&b, ",\"name\":");
+  zorch__buf_json_string(&b, info->run_name ? info->run_name : "");
+  zorch__buf_printf(&b, ",\"created\":%.6f},\"program\":{\"path\":", info->created);
+  zorch__buf_json_string(&b, zorch__program_path());
+  zorch__buf_puts(&b, ",\"version\":");
+  zorch__buf_json_string(&b, zorch__program_version());
+  zorch__buf_puts(&b, "},\"stack\":{\"name\":");
+  zorch__buf_json_string(&b, info->stack ? info->stack : "");
+  zorch__buf_puts(&b, ",\"orchestrator\":");
+  zorch__buf_json_string(&b, info->orchestrator ? info->orchestrator : "");
+  zorch__buf_puts(&b, ",\"flavor\":");
+  zorch__buf_json_string(&b, info->flavor ? info->flavor : "");
+  zorch__buf_puts(&b, "},\"artifact_store\":{\"flavor\":\"local\",\"path\":");
+  zorch__buf_json_string(&b, info->store_path ? info->store_path : "");
+  zorch__buf_printf(&b, "},\"failure_mode\":\"%s\",\"params\":",
+                    failure_mode_name(info->failure_mode));
+  put_json(&b, params);
+  zorch__buf_puts(&b, ",\"entrypoint\":{\"function\":");
+  zorch__buf json_prog = ZORCH__BUF_INIT;
+  zorch__buf_json_string(&json_prog, zorch__program_path());
+  put_entrypoint(&b, json_prog.data, dep_path, info->run_id);
+  zorch__buf_free(&json_prog);
+  zorch__buf_puts(&b, ",\"command\":");
+  zorch__buf cmdhead = ZORCH__BUF_INIT;
+  zorch__buf_json_string(&cmdhead, zorch_cmd);
+  zorch__buf_puts(&cmdhead, ",\"step\",\"run\"");
+  put_entrypoint(&b, cmdhead.data, dep_path, info->run_id);
+  zorch__buf_free(&cmdhead);
+  zorch__buf_puts(&b, "},\"defaults\":{\"version\":");
+  zorch__buf_json_string(&b, default_version);
+  zorch__buf_puts(&b, ",\"settings\":");
+  zorch_step none;
+  memset(&none, 0, sizeof none);
+  json_t *dset = settings_json(&none, &p->defaults.settings);
+  put_json(&b, dset);
+  json_decref(dset);
+  zorch__buf_puts(&b, "},\"steps\":[");
+
   zorch__map *memo = zorch__map_new(8);
   zorch__strv keep = {0};
-  json_t *steps = json_array();
   for (size_t oi = 0; oi < p->n_steps; oi++) {
     const zorch_step *s = p->steps[order[oi]];
-    json_t *js = json_object();
-    json_object_set_new(js, "name", json_string(s->name));
-    json_object_set_new(js, "kind",
-                        json_string(s->kind == ZORCH__STEP_COMMAND ? "command" : "function"));
-    if (s->kind == ZORCH__STEP_COMMAND) {
-      json_t *a = json_array();
-      for (size_t i = 0; i < s->argv.n; i++) json_array_append_new(a, json_string(s->argv.v[i]));
-      json_object_set_new(js, "command", a);
-    }
-    json_t *ins = json_object();
-    for (size_t i = 0; i < s->n_inputs; i++)
-      json_object_set_new(ins, s->inputs[i].name,
-                          json_pack("{s:s,s:s}", "step", s->inputs[i].from_step, "output",
-                                    s->inputs[i].from_output));
-    json_object_set_new(js, "inputs", ins);
-    json_t *outs = json_array();
-    for (size_t i = 0; i < s->outputs.n; i++)
-      json_array_append_new(outs, json_string(s->outputs.v[i]));
-    json_object_set_new(js, "outputs", outs);
-    json_t *after = json_array();
-    for (size_t i = 0; i < s->after.n; i++) json_array_append_new(after, json_string(s->after.v[i]));
-    json_object_set_new(js, "after", after);
-    json_t *sp = json_object();
-    json_t *uses = json_array();
-    for (size_t i = 0; i < s->use_params.n; i++) {
-      json_array_append_new(uses, json_string(s->use_params.v[i]));
-      json_t *v = json_object_get(params, s->use_params.v[i]);
-      if (v) json_object_set(sp, s->use_params.v[i], v);
-    }
-    for (size_t i = 0; i < s->params.n; i++)
-      json_object_set_new(sp, s->params.v[i].key, json_text(s->params.v[i].value));
-    json_object_set_new(js, "uses", uses);
-    json_object_set_new(js, "params", sp);
-    const char *ver = s->settings.version ? s->settings.version : p->defaults.settings.version;
-    char *autover = NULL;
-    if (!ver) {
-      if (s->kind == ZORCH__STEP_COMMAND) {
-        autover = command_version(s->argv.v, memo, &keep);
-        ver = autover ? autover : "unknown";
-      } else {
-        ver = zorch__program_version();
+    zorch__buf_puts(&b, oi ? ",{\"name\":" : "{\"name\":");
+    zorch__buf_json_string(&b, s->name);
+    zorch__buf_puts(&b, s->kind == ZORCH__STEP_COMMAND ? ",\"kind\":\"command\""
+                                                       : ",\"kind\":\"function\"");
+    if (s->kind == ZORCH__STEP_COMMAND) put_strv(&b, "command", s->argv.v, s->argv.n);
+    if (s->n_inputs) {
+      zorch__buf_puts(&b, ",\"inputs\":{");
+      for (size_t i = 0; i < s->n_inputs; i++) {
+        if (i) zorch__buf_put(&b, ",", 1);
+        zorch__buf_json_string(&b, s->inputs[i].name);
+        zorch__buf_puts(&b, ":{\"step\":");
+        zorch__buf_json_string(&b, s->inputs[i].from_step);
+        zorch__buf_puts(&b, ",\"output\":");
+        zorch__buf_json_string(&b, s->inputs[i].from_output);
+        zorch__buf_put(&b, "}", 1);
       }
+      zorch__buf_put(&b, "}", 1);
     }
-    json_object_set_new(js, "version", json_string(ver));
-    json_object_set_new(js, "version_set",
-                        json_boolean(s->settings.version || p->defaults.settings.version));
+    if (s->outputs.n) put_strv(&b, "outputs", s->outputs.v, s->outputs.n);
+    if (s->after.n) put_strv(&b, "after", s->after.v, s->after.n);
+    if (s->use_params.n) put_strv(&b, "uses", s->use_params.v, s->use_params.n);
+    if (s->use_params.n || s->params.n) {
+      json_t *sp = json_object();
+      for (size_t i = 0; i < s->use_params.n; i++) {
+        json_t *v = json_object_get(params, s->use_params.v[i]);
+        if (v) json_object_set(sp, s->use_params.v[i], v);
+      }
+      for (size_t i = 0; i < s->params.n; i++)
+        json_object_set_new(sp, s->params.v[i].key, json_text(s->params.v[i].value));
+      zorch__buf_puts(&b, ",\"params\":");
+      put_json(&b, sp);
+      json_decref(sp);
+    }
+    const char *ver = s->settings.version ? s->settings.version : NULL;
+    char *autover = NULL;
+    if (!ver && s->kind == ZORCH__STEP_COMMAND && !p->defaults.settings.version) {
+      autover = command_version(s->argv.v, memo, &keep);
+      ver = autover ? autover : "unknown";
+    }
+    if (ver && strcmp(ver, default_version) != 0) {
+      zorch__buf_puts(&b, ",\"version\":");
+      zorch__buf_json_string(&b, ver);
+    }
     free(autover);
-    json_object_set_new(js, "settings", settings_json(s, &p->defaults.settings));
-    json_t *ep = json_array();
-    if (s->kind == ZORCH__STEP_COMMAND) {
-      json_array_append_new(ep, json_string(zorch_cmd));
-      json_array_append_new(ep, json_string("step"));
-      json_array_append_new(ep, json_string("run"));
-    } else {
-      json_array_append_new(ep, json_string(zorch__program_path()));
+    if (has_own_settings(s)) {
+      json_t *st = settings_json(s, &p->defaults.settings);
+      zorch__buf_puts(&b, ",\"settings\":");
+      put_json(&b, st);
+      json_decref(st);
     }
-    json_array_append_new(ep, json_string("--zorch-step"));
-    json_array_append_new(ep, json_string(s->name));
-    json_array_append_new(ep, json_string("--zorch-deployment"));
-    json_array_append_new(ep, json_string(dep_path ? dep_path : "deployment.json"));
-    json_array_append_new(ep, json_string("--zorch-run"));
-    json_array_append_new(ep, json_string(info->run_id ? info->run_id : ""));
-    json_object_set_new(js, "entrypoint", ep);
-    json_array_append_new(steps, js);
+    zorch__buf_put(&b, "}", 1);
   }
-  json_object_set_new(doc, "steps", steps);
+  zorch__buf_puts(&b, "]}");
   json_decref(params);
-  json_decref(overrides);
   zorch__map_free(memo);
   zorch__strv_clear(&keep);
   free(default_cmd);
   free(dep_path);
   free(order);
-  char *text = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
-  json_decref(doc);
-  if (!text) return zorch__error_oom();
-  *out = text;
+  if (!b.data || b.len == 0) {
+    zorch__buf_free(&b);
+    return zorch__error_oom();
+  }
+  *out = zorch__buf_detach(&b);
   return ZORCH_OK;
 }
 
@@ -365,11 +422,14 @@ void zorch__plan_free(zorch__plan *plan) {
     free(s->outputs);
     free(s->inputs);
     free(s->params_canon);
-    free(s->env);
+    if (s->own_env) free(s->env);
   }
   free(plan->steps);
   free(plan->succ);
   zorch__map_free(plan->by_name);
+  free(plan->defaults.env);
+  zorch__strv_clear(&plan->strings);
+  json_decref(plan->empty);
   json_decref(plan->doc);
   free(plan->text);
   free(plan);
@@ -383,6 +443,38 @@ int64_t zorch__plan_find(const zorch__plan *plan, const char *name) {
 static const char *get_str(json_t *o, const char *k) {
   json_t *v = json_object_get(o, k);
   return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+/* Settings of one step (or the defaults) from their JSON object. */
+static int parse_settings(zorch__plan *pl, zorch__pstep *s, json_t *st, const char *where) {
+  if (!json_is_object(st)) return bad(where, "settings must be an object");
+  json_t *env = json_object_get(st, "env");
+  size_t ne = json_object_size(env);
+  s->env = calloc(ne + 1, sizeof *s->env);
+  if (!s->env) return zorch__error_oom();
+  const char *ek;
+  json_t *ev;
+  size_t e = 0;
+  json_object_foreach(env, ek, ev) {
+    if (!json_is_string(ev)) return bad(where, "settings.env values must be strings");
+    char *kv = zorch__asprintf("%s=%s", ek, json_string_value(ev));
+    if (!kv || zorch__strv_push(&pl->strings, kv)) {
+      free(kv);
+      return zorch__error_oom();
+    }
+    free(kv);
+    s->env[e++] = pl->strings.v[pl->strings.n - 1];
+  }
+  json_t *r = json_object_get(st, "retries");
+  s->retries = (uint32_t)json_integer_value(json_object_get(r, "max"));
+  s->retry_delay = json_number_value(json_object_get(r, "delay"));
+  s->retry_backoff = json_number_value(json_object_get(r, "backoff"));
+  if (s->retry_backoff < 1) s->retry_backoff = 1;
+  s->timeout = json_number_value(json_object_get(st, "timeout"));
+  json_t *c = json_object_get(st, "cache");
+  s->cache = c ? json_is_true(c) : true;
+  s->image = get_str(st, "image");
+  return ZORCH_OK;
 }
 
 int zorch__plan_load(zorch__plan **out, const char *text) {
@@ -430,6 +522,15 @@ int zorch__plan_load(zorch__plan **out, const char *text) {
     goto fail;
   }
   pl->failure_mode = fm;
+  pl->empty = json_object();
+  json_t *defaults = json_object_get(doc, "defaults");
+  pl->default_version = get_str(defaults, "version");
+  if (!pl->default_version) {
+    rc = bad("defaults.version", "missing or not a string");
+    goto fail;
+  }
+  if ((rc = parse_settings(pl, &pl->defaults, json_object_get(defaults, "settings"), "defaults.settings")))
+    goto fail;
   json_t *steps = json_object_get(doc, "steps");
   if (!json_is_array(steps) || json_array_size(steps) == 0) {
     rc = bad("steps", "missing, empty or not an array");
@@ -572,62 +673,27 @@ int zorch__plan_load(zorch__plan **out, const char *text) {
     s->n_preds = s->n_inputs + (uint32_t)json_array_size(after);
     n_edges += s->n_preds;
     s->params = json_object_get(js, "params");
+    if (!s->params) s->params = pl->empty;
     if (!json_is_object(s->params)) {
       rc = bad(where, "params must be an object");
       break;
     }
     s->params_canon = json_dumps(s->params, JSON_COMPACT | JSON_SORT_KEYS);
     s->version = get_str(js, "version");
-    if (!s->version) {
-      rc = bad(where, "version missing");
-      break;
-    }
+    if (!s->version) s->version = pl->default_version;
     json_t *st = json_object_get(js, "settings");
-    if (!json_is_object(st)) {
-      rc = bad(where, "settings missing");
-      break;
+    if (st) {
+      s->own_env = true;
+      if ((rc = parse_settings(pl, s, st, where))) break;
+    } else {
+      s->env = pl->defaults.env;
+      s->retries = pl->defaults.retries;
+      s->retry_delay = pl->defaults.retry_delay;
+      s->retry_backoff = pl->defaults.retry_backoff;
+      s->timeout = pl->defaults.timeout;
+      s->cache = pl->defaults.cache;
+      s->image = pl->defaults.image;
     }
-    json_t *env = json_object_get(st, "env");
-    size_t ne = json_object_size(env);
-    s->env = calloc(ne * 2 + 1, sizeof *s->env); /* "K=V" strings live in the arena below */
-    if (!s->env) {
-      rc = zorch__error_oom();
-      break;
-    }
-    const char *ek;
-    json_t *ev;
-    size_t e = 0;
-    json_object_foreach(env, ek, ev) {
-      if (!json_is_string(ev)) {
-        rc = bad(where, "settings.env values must be strings");
-        break;
-      }
-      /* keep "K=V" in the document itself so it is freed with it */
-      char *kv = zorch__asprintf("%s=%s", ek, json_string_value(ev));
-      if (!kv) {
-        rc = zorch__error_oom();
-        break;
-      }
-      json_t *holder = json_string(kv);
-      free(kv);
-      json_t *store = json_object_get(st, "_envkv");
-      if (!store) {
-        store = json_array();
-        json_object_set_new(st, "_envkv", store);
-      }
-      json_array_append_new(store, holder);
-      s->env[e++] = json_string_value(holder);
-    }
-    if (rc) break;
-    json_t *r = json_object_get(st, "retries");
-    s->retries = (uint32_t)json_integer_value(json_object_get(r, "max"));
-    s->retry_delay = json_number_value(json_object_get(r, "delay"));
-    s->retry_backoff = json_number_value(json_object_get(r, "backoff"));
-    if (s->retry_backoff < 1) s->retry_backoff = 1;
-    s->timeout = json_number_value(json_object_get(st, "timeout"));
-    json_t *c = json_object_get(st, "cache");
-    s->cache = c ? json_is_true(c) : true;
-    s->image = get_str(st, "image");
   }
   if (rc) {
     free(succ_count);

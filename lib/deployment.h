@@ -55,6 +55,7 @@ typedef struct zorch__pstep {
   bool cache;
   const char *version;
   const char *image;
+  bool own_env;             /* env allocated for this step (else shared with defaults) */
   zorch_step_fn fn;         /* function steps, after zorch__plan_bind */
   void *payload;
 } zorch__pstep;
@@ -68,6 +69,10 @@ typedef struct zorch__plan {
   zorch__pstep *steps;      /* in topological order */
   uint32_t *succ;
   zorch__map *by_name;      /* name -> (uintptr_t)index+1 */
+  zorch__pstep defaults;    /* settings of steps that set none of their own */
+  const char *default_version;
+  json_t *empty;            /* {} for steps without params */
+  zorch__strv strings;      /* strings the plan made (env "K=V") */
 } zorch__plan;
 
 /** Parse and check a deployment document.  ZORCH_EVERSION when newer than

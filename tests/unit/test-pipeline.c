@@ -211,11 +211,19 @@ START_TEST(deployment_round_trip) {
   ck_assert_str_eq(json_string_value(json_array_get(json_object_get(gen, "command"), 0)), "sh");
   ck_assert(strncmp(json_string_value(json_object_get(gen, "version")), "files:", 6) == 0);
   json_t *eval = json_array_get(steps, 2);
-  ck_assert(strncmp(json_string_value(json_object_get(eval, "version")), "build-id:", 9) == 0);
-  json_t *ep = json_object_get(eval, "entrypoint");
+  /* what a step shares with the defaults is said once, at the top */
+  ck_assert_ptr_null(json_object_get(eval, "version"));
+  ck_assert_ptr_null(json_object_get(eval, "settings"));
+  json_t *defs = json_object_get(d, "defaults");
+  ck_assert(strncmp(json_string_value(json_object_get(defs, "version")), "build-id:", 9) == 0);
+  json_t *dst = json_object_get(defs, "settings");
+  ck_assert_str_eq(json_string_value(json_object_get(json_object_get(dst, "env"), "MODE")), "default");
+  ck_assert_str_eq(json_string_value(json_object_get(dst, "image")), "img:1");
+  json_t *ep = json_object_get(json_object_get(d, "entrypoint"), "function");
   ck_assert_str_eq(json_string_value(json_array_get(ep, 1)), "--zorch-step");
-  ck_assert_str_eq(json_string_value(json_array_get(ep, 2)), "eval");
+  ck_assert_str_eq(json_string_value(json_array_get(ep, 2)), "{step}");
   ck_assert_str_eq(json_string_value(json_array_get(ep, 4)), "/tmp/store/runs/r1/deployment.json");
+  ck_assert_str_eq(json_string_value(json_array_get(ep, 6)), "r1");
 
   /* the executor's plan is built from the document */
   zorch__plan *plan = NULL;
@@ -238,6 +246,9 @@ START_TEST(deployment_round_trip) {
   ck_assert_int_eq(plan->steps[3].n_preds, 1);
   ck_assert_int_eq(plan->steps[2].n_succ, 1); /* eval -> report */
   ck_assert_ptr_null(plan->steps[2].fn);
+  ck_assert_str_eq(plan->steps[2].env[0], "MODE=default"); /* from the defaults */
+  ck_assert_int_eq(plan->steps[2].retries, 2);
+  ck_assert_str_eq(plan->steps[2].version, json_string_value(json_object_get(defs, "version")));
   zt_ok(zorch__plan_bind(plan, p));
   ck_assert_ptr_eq(plan->steps[2].fn, noop);
   zorch__plan_free(plan);
