@@ -370,6 +370,7 @@ static bool cache_hit(zorch__exec *x, uint32_t i) {
 /* All predecessors of i are done.  Lock held. */
 static void make_ready(zorch__exec *x, uint32_t i) {
   zorch__step_rec *r = &x->recs[i];
+  if (x->cancelled) return; /* marked stopped when the run ends */
   if (x->xs[i].upstream_failed) {
     set_error(r, zorch__asprintf("not run: upstream step '%s' did not complete", x->xs[i].upstream));
     step_terminal(x, i, ZORCH_STATUS_SKIPPED);

@@ -1,5 +1,6 @@
 /* Runs through the public API on the default stack: records, inspection, caching, SIGINT. */
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
