@@ -3,7 +3,7 @@
 #define ZORCH_H
 
 #include "common.h"
-#include "version.h"
+#include <zorch/version.h>
 #include "errors.h"
 #include "client.h"
 #include "pipeline.h"

@@ -201,6 +201,42 @@ START_TEST(options_are_checked) {
 }
 END_TEST
 
+START_TEST(remote_flavors_need_the_entrypoint_and_report_submit_errors) {
+  /* a stack whose orchestrator is the registry's good fixture flavor (it refuses to submit) */
+  const char *dir = zt_tmpdir();
+  char link[1024], target[1024];
+  snprintf(target, sizeof target, "%s/zorch-flavor-good.so", getenv("ZORCH_TEST_FIXTURE_PLUGINS"));
+  snprintf(link, sizeof link, "%s/zorch-flavor-good.so", dir);
+  ck_assert_int_eq(symlink(target, link), 0);
+  zorch_client_options co = ZORCH_CLIENT_OPTIONS_INIT;
+  co.home = zt_tmpdir();
+  co.plugin_path = dir;
+  zorch_client *c = NULL;
+  zt_ok(zorch_client_new(&c, &co));
+  zt_ok(zorch_component_register(c, "orchestrator", "fx", "fixture_good", "{}", 0));
+  zt_ok(zorch_stack_register(c, "remote", "fx", NULL, 0));
+  zorch_pipeline *p = build();
+  zorch_run_options o = ZORCH_RUN_OPTIONS_INIT;
+  o.stack = "remote";
+  zorch_run *r = NULL;
+  /* this program never called zorch_main(): its function steps cannot run remotely */
+  zt_assert_rc(zorch_run_start(&r, c, p, &o), ZORCH_EINVALID);
+  zt_assert_msg_has("call zorch_main() first in main()");
+  zorch_pipeline_free(p);
+  /* a command-only pipeline reaches the flavor, whose error is reported with its origin */
+  zt_ok(zorch_pipeline_new(&p, "cmdonly"));
+  const char *argv[] = {"true", NULL};
+  zt_ok(zorch_pipeline_add_command_step(NULL, p, "t", argv));
+  o.run_name = "refused";
+  zt_assert_rc(zorch_run_start(&r, c, p, &o), ZORCH_ENOTSUPPORTED);
+  zt_assert_msg_has("orchestrator 'fx' (flavor fixture_good) could not start the run");
+  zt_assert_msg_has("the fixture flavor runs nothing");
+  ck_assert_ptr_null(r);
+  zorch_pipeline_free(p);
+  zorch_client_free(c);
+}
+END_TEST
+
 Suite *run_suite(void) {
   Suite *s = suite_create("run");
   TCase *tc = tcase_create("api");
@@ -209,6 +245,7 @@ Suite *run_suite(void) {
   tcase_add_test(tc, failed_run_reports_the_step);
   tcase_add_test(tc, sigint_cancels_and_records_stopped);
   tcase_add_test(tc, options_are_checked);
+  tcase_add_test(tc, remote_flavors_need_the_entrypoint_and_report_submit_errors);
   suite_add_tcase(s, tc);
   return s;
 }
