@@ -9,7 +9,7 @@
 
 int zorch__ctx_init(zorch_step_ctx *ctx, zorch__store *store, const zorch__plan *plan, uint32_t i,
                     uint32_t attempt, const zorch__step_rec *recs, atomic_int *cancelled,
-                    const char *log_path) {
+                    const char *run_dir) {
   memset(ctx, 0, sizeof *ctx);
   ctx->store = store;
   ctx->plan = plan;
@@ -18,18 +18,29 @@ int zorch__ctx_init(zorch_step_ctx *ctx, zorch__store *store, const zorch__plan 
   ctx->recs = recs;
   ctx->cancelled = cancelled;
   ctx->log_fd = -1;
+  ctx->run_dir = run_dir;
   uint32_t n = plan->steps[i].n_outputs;
-  ctx->outputs = calloc(n + 1, sizeof *ctx->outputs);
-  ctx->scratch = calloc(n + 1, sizeof *ctx->scratch);
-  ctx->log_path = zorch__strdup(log_path);
-  if (!ctx->outputs || !ctx->scratch || (log_path && !ctx->log_path)) {
-    free(ctx->outputs);
-    free(ctx->scratch);
-    free(ctx->log_path);
-    return zorch__error_oom();
+  if (n <= 4) {
+    ctx->outputs = ctx->out_inline;
+    ctx->scratch = ctx->scratch_inline;
+  } else {
+    ctx->outputs = calloc(n, sizeof *ctx->outputs);
+    ctx->scratch = calloc(n, sizeof *ctx->scratch);
+    if (!ctx->outputs || !ctx->scratch) {
+      free(ctx->outputs);
+      free(ctx->scratch);
+      return zorch__error_oom();
+    }
   }
   for (uint32_t k = 0; k < n; k++) ctx->outputs[k].name = plan->steps[i].outputs[k];
   return ZORCH_OK;
+}
+
+/* The step's log file path, made on first use; NULL when no logs are kept. */
+static const char *ctx_log_path(zorch_step_ctx *ctx) {
+  if (!ctx->log_path && ctx->run_dir)
+    ctx->log_path = zorch__asprintf("%s/logs/%s.log", ctx->run_dir, ctx->plan->steps[ctx->step].name);
+  return ctx->log_path;
 }
 
 void zorch__ctx_cleanup(zorch_step_ctx *ctx) {
@@ -48,8 +59,8 @@ void zorch__ctx_cleanup(zorch_step_ctx *ctx) {
   if (ctx->log_fd >= 0) close(ctx->log_fd);
   free(ctx->log_path);
   free(ctx->fail_message);
-  free(ctx->scratch);
-  free(ctx->outputs);
+  if (ctx->scratch != ctx->scratch_inline) free(ctx->scratch);
+  if (ctx->outputs != ctx->out_inline) free(ctx->outputs);
   memset(ctx, 0, sizeof *ctx);
   ctx->log_fd = -1;
 }
@@ -316,7 +327,7 @@ int zorch_ctx_output_path(zorch_step_ctx *ctx, const char *name, const char **pa
 int zorch_ctx_log_write(zorch_step_ctx *ctx, const char *data, size_t size) {
   CTX_CHECK(ctx);
   if (ctx->log_fd < 0) {
-    if (!ctx->log_path) return ZORCH_OK; /* ephemeral run: no logs kept */
+    if (!ctx_log_path(ctx)) return ZORCH_OK; /* ephemeral run: no logs kept */
     ctx->log_fd = open(ctx->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (ctx->log_fd < 0)
       return zorch__error_errno(ZORCH_EIO, errno, "cannot open step log '%s'", ctx->log_path);

@@ -3,6 +3,7 @@
 #define ZORCH_DEPLOYMENT_H
 
 #include <jansson.h>
+#include <stdatomic.h>
 
 #include "map.h"
 #include "pipeline_int.h"
@@ -17,6 +18,7 @@ typedef struct zorch__compile_info {
   const char *orchestrator;  /* component name, may be NULL */
   const char *flavor;        /* orchestrator flavor, may be NULL */
   const char *store_path;    /* local artifact store root, may be NULL */
+  const char *zorch_command; /* the zorch CLI for command steps; NULL: the installed one */
   int failure_mode;
   double created;
 } zorch__compile_info;
@@ -47,7 +49,7 @@ typedef struct zorch__pstep {
   uint32_t n_inputs;
   uint32_t n_preds;         /* edges into this step (inputs and 'after') */
   uint32_t succ_off, n_succ;
-  json_t *params;           /* object: resolved params (borrowed from the doc) */
+  json_t *params;           /* object: resolved params (the step's own, or plan->empty) */
   char *params_canon;       /* canonical text of params (sorted keys, compact) */
   const char **env;         /* "K=V" strings, NULL-terminated (may be empty) */
   uint32_t retries;
@@ -61,8 +63,8 @@ typedef struct zorch__pstep {
 } zorch__pstep;
 
 typedef struct zorch__plan {
-  json_t *doc;
-  char *text;               /* the document as loaded */
+  atomic_int refs;
+  json_t *doc;              /* the document's members other than "steps" */
   const char *pipeline, *run_id, *run_name, *store_path, *stack, *flavor;
   int failure_mode;
   uint32_t n_steps;
@@ -73,6 +75,7 @@ typedef struct zorch__plan {
   const char *default_version;
   json_t *empty;            /* {} for steps without params */
   zorch__strv strings;      /* strings the plan made (env "K=V") */
+  void *arena;              /* names, arrays and strings of the steps */
 } zorch__plan;
 
 /** Parse and check a deployment document.  ZORCH_EVERSION when newer than
@@ -85,6 +88,8 @@ int zorch__plan_bind(zorch__plan *plan, const zorch_pipeline *p);
 /** Index of a step, or -1. */
 int64_t zorch__plan_find(const zorch__plan *plan, const char *name);
 
+/** Take one more reference; zorch__plan_free() drops one and frees at zero. */
+zorch__plan *zorch__plan_ref(zorch__plan *plan);
 void zorch__plan_free(zorch__plan *plan);
 
 #endif

@@ -42,7 +42,7 @@ static int load_records(const zorch__plan *plan, zorch__step_rec *recs, const ch
 }
 
 /* Compare the deployment's definition of every step with the program's. */
-static int check_match(const zorch__plan *dep, const zorch_pipeline *p) {
+static int check_match(const zorch__plan *dep, const char *dep_text, const zorch_pipeline *p) {
   zorch__compile_info ci = {.run_id = dep->run_id, .run_name = dep->run_name,
                             .store_path = dep->store_path, .failure_mode = dep->failure_mode};
   json_t *params = json_object_get(dep->doc, "params");
@@ -54,12 +54,14 @@ static int check_match(const zorch__plan *dep, const zorch_pipeline *p) {
   if (rc) return zorch__error_prefix("the program's pipeline '%s' does not compile", p->name);
   json_t *m = json_loads(mine, 0, NULL);
   free(mine);
-  json_t *ds = json_object_get(dep->doc, "steps"), *ms = json_object_get(m, "steps");
+  json_t *d = json_loads(dep_text, 0, NULL);
+  json_t *ds = json_object_get(d, "steps"), *ms = json_object_get(m, "steps");
   if (json_array_size(ds) != json_array_size(ms)) {
     rc = zorch__error_set(ZORCH_EMISMATCH,
                           "the program's pipeline '%s' has %zu steps, the deployment has %zu",
                           p->name, json_array_size(ms), json_array_size(ds));
     json_decref(m);
+    json_decref(d);
     return rc;
   }
   static const char *keys[] = {"name", "kind", "command", "inputs", "outputs", "after",
@@ -92,6 +94,7 @@ static int check_match(const zorch__plan *dep, const zorch_pipeline *p) {
     if (rc) break;
   }
   json_decref(m);
+  json_decref(d);
   return rc;
 }
 
@@ -117,9 +120,9 @@ static int run_step(const char *dep_path, const char *run_id, const char *step,
   }
   zorch__plan *plan = NULL;
   rc = zorch__plan_load(&plan, text);
-  free(text);
   if (rc) {
     fprintf(stderr, "zorch: %s: %s\n", dep_path, zorch_error_last()->message);
+    free(text);
     return ZORCH_EXIT_USAGE;
   }
   int exit_code = ZORCH_EXIT_USAGE;
@@ -145,7 +148,7 @@ static int run_step(const char *dep_path, const char *run_id, const char *step,
             zorch_error_last()->message);
     goto out;
   }
-  if (check_match(plan, p) != ZORCH_OK || zorch__plan_bind(plan, p) != ZORCH_OK) {
+  if (check_match(plan, text, p) != ZORCH_OK || zorch__plan_bind(plan, p) != ZORCH_OK) {
     fprintf(stderr, "zorch: %s\n", zorch_error_last()->message);
     exit_code = ZORCH_EXIT_MISMATCH;
     goto out;
@@ -178,7 +181,6 @@ static int run_step(const char *dep_path, const char *run_id, const char *step,
   }
   char *lp = zorch__asprintf("%s/%s.log", logs, step);
   free(logs);
-  free(run_dir);
   zorch__step_rec *r = &recs[i];
   r->attempts = r->attempts + 1;
   r->status = ZORCH_STATUS_RUNNING;
@@ -191,7 +193,7 @@ static int run_step(const char *dep_path, const char *run_id, const char *step,
   zorch_step_ctx ctx;
   char *err = NULL;
   bool ok = false;
-  if (zorch__ctx_init(&ctx, st, plan, (uint32_t)i, r->attempts, recs, &cancelled, lp) != ZORCH_OK) {
+  if (zorch__ctx_init(&ctx, st, plan, (uint32_t)i, r->attempts, recs, &cancelled, run_dir) != ZORCH_OK) {
     err = zorch__strdup(zorch_error_last()->message);
   } else {
     int frc = s->fn(&ctx, s->payload);
@@ -215,6 +217,7 @@ static int run_step(const char *dep_path, const char *run_id, const char *step,
     fprintf(stderr, "zorch: step '%s' failed: %s\n", step, err);
   }
   free(lp);
+  free(run_dir);
   if (write_step_record(st, plan, (uint32_t)i, r) != ZORCH_OK) {
     fprintf(stderr, "zorch: cannot write the step record: %s\n", zorch_error_last()->message);
     ok = false;
@@ -239,6 +242,7 @@ static int run_step(const char *dep_path, const char *run_id, const char *step,
   }
   exit_code = ok ? ZORCH_EXIT_OK : ZORCH_EXIT_STEP_FAILED;
 out:
+  free(text);
   if (recs) zorch__step_recs_free(recs, plan->n_steps);
   if (st) zorch__store_close(st);
   zorch_pipeline_free(p);

@@ -69,10 +69,17 @@ int zorch__step_rec_json(zorch__buf *b, const zorch__plan *plan, uint32_t i,
   const zorch__pstep *s = &plan->steps[i];
   zorch__buf_puts(b, "{\"step\":");
   zorch__buf_json_string(b, s->name);
-  zorch__buf_printf(b, ",\"status\":\"%s\",\"attempt\":%u,\"started\":%.6f,\"finished\":%.6f",
-                    zorch_status_name(r->status), r->attempts, r->started, r->finished);
-  if (r->exit_code >= 0) zorch__buf_printf(b, ",\"exit\":%d", r->exit_code);
-  if (r->cache_key[0]) zorch__buf_printf(b, ",\"cache_key\":\"%s\"", r->cache_key);
+  zorch__buf_cat(b, ",\"status\":\"", zorch_status_name(r->status), "\",\"attempt\":", NULL);
+  zorch__buf_u64(b, r->attempts);
+  zorch__buf_puts(b, ",\"started\":");
+  zorch__buf_time(b, r->started);
+  zorch__buf_puts(b, ",\"finished\":");
+  zorch__buf_time(b, r->finished);
+  if (r->exit_code >= 0) {
+    zorch__buf_puts(b, ",\"exit\":");
+    zorch__buf_u64(b, (uint64_t)r->exit_code);
+  }
+  if (r->cache_key[0]) zorch__buf_cat(b, ",\"cache_key\":\"", r->cache_key, "\"", NULL);
   if (r->error) {
     zorch__buf_puts(b, ",\"error\":");
     zorch__buf_json_string(b, r->error);
@@ -83,8 +90,9 @@ int zorch__step_rec_json(zorch__buf *b, const zorch__plan *plan, uint32_t i,
       const zorch__output_rec *o = &r->outputs[k];
       zorch__buf_puts(b, k ? ",{\"name\":" : "{\"name\":");
       zorch__buf_json_string(b, s->outputs[k]);
-      zorch__buf_printf(b, ",\"digest\":\"%s\",\"size\":%llu,\"kind\":\"%s\"}", o->digest,
-                        (unsigned long long)o->size, o->is_dir ? "dir" : "file");
+      zorch__buf_cat(b, ",\"digest\":\"", o->digest, "\",\"size\":", NULL);
+      zorch__buf_u64(b, o->size);
+      zorch__buf_cat(b, ",\"kind\":\"", o->is_dir ? "dir" : "file", "\"}", NULL);
     }
     zorch__buf_puts(b, "]");
   }
@@ -152,14 +160,15 @@ void zorch__cache_key(const zorch__plan *plan, uint32_t i, const zorch__step_rec
                       char out[ZORCH__DIGEST_HEX]) {
   const zorch__pstep *s = &plan->steps[i];
   zorch__buf b = ZORCH__BUF_INIT;
-  zorch__buf_printf(&b, "zorch-cache-1\npipeline=%s\nstep=%s\nkind=%d\nversion=%s\n",
-                    plan->pipeline, s->name, s->kind, s->version);
+  zorch__buf_cat(&b, "zorch-cache-1\npipeline=", plan->pipeline, "\nstep=", s->name,
+                 s->kind == ZORCH__STEP_COMMAND ? "\nkind=1\nversion=" : "\nkind=0\nversion=",
+                 s->version, "\n", NULL);
   if (s->argv)
     for (size_t a = 0; s->argv[a]; a++) {
       zorch__buf_puts(&b, "arg=");
       zorch__buf_put(&b, s->argv[a], strlen(s->argv[a]) + 1);
     }
-  zorch__buf_printf(&b, "\nparams=%s\n", s->params_canon ? s->params_canon : "{}");
+  zorch__buf_cat(&b, "\nparams=", s->params_canon ? s->params_canon : "{}", "\n", NULL);
   size_t ne = 0;
   while (s->env && s->env[ne]) ne++;
   if (ne) {
@@ -174,7 +183,7 @@ void zorch__cache_key(const zorch__plan *plan, uint32_t i, const zorch__step_rec
       free(env);
     }
   }
-  for (uint32_t k = 0; k < s->n_outputs; k++) zorch__buf_printf(&b, "out=%s\n", s->outputs[k]);
+  for (uint32_t k = 0; k < s->n_outputs; k++) zorch__buf_cat(&b, "out=", s->outputs[k], "\n", NULL);
   /* inputs in name order */
   uint32_t ni = s->n_inputs;
   const zorch__pin **ins = ni ? malloc(ni * sizeof *ins) : NULL;
@@ -186,8 +195,8 @@ void zorch__cache_key(const zorch__plan *plan, uint32_t i, const zorch__step_rec
       ins[c - 1] = t;
     }
   for (uint32_t k = 0; ins && k < ni; k++)
-    zorch__buf_printf(&b, "in=%s:%s\n", ins[k]->name,
-                      recs[ins[k]->step].outputs[ins[k]->output].digest);
+    zorch__buf_cat(&b, "in=", ins[k]->name, ":", recs[ins[k]->step].outputs[ins[k]->output].digest,
+                   "\n", NULL);
   free(ins);
   zorch__sha256_hex(b.data, b.len, out);
   zorch__buf_free(&b);
@@ -468,8 +477,9 @@ static char *outputs_json(const zorch__plan *plan, uint32_t i, const zorch__step
   for (uint32_t k = 0; k < s->n_outputs; k++) {
     zorch__buf_puts(&b, k ? ",{\"name\":" : "{\"name\":");
     zorch__buf_json_string(&b, s->outputs[k]);
-    zorch__buf_printf(&b, ",\"digest\":\"%s\",\"size\":%llu,\"kind\":\"%s\"}", r->outputs[k].digest,
-                      (unsigned long long)r->outputs[k].size, r->outputs[k].is_dir ? "dir" : "file");
+    zorch__buf_cat(&b, ",\"digest\":\"", r->outputs[k].digest, "\",\"size\":", NULL);
+    zorch__buf_u64(&b, r->outputs[k].size);
+    zorch__buf_cat(&b, ",\"kind\":\"", r->outputs[k].is_dir ? "dir" : "file", "\"}", NULL);
   }
   zorch__buf_puts(&b, "]");
   return zorch__buf_detach(&b);
@@ -523,15 +533,15 @@ static void attempt_done(zorch__exec *x, uint32_t i, bool ok, char *error, int e
 
 static void run_function(zorch__exec *x, uint32_t i, uint32_t attempt) {
   const zorch__pstep *s = &x->plan->steps[i];
-  char *lp = step_log_path(x, i);
   zorch_step_ctx ctx;
   char *err = NULL;
   bool ok = false;
-  int rc = zorch__ctx_init(&ctx, x->store, x->plan, i, attempt, x->recs, &x->xs[i].cancelled, lp);
+  int rc = zorch__ctx_init(&ctx, x->store, x->plan, i, attempt, x->recs, &x->xs[i].cancelled,
+                           x->run_dir);
   if (rc) {
     err = zorch__asprintf("cannot set up the step: %s", zorch_error_last()->message);
   } else {
-    if (attempt > 1 && lp) zorch__log_append(lp, "--- zorch: attempt %u ---", attempt);
+    if (attempt > 1) zorch_ctx_log(&ctx, "--- zorch: attempt %u ---", attempt);
     int frc = s->fn(&ctx, s->payload);
     pthread_mutex_lock(&x->lock);
     bool timed_out = x->xs[i].timed_out, stopped = x->xs[i].stop_requested;
@@ -548,13 +558,12 @@ static void run_function(zorch__exec *x, uint32_t i, uint32_t attempt) {
     } else {
       ok = true;
     }
-    if (!ok && lp && err) zorch__log_append(lp, "zorch: step failed: %s", err);
+    if (!ok && err) zorch_ctx_log(&ctx, "zorch: step failed: %s", err);
   }
   pthread_mutex_lock(&x->lock);
   attempt_done(x, i, ok, err, -1, ok ? ctx.outputs : NULL);
   pthread_mutex_unlock(&x->lock);
   if (rc == ZORCH_OK) zorch__ctx_cleanup(&ctx);
-  free(lp);
 }
 
 static void *worker_main(void *arg) {
@@ -655,8 +664,19 @@ static int spawn_command(zorch__exec *x, uint32_t i, pid_t *pid_out, char **err)
   json_t *pv;
   json_object_foreach(s->params, pk, pv) {
     char *nm = env_name("ZORCH_PARAM_", pk);
-    char *txt = json_is_string(pv) ? zorch__strdup(json_string_value(pv))
-                                   : json_dumps(pv, JSON_COMPACT | JSON_ENCODE_ANY);
+    char *txt;
+    if (json_is_string(pv)) {
+      txt = zorch__strdup(json_string_value(pv));
+    } else if (json_is_real(pv)) { /* the shortest text that reads back as the same double */
+      double d = json_real_value(pv);
+      txt = zorch__asprintf("%.15g", d);
+      if (txt && strtod(txt, NULL) != d) {
+        free(txt);
+        txt = zorch__asprintf("%.17g", d);
+      }
+    } else {
+      txt = json_dumps(pv, JSON_COMPACT | JSON_ENCODE_ANY);
+    }
     v = nm && txt ? zorch__asprintf("%s=%s", nm, txt) : NULL;
     if (v) zorch__strv_push(&extra, v);
     free(v);

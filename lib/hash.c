@@ -4,17 +4,41 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <unistd.h>
 
 struct zorch__sha256 {
   EVP_MD_CTX *md;
 };
 
+/* OpenSSL 3 looks an algorithm up in its providers on every implicit use;
+ * fetch SHA-256 once, and keep one digest context per thread for one-shot
+ * hashes (cache keys are hashed for every step). */
+static pthread_once_t md_once = PTHREAD_ONCE_INIT;
+static EVP_MD *sha256_md;
+static pthread_key_t ctx_key;
+static void ctx_free(void *p) { EVP_MD_CTX_free(p); }
+static void md_init(void) {
+  sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+  pthread_key_create(&ctx_key, ctx_free);
+}
+static const EVP_MD *md(void) {
+  pthread_once(&md_once, md_init);
+  return sha256_md ? sha256_md : EVP_sha256();
+}
+/* The calling thread's reusable context (freed when the thread exits). */
+static EVP_MD_CTX *thread_ctx(void) {
+  md();
+  EVP_MD_CTX *c = pthread_getspecific(ctx_key);
+  if (!c && (c = EVP_MD_CTX_new())) pthread_setspecific(ctx_key, c);
+  return c;
+}
+
 zorch__sha256 *zorch__sha256_new(void) {
   zorch__sha256 *h = malloc(sizeof *h);
   if (!h) return NULL;
   h->md = EVP_MD_CTX_new();
-  if (!h->md || EVP_DigestInit_ex(h->md, EVP_sha256(), NULL) != 1) {
+  if (!h->md || EVP_DigestInit_ex(h->md, md(), NULL) != 1) {
     EVP_MD_CTX_free(h->md);
     free(h);
     return NULL;
@@ -47,7 +71,13 @@ void zorch__sha256_final_hex(zorch__sha256 *h, char out[ZORCH__DIGEST_HEX]) {
 void zorch__sha256_hex(const void *data, size_t len, char out[ZORCH__DIGEST_HEX]) {
   unsigned char d[EVP_MAX_MD_SIZE];
   unsigned n = 0;
-  EVP_Digest(data, len, d, &n, EVP_sha256(), NULL);
+  EVP_MD_CTX *c = thread_ctx();
+  if (c && EVP_DigestInit_ex(c, md(), NULL) == 1 && EVP_DigestUpdate(c, data, len) == 1 &&
+      EVP_DigestFinal_ex(c, d, &n) == 1) {
+    to_hex(d, n, out);
+    return;
+  }
+  EVP_Digest(data, len, d, &n, md(), NULL);
   to_hex(d, n, out);
 }
 

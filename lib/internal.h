@@ -43,6 +43,12 @@ int zorch__buf_grow(zorch__buf *b, size_t extra);
 int zorch__buf_put(zorch__buf *b, const void *data, size_t len);
 int zorch__buf_puts(zorch__buf *b, const char *s);
 int zorch__buf_printf(zorch__buf *b, const char *fmt, ...) ZORCH_PRINTF(2, 3);
+/** Append an unsigned decimal integer (no printf: this is on hot paths). */
+int zorch__buf_u64(zorch__buf *b, uint64_t v);
+/** Append a Unix time as seconds with 6 decimals, e.g. 1764100000.123456. */
+int zorch__buf_time(zorch__buf *b, double t);
+/** Append several NUL-terminated strings (the list ends with NULL). */
+int zorch__buf_cat(zorch__buf *b, ...);
 /** Append `s` as a JSON string literal (with quotes and escapes). */
 int zorch__buf_json_string(zorch__buf *b, const char *s);
 void zorch__buf_free(zorch__buf *b);

@@ -490,7 +490,11 @@ int zorch__pipeline_order(const zorch_pipeline *p, size_t **order_out) {
   size_t *indeg = calloc(n, sizeof *indeg);
   size_t *order = malloc(n * sizeof *order);
   size_t *succ_count = calloc(n + 1, sizeof *succ_count);
-  if (!idx || !ids || !indeg || !order || !succ_count) goto oom;
+  size_t n_edges = 0;
+  for (size_t i = 0; i < n; i++) n_edges += p->steps[i]->n_inputs + p->steps[i]->after.n;
+  size_t *edge_from = malloc((n_edges + 1) * sizeof *edge_from); /* upstream of each edge, in order */
+  size_t ne = 0;
+  if (!idx || !ids || !indeg || !order || !succ_count || !edge_from) goto oom;
   for (size_t i = 0; i < n; i++) {
     ids[i] = i;
     if (zorch__map_put(idx, p->steps[i]->name, &ids[i])) goto oom;
@@ -530,6 +534,7 @@ int zorch__pipeline_order(const zorch_pipeline *p, size_t **order_out) {
       }
       indeg[i]++;
       succ_count[*u]++;
+      edge_from[ne++] = *u;
     }
     for (size_t k = 0; k < s->after.n; k++) {
       size_t *u = zorch__map_get(idx, s->after.v[k]);
@@ -544,6 +549,7 @@ int zorch__pipeline_order(const zorch_pipeline *p, size_t **order_out) {
       }
       indeg[i]++;
       succ_count[*u]++;
+      edge_from[ne++] = *u;
     }
     for (size_t k = 0; k < s->use_params.n; k++) {
       if (!zorch__kvs_get(&p->params, s->use_params.v[k]) &&
@@ -565,14 +571,11 @@ int zorch__pipeline_order(const zorch_pipeline *p, size_t **order_out) {
     goto oom;
   }
   memset(succ_count, 0, (n + 1) * sizeof *succ_count);
+  ne = 0;
   for (size_t i = 0; i < n; i++) {
     const zorch_step *s = p->steps[i];
-    for (size_t k = 0; k < s->n_inputs; k++) {
-      size_t u = *(size_t *)zorch__map_get(idx, s->inputs[k].from_step);
-      succ[off[u] + succ_count[u]++] = i;
-    }
-    for (size_t k = 0; k < s->after.n; k++) {
-      size_t u = *(size_t *)zorch__map_get(idx, s->after.v[k]);
+    for (size_t k = 0; k < s->n_inputs + s->after.n; k++) {
+      size_t u = edge_from[ne++];
       succ[off[u] + succ_count[u]++] = i;
     }
   }
@@ -604,6 +607,7 @@ int zorch__pipeline_order(const zorch_pipeline *p, size_t **order_out) {
   free(ids);
   free(indeg);
   free(succ_count);
+  free(edge_from);
   *order_out = order;
   return ZORCH_OK;
 oom:
@@ -614,6 +618,7 @@ fail:
   free(indeg);
   free(order);
   free(succ_count);
+  free(edge_from);
   return zorch_error_last()->code;
 }
 

@@ -206,10 +206,10 @@ int zorch__executor_start_host(void **out, zorch_submission *sub, const char *op
   }
   eo.finish_cb = exec_finished;
   eo.finish_payload = sub;
-  zorch__plan *plan = NULL;
-  int rc = zorch__plan_load(&plan, sub->run->deployment);
-  if (rc) return rc;
-  if ((rc = zorch__plan_bind(plan, sub->pipeline))) {
+  /* the run's plan, loaded from the deployment document when the run started */
+  zorch__plan *plan = zorch__plan_ref(sub->run->plan);
+  int rc = zorch__plan_bind(plan, sub->pipeline);
+  if (rc) {
     zorch__plan_free(plan);
     return rc;
   }
@@ -283,8 +283,9 @@ int zorch_run_start(zorch_run **out, zorch_client *client, const zorch_pipeline 
   if (opts->failure_mode < ZORCH_CONTINUE_ON_FAILURE || opts->failure_mode > ZORCH_FAIL_FAST)
     return zorch__error_set(ZORCH_EINVALID, "invalid failure mode %d", opts->failure_mode);
   if (opts->run_name && zorch__check_name("run", opts->run_name)) return ZORCH_EINVALID;
-  int rc = zorch_pipeline_validate(pipeline);
-  if (rc) return rc;
+  if (!pipeline->n_steps)
+    return zorch__error_set(ZORCH_EINVALID, "pipeline '%s' has no steps", pipeline->name);
+  int rc; /* compiling the deployment below validates the pipeline */
 
   zorch__stack stack;
   memset(&stack, 0, sizeof stack);
@@ -367,6 +368,7 @@ int zorch_run_start(zorch_run **out, zorch_client *client, const zorch_pipeline 
                             .flavor = stack.orchestrator_flavor,
                             .store_path = zorch__store_root(r->store),
                             .failure_mode = opts->failure_mode,
+                            .zorch_command = sub->zorch_command,
                             .created = r->created};
   if ((rc = zorch__deployment_compile(&r->deployment, pipeline, &ci))) goto fail;
   if ((rc = zorch__plan_load(&r->plan, r->deployment))) goto fail;

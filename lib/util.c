@@ -71,34 +71,78 @@ int zorch__buf_printf(zorch__buf *b, const char *fmt, ...) {
   return ZORCH_OK;
 }
 
+int zorch__buf_u64(zorch__buf *b, uint64_t v) {
+  char tmp[24];
+  size_t n = 0;
+  do {
+    tmp[sizeof tmp - 1 - n++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  return zorch__buf_put(b, tmp + sizeof tmp - n, n);
+}
+
+int zorch__buf_time(zorch__buf *b, double t) {
+  if (!(t > 0)) return zorch__buf_put(b, "0", 1);
+  uint64_t us = (uint64_t)(t * 1e6 + 0.5);
+  if (zorch__buf_u64(b, us / 1000000)) return ZORCH_ENOMEM;
+  char frac[8];
+  uint64_t f = us % 1000000;
+  frac[0] = '.';
+  for (int i = 6; i >= 1; i--) {
+    frac[i] = (char)('0' + f % 10);
+    f /= 10;
+  }
+  return zorch__buf_put(b, frac, 7);
+}
+
+int zorch__buf_cat(zorch__buf *b, ...) {
+  va_list ap;
+  va_start(ap, b);
+  const char *s;
+  int rc = ZORCH_OK;
+  while (rc == ZORCH_OK && (s = va_arg(ap, const char *))) rc = zorch__buf_put(b, s, strlen(s));
+  va_end(ap);
+  return rc;
+}
+
 int zorch__buf_json_string(zorch__buf *b, const char *s) {
   static const char hex[] = "0123456789abcdef";
-  if (zorch__buf_grow(b, strlen(s) + 2)) return ZORCH_ENOMEM;
+  size_t n = strlen(s);
+  if (zorch__buf_grow(b, n + 2)) return ZORCH_ENOMEM;
   b->data[b->len++] = '"';
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-    char esc[7];
-    size_t n = 0;
-    switch (*p) {
-    case '"': esc[0] = '\\'; esc[1] = '"'; n = 2; break;
-    case '\\': esc[0] = '\\'; esc[1] = '\\'; n = 2; break;
-    case '\n': esc[0] = '\\'; esc[1] = 'n'; n = 2; break;
-    case '\r': esc[0] = '\\'; esc[1] = 'r'; n = 2; break;
-    case '\t': esc[0] = '\\'; esc[1] = 't'; n = 2; break;
-    default:
-      if (*p < 0x20) {
-        memcpy(esc, "\\u00", 4);
-        esc[4] = hex[*p >> 4];
-        esc[5] = hex[*p & 15];
-        n = 6;
-      } else {
-        esc[0] = (char)*p;
-        n = 1;
-      }
+  const unsigned char *p = (const unsigned char *)s, *end = p + n;
+  while (p < end) {
+    /* copy the run of characters that need no escape in one go */
+    const unsigned char *q = p;
+    while (q < end && *q >= 0x20 && *q != '"' && *q != '\\') q++;
+    if (q > p) {
+      if (zorch__buf_grow(b, (size_t)(q - p) + 1)) return ZORCH_ENOMEM;
+      memcpy(b->data + b->len, p, (size_t)(q - p));
+      b->len += (size_t)(q - p);
+      p = q;
+      if (p == end) break;
     }
-    if (zorch__buf_grow(b, n + 1)) return ZORCH_ENOMEM;
-    memcpy(b->data + b->len, esc, n);
-    b->len += n;
+    char esc[7];
+    size_t k = 2;
+    esc[0] = '\\';
+    switch (*p) {
+    case '"': esc[1] = '"'; break;
+    case '\\': esc[1] = '\\'; break;
+    case '\n': esc[1] = 'n'; break;
+    case '\r': esc[1] = 'r'; break;
+    case '\t': esc[1] = 't'; break;
+    default:
+      memcpy(esc, "\\u00", 4);
+      esc[4] = hex[*p >> 4];
+      esc[5] = hex[*p & 15];
+      k = 6;
+    }
+    if (zorch__buf_grow(b, k + 1)) return ZORCH_ENOMEM;
+    memcpy(b->data + b->len, esc, k);
+    b->len += k;
+    p++;
   }
+  if (zorch__buf_grow(b, 1)) return ZORCH_ENOMEM;
   b->data[b->len++] = '"';
   b->data[b->len] = '\0';
   return ZORCH_OK;

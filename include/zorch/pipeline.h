@@ -54,7 +54,8 @@ ZORCH_API int zorch_pipeline_add_function_step(zorch_step **out, zorch_pipeline 
  *  looked up in PATH.  No shell is involved.  The command receives, in its
  *  environment, ZORCH_INPUT_<NAME> (path of each input artifact),
  *  ZORCH_OUTPUT_<NAME> (path where it must write each output: a file or a
- *  directory), ZORCH_PARAM_<NAME> (JSON text of each used param),
+ *  directory), ZORCH_PARAM_<NAME> (each used param: a string as itself,
+ *  any other value as JSON text),
  *  ZORCH_RUN_ID and ZORCH_STEP_NAME.  <NAME> is the name upper-cased with
  *  '-' turned into '_'. */
 ZORCH_API int zorch_pipeline_add_command_step(zorch_step **out, zorch_pipeline *pipeline,

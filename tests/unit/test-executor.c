@@ -28,10 +28,24 @@ typedef struct {
 
 static zorch__store *shared_store;
 
+static void close_store(void) {
+  if (shared_store) zorch__store_close(shared_store);
+  shared_store = NULL;
+}
+
+/* A new empty store for the next runs (tests also run in one process with CK_FORK=no). */
+static void fresh_store(void) {
+  static bool registered;
+  close_store();
+  zt_ok(zorch__store_open(&shared_store, zt_tmpdir()));
+  if (!registered) atexit(close_store);
+  registered = true;
+}
+
 static result run_pipeline(zorch_pipeline *p, int mode, uint32_t max_parallel, uint32_t flags,
                            double cancel_after) {
   result res = {0};
-  if (!shared_store) zt_ok(zorch__store_open(&shared_store, zt_tmpdir()));
+  if (!shared_store) fresh_store();
   res.store = shared_store;
   static int counter;
   char *id = res.id;
@@ -137,7 +151,7 @@ START_TEST(command_steps_share_one_event_loop) {
     zorch_step *s = cmd(p, n, "sleep 0.5");
     zt_ok(zorch_step_set_cache(s, 0));
   }
-  zt_ok(zorch__store_open(&shared_store, zt_tmpdir()));
+  fresh_store();
   zorch__compile_info ci = {.run_id = "threads", .store_path = zorch__store_root(shared_store)};
   char *doc;
   zt_ok(zorch__deployment_compile(&doc, p, &ci));
@@ -442,7 +456,7 @@ START_TEST(second_run_is_cached_and_param_change_reruns_downstream_only) {
   zt_ok(zorch_step_set_param(d, "k", "4"));
   zt_ok(zorch_step_add_input(d, "i", "a", "o"));
   zt_ok(zorch_step_add_output(d, "o"));
-  shared_store = NULL;
+  fresh_store();
   atomic_store(&calls, 0);
   result r = run_pipeline(p, 0, 2, 0, 0);
   ck_assert_int_eq(r.status, ZORCH_STATUS_COMPLETED);
@@ -491,6 +505,28 @@ START_TEST(long_chain_and_wide_fan) {
 }
 END_TEST
 
+START_TEST(params_reach_command_steps_as_text) {
+  zorch_pipeline *p = newp("params");
+  zt_ok(zorch_pipeline_add_param(p, "rate", "0.1"));
+  zt_ok(zorch_pipeline_add_param(p, "label", "\"nightly\""));
+  zt_ok(zorch_pipeline_add_param(p, "sizes", "[64, 32]"));
+  zorch_step *a = cmd(p, "show", "printf '%s|%s|%s' \"$ZORCH_PARAM_RATE\" \"$ZORCH_PARAM_LABEL\" \"$ZORCH_PARAM_SIZES\" > \"$ZORCH_OUTPUT_O\"");
+  zt_ok(zorch_step_add_output(a, "o"));
+  zt_ok(zorch_step_use_param(a, "rate"));
+  zt_ok(zorch_step_use_param(a, "label"));
+  zt_ok(zorch_step_use_param(a, "sizes"));
+  result r = run_pipeline(p, 0, 2, 0, 0);
+  ck_assert_int_eq(r.status, ZORCH_STATUS_COMPLETED);
+  char *ap = zorch__store_artifact_path(r.store, rec(&r, "show")->outputs[0].digest), *text = NULL;
+  zt_ok(zorch__read_file(ap, &text, NULL));
+  ck_assert_str_eq(text, "0.1|nightly|[64,32]");
+  free(text);
+  free(ap);
+  zorch__exec_free(r.x);
+  zorch_pipeline_free(p);
+}
+END_TEST
+
 Suite *executor_suite(void) {
   Suite *s = suite_create("executor");
   TCase *tc = tcase_create("semantics");
@@ -507,6 +543,7 @@ Suite *executor_suite(void) {
   tcase_add_test(tc, missing_output_and_missing_program_fail_clearly);
   tcase_add_test(tc, second_run_is_cached_and_param_change_reruns_downstream_only);
   tcase_add_test(tc, long_chain_and_wide_fan);
+  tcase_add_test(tc, params_reach_command_steps_as_text);
   suite_add_tcase(s, tc);
   return s;
 }
