@@ -224,7 +224,7 @@ static int run_step(const char *dep_path, const char *run_id, const char *step,
   }
   if (ok && r->cache_key[0]) {
     zorch__cache *cache = NULL;
-    if (zorch__cache_open(&cache, st, plan->pipeline, true) == ZORCH_OK) {
+    if (zorch__cache_open(&cache, st, plan->pipeline, false) == ZORCH_OK) {
       zorch__buf b = ZORCH__BUF_INIT;
       zorch__buf_puts(&b, "[");
       for (uint32_t k = 0; k < s->n_outputs; k++) {

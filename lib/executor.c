@@ -25,8 +25,13 @@
 #include <unistd.h>
 
 #include "client_int.h"
+#include "map.h"
 
 extern char **environ;
+
+/* epoll tags: a step index for its pidfd, OUTPUT_EVENT|index for its output pipe */
+#define OUTPUT_EVENT (1ull << 32)
+#define WAKE_EVENT (1ull << 33)
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
@@ -216,6 +221,8 @@ typedef struct xstep {
   int64_t retry_due_ns;
   pid_t pid;
   int pidfd;
+  int outfd;               /* read end of the pipe holding the process's stdout and stderr */
+  int logfd;               /* the step's log file, opened when the first byte arrives */
   char **scratch;          /* command steps: per output scratch path */
   atomic_int cancelled;    /* function steps: seen by zorch_ctx_cancelled */
   uint32_t active_slot;    /* index in x->active, or UINT32_MAX */
@@ -277,6 +284,8 @@ struct zorch__exec {
   pthread_t *workers;
   uint32_t n_workers;
   bool loop_started;
+  zorch__map *exe_cache;  /* argv[0] -> resolved path */
+  zorch__strv exe_names;
 };
 
 static void wake_loop(zorch__exec *x) {
@@ -414,7 +423,9 @@ static void dispatch(zorch__exec *x) {
     x->xs[i].deadline_ns = 0;
     atomic_store(&x->xs[i].cancelled, 0);
     active_add(x, i);
-    record(x, i);
+    /* a command step's start is journaled (it runs long enough for another
+     * process to want to see it); a function step records only its end */
+    if (s->kind == ZORCH__STEP_COMMAND) record(x, i);
     progress(x, i, ZORCH_STATUS_RUNNING);
     if (s->kind == ZORCH__STEP_FUNCTION) {
       ring_push(&x->fq, i);
@@ -615,22 +626,85 @@ static void free_scratch(xstep *xs, uint32_t n, bool remove) {
   xs->scratch = NULL;
 }
 
+/* argv[0] looked up in PATH once per executor (as posix_spawnp would, without
+ * trying every PATH entry for every step); NULL: let posix_spawnp search. */
+static const char *resolve_exe(zorch__exec *x, const char *cmd) {
+  if (strchr(cmd, '/')) return cmd;
+  const char *hit = zorch__map_get(x->exe_cache, cmd);
+  if (hit) return hit;
+  const char *path = getenv("PATH");
+  if (!path) path = "/usr/local/bin:/usr/bin:/bin";
+  char *found = NULL;
+  while (*path && !found) {
+    size_t n = strcspn(path, ":");
+    char *cand = n ? zorch__asprintf("%.*s/%s", (int)n, path, cmd) : zorch__asprintf("./%s", cmd);
+    struct stat st;
+    if (cand && access(cand, X_OK) == 0 && stat(cand, &st) == 0 && S_ISREG(st.st_mode)) found = cand;
+    else free(cand);
+    path += n;
+    if (*path == ':') path++;
+  }
+  if (!found || zorch__strv_push(&x->exe_names, cmd) || zorch__strv_push(&x->exe_names, found)) {
+    free(found);
+    return NULL;
+  }
+  free(found);
+  zorch__map_put(x->exe_cache, x->exe_names.v[x->exe_names.n - 2], x->exe_names.v[x->exe_names.n - 1]);
+  return x->exe_names.v[x->exe_names.n - 1];
+}
+
+/* Copy what the process wrote so far into its log; at_exit: until nothing is
+ * left, then close the pipe.  Loop thread only. */
+static void copy_output(zorch__exec *x, uint32_t i, bool at_exit) {
+  xstep *xs = &x->xs[i];
+  char buf[65536];
+  while (xs->outfd >= 0) {
+    ssize_t n = read(xs->outfd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      if (n == 0 || at_exit) { /* EOF, or the rest is held by an orphaned grandchild */
+        epoll_ctl(x->epfd, EPOLL_CTL_DEL, xs->outfd, NULL);
+        close(xs->outfd);
+        xs->outfd = -1;
+      }
+      break;
+    }
+    if (xs->logfd < 0) {
+      char *lp = step_log_path(x, i);
+      xs->logfd = lp ? open(lp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644) : -1;
+      free(lp);
+      if (xs->logfd >= 0 && x->recs[i].attempts > 1)
+        dprintf(xs->logfd, "--- zorch: attempt %u ---\n", x->recs[i].attempts);
+    }
+    for (ssize_t off = 0; xs->logfd >= 0 && off < n;) {
+      ssize_t w = write(xs->logfd, buf + off, (size_t)(n - off));
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) break; /* a log that cannot be written does not fail the step */
+      off += w;
+    }
+  }
+  if (at_exit && xs->logfd >= 0) {
+    close(xs->logfd);
+    xs->logfd = -1;
+  }
+}
+
 /* Spawn the process of command step i.  Not under the lock. */
 static int spawn_command(zorch__exec *x, uint32_t i, pid_t *pid_out, char **err) {
   const zorch__pstep *s = &x->plan->steps[i];
   xstep *xs = &x->xs[i];
   *err = NULL;
-  char *lp = step_log_path(x, i);
-  int logfd = lp ? open(lp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644)
-                 : open("/dev/null", O_WRONLY | O_CLOEXEC);
-  if (logfd < 0) {
-    *err = zorch__asprintf("cannot open the step log '%s': %s", lp ? lp : "/dev/null",
-                           strerror(errno));
-    free(lp);
+  /* stdout and stderr go to a pipe that the event loop copies into the step's
+   * log: a step that prints nothing costs no file at all */
+  int pfds[2];
+  if (pipe2(pfds, O_CLOEXEC) != 0) {
+    *err = zorch__asprintf("cannot create a pipe for the step's output: %s", strerror(errno));
     return ZORCH_EIO;
   }
-  if (x->recs[i].attempts > 1) dprintf(logfd, "--- zorch: attempt %u ---\n", x->recs[i].attempts);
-  free(lp);
+  fcntl(pfds[0], F_SETFL, O_NONBLOCK);
+  int logfd = pfds[1];
+  xs->outfd = pfds[0];
+  xs->logfd = -1;
   zorch__strv extra = {0};
   int rc = ZORCH_OK;
   xs->scratch = calloc(s->n_outputs + 1, sizeof *xs->scratch);
@@ -686,6 +760,8 @@ static int spawn_command(zorch__exec *x, uint32_t i, pid_t *pid_out, char **err)
   if (rc) {
     *err = zorch__asprintf("cannot prepare the step: %s", zorch_error_last()->message);
     close(logfd);
+    close(xs->outfd);
+    xs->outfd = -1;
     zorch__strv_clear(&extra);
     free_scratch(xs, s->n_outputs, true);
     return rc;
@@ -726,14 +802,17 @@ static int spawn_command(zorch__exec *x, uint32_t i, pid_t *pid_out, char **err)
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
                                       POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_USEVFORK);
   pid_t pid = 0;
-  int src = posix_spawnp(&pid, s->argv[0], &fa, &attr, (char *const *)s->argv, envp);
+  const char *exe = resolve_exe(x, s->argv[0]);
+  int src = exe ? posix_spawn(&pid, exe, &fa, &attr, (char *const *)s->argv, envp)
+                : posix_spawnp(&pid, s->argv[0], &fa, &attr, (char *const *)s->argv, envp);
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&attr);
   free(envp);
   zorch__strv_clear(&extra);
   if (src != 0) {
-    dprintf(logfd, "zorch: cannot run '%s': %s\n", s->argv[0], strerror(src));
     close(logfd);
+    close(xs->outfd);
+    xs->outfd = -1;
     *err = zorch__asprintf("cannot run '%s': %s", s->argv[0], strerror(src));
     free_scratch(xs, s->n_outputs, true);
     return ZORCH_ERROR;
@@ -850,12 +929,17 @@ static void start_commands(zorch__exec *x) {
     if (rc == ZORCH_OK) {
       pfd = (int)syscall(SYS_pidfd_open, pid, 0);
       if (pfd >= 0) {
-        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = i};
+        struct epoll_event ev = {.events = EPOLLIN, .data.u64 = i};
         epoll_ctl(x->epfd, EPOLL_CTL_ADD, pfd, &ev);
+        struct epoll_event ov = {.events = EPOLLIN, .data.u64 = OUTPUT_EVENT | i};
+        epoll_ctl(x->epfd, EPOLL_CTL_ADD, xs->outfd, &ov);
       }
     }
     pthread_mutex_lock(&x->lock);
     if (rc != ZORCH_OK) {
+      char *lp = step_log_path(x, i);
+      if (lp && err) zorch__log_append(lp, "zorch: step failed: %s", err);
+      free(lp);
       attempt_done(x, i, false, err, 127, NULL);
       continue;
     }
@@ -864,6 +948,7 @@ static void start_commands(zorch__exec *x) {
       int status = 0;
       while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
       }
+      copy_output(x, i, true);
       command_exited(x, i, status);
       pthread_mutex_lock(&x->lock);
       continue;
@@ -989,13 +1074,18 @@ static void *loop_main(void *arg) {
     pthread_mutex_unlock(&x->lock);
     int n = epoll_wait(x->epfd, evs, 64, timeout);
     for (int e = 0; e < n; e++) {
-      if (evs[e].data.u32 == UINT32_MAX) {
+      uint64_t tag = evs[e].data.u64;
+      if (tag == WAKE_EVENT) {
         uint64_t v;
         ssize_t r = read(x->evfd, &v, sizeof v);
         (void)r;
         continue;
       }
-      uint32_t i = evs[e].data.u32;
+      uint32_t i = (uint32_t)tag;
+      if (tag & OUTPUT_EVENT) {
+        copy_output(x, i, false);
+        continue;
+      }
       xstep *xs = &x->xs[i];
       int status = 0;
       pid_t w = waitpid(xs->pid, &status, WNOHANG);
@@ -1004,6 +1094,7 @@ static void *loop_main(void *arg) {
       close(xs->pidfd);
       xs->pidfd = -1;
       if (w < 0) status = 127 << 8;
+      copy_output(x, i, true); /* everything it wrote is in the pipe now */
       command_exited(x, i, status);
     }
     pthread_mutex_lock(&x->lock);
@@ -1052,6 +1143,8 @@ static void exec_destroy(zorch__exec *x) {
   free(x->run_dir);
   free(x->stop_reason);
   free(x->run_message);
+  zorch__map_free(x->exe_cache);
+  zorch__strv_clear(&x->exe_names);
   zorch__plan_free(x->plan);
   pthread_mutex_destroy(&x->lock);
   pthread_cond_destroy(&x->work_cv);
@@ -1092,6 +1185,8 @@ int zorch__exec_start(zorch__exec **out, zorch__plan *plan, zorch__store *store,
     x->xs[i].remaining = plan->steps[i].n_preds;
     x->xs[i].active_slot = UINT32_MAX;
     x->xs[i].pidfd = -1;
+    x->xs[i].outfd = -1;
+    x->xs[i].logfd = -1;
     if (plan->steps[i].kind == ZORCH__STEP_FUNCTION) {
       n_func++;
       if (!plan->steps[i].fn) {
@@ -1115,15 +1210,22 @@ int zorch__exec_start(zorch__exec **out, zorch__plan *plan, zorch__store *store,
     free(jp);
     if (rc) goto fail;
   }
-  rc = zorch__cache_open(&x->cache, store, plan->pipeline, !ephemeral);
+  /* The cache index is written without fsync: its entries name artifacts that
+   * are already durable, and a lost entry only makes a step run again. */
+  rc = zorch__cache_open(&x->cache, store, plan->pipeline, false);
   if (rc) goto fail;
+  x->exe_cache = zorch__map_new(8);
+  if (!x->exe_cache) {
+    rc = zorch__error_oom();
+    goto fail;
+  }
   x->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   x->epfd = epoll_create1(EPOLL_CLOEXEC);
   if (x->evfd < 0 || x->epfd < 0) {
     rc = zorch__error_errno(ZORCH_EIO, errno, "cannot create the executor's event loop");
     goto fail;
   }
-  struct epoll_event ev = {.events = EPOLLIN, .data.u32 = UINT32_MAX};
+  struct epoll_event ev = {.events = EPOLLIN, .data.u64 = WAKE_EVENT};
   epoll_ctl(x->epfd, EPOLL_CTL_ADD, x->evfd, &ev);
   x->n_workers = n_func < x->max_parallel ? n_func : x->max_parallel;
   x->workers = calloc(x->n_workers + 1, sizeof *x->workers);

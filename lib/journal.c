@@ -4,12 +4,12 @@
  * mutex and wakes the committer thread only when it sleeps with nothing to do.
  * Waking a sleeping thread costs the waker 15-40 us on a VM, so the committer
  * avoids that state while the journal is busy: after a batch it looks for new
- * lines every ZORCH__JOURNAL_LINGER_NS (1 ms) on its own, and only after
- * ZORCH__JOURNAL_IDLE_POLLS empty looks (100 ms) does it sleep until
- * signalled; it then lingers 1 ms (unless a flush or the close is waiting) so
+ * lines every ZORCH__JOURNAL_LINGER_NS (5 ms) on its own, and only after
+ * ZORCH__JOURNAL_IDLE_POLLS empty looks (500 ms) does it sleep until
+ * signalled; it then lingers 5 ms (unless a flush or the close is waiting) so
  * that a burst costs one wake-up.  Each batch is the whole pending buffer,
  * swapped with the committer's own and written with one write(2) and, when
- * durable, one fdatasync(2).  A line thus reaches the file within about 1 ms
+ * durable, one fdatasync(2).  A line thus reaches the file within about 5 ms
  * plus the write, and every line appended before a flush is on disk when
  * zorch__journal_flush() returns.
  *
@@ -36,7 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define ZORCH__JOURNAL_LINGER_NS 1000000LL       /* 1 ms: batching window and poll tick */
+#define ZORCH__JOURNAL_LINGER_NS 5000000LL       /* 5 ms: batching window and poll tick */
 #define ZORCH__JOURNAL_IDLE_POLLS 100            /* poll for 100 ms before sleeping deeply */
 #define ZORCH__JOURNAL_MAX_PENDING (64u << 20)   /* appenders wait above this */
 
