@@ -459,7 +459,17 @@ const char *zorch__cache_lookup(zorch__cache *c, const char *key) {
   return v;
 }
 
+static int cache_write(zorch__cache *c, const char *key, const char *outputs_json, bool remember);
+
 int zorch__cache_put(zorch__cache *c, const char *key, const char *outputs_json) {
+  return cache_write(c, key, outputs_json, true);
+}
+
+int zorch__cache_append(zorch__cache *c, const char *key, const char *outputs_json) {
+  return cache_write(c, key, outputs_json, false);
+}
+
+static int cache_write(zorch__cache *c, const char *key, const char *outputs_json, bool remember) {
   if (!c || !key || !*key || !outputs_json)
     return zorch__error_set(ZORCH_EINVALID, "zorch__cache_put: invalid argument");
   size_t olen = strlen(outputs_json);
@@ -481,6 +491,12 @@ int zorch__cache_put(zorch__cache *c, const char *key, const char *outputs_json)
   for (size_t i = ostart; i < line.len; i++)
     if (line.data[i] == '\n' || line.data[i] == '\r') line.data[i] = ' ';
   pthread_mutex_lock(&c->mu);
+  if (!remember) {
+    rc = zorch__journal_append(c->j, line.data, line.len);
+    pthread_mutex_unlock(&c->mu);
+    zorch__buf_free(&line);
+    return rc;
+  }
   cache_block *b = block_new(c, key, strlen(key), line.data + ostart, olen);
   if (!b) {
     rc = zorch__error_oom();

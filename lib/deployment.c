@@ -148,7 +148,7 @@ static json_t *json_text(const char *text) {
 
 /* effective settings of a step: step value, else pipeline default, else built-in */
 static json_t *settings_json(const zorch_step *s, const zorch__settings *d) {
-  const zorch__settings *st = &s->settings;
+  const zorch__settings *st = s->settings;
   json_t *res = json_object();
   double cpu = st->has_cpu ? st->cpu : d->has_cpu ? d->cpu : 0;
   uint64_t mem = st->has_memory ? st->memory : d->has_memory ? d->memory : 0;
@@ -196,7 +196,7 @@ static json_t *settings_json(const zorch_step *s, const zorch__settings *d) {
 }
 
 static bool has_own_settings(const zorch_step *s) {
-  const zorch__settings *st = &s->settings;
+  const zorch__settings *st = s->settings;
   return st->has_cpu || st->has_memory || st->has_gpu || st->has_retry || st->has_timeout ||
          st->has_cache || st->image || st->env.n || st->flavor.n;
 }
@@ -283,7 +283,7 @@ int zorch__deployment_compile(char **out, const zorch_pipeline *p,
                                          info->run_id)
                        : zorch__strdup("deployment.json");
   const char *default_version =
-      p->defaults.settings.version ? p->defaults.settings.version : zorch__program_version();
+      p->defaults.settings->version ? p->defaults.settings->version : zorch__program_version();
 
   zorch__buf b = ZORCH__BUF_INIT;
   zorch__buf_grow(&b, 1024 + p->n_steps * 64);
@@ -324,7 +324,8 @@ int zorch__deployment_compile(char **out, const zorch_pipeline *p,
   zorch__buf_puts(&b, ",\"settings\":");
   zorch_step none;
   memset(&none, 0, sizeof none);
-  json_t *dset = settings_json(&none, &p->defaults.settings);
+  none.settings = (zorch__settings *)&zorch__no_settings;
+  json_t *dset = settings_json(&none, p->defaults.settings);
   put_json(&b, dset);
   json_decref(dset);
   zorch__buf_puts(&b, "},\"steps\":[");
@@ -366,9 +367,9 @@ int zorch__deployment_compile(char **out, const zorch_pipeline *p,
       put_json(&b, sp);
       json_decref(sp);
     }
-    const char *ver = s->settings.version ? s->settings.version : NULL;
+    const char *ver = s->settings->version ? s->settings->version : NULL;
     char *autover = NULL;
-    if (!ver && s->kind == ZORCH__STEP_COMMAND && !p->defaults.settings.version) {
+    if (!ver && s->kind == ZORCH__STEP_COMMAND && !p->defaults.settings->version) {
       autover = command_version(s->argv.v, memo, &keep);
       ver = autover ? autover : "unknown";
     }
@@ -378,7 +379,7 @@ int zorch__deployment_compile(char **out, const zorch_pipeline *p,
     }
     free(autover);
     if (has_own_settings(s)) {
-      json_t *st = settings_json(s, &p->defaults.settings);
+      json_t *st = settings_json(s, p->defaults.settings);
       zorch__buf_puts(&b, ",\"settings\":");
       put_json(&b, st);
       json_decref(st);

@@ -515,7 +515,7 @@ static void attempt_done(zorch__exec *x, uint32_t i, bool ok, char *error, int e
     step_terminal(x, i, ZORCH_STATUS_COMPLETED);
     if (x->cache && r->cache_key[0]) {
       char *oj = outputs_json(x->plan, i, r);
-      if (oj) zorch__cache_put(x->cache, r->cache_key, oj);
+      if (oj) zorch__cache_append(x->cache, r->cache_key, oj); /* no step of this run looks it up */
       free(oj);
     }
   } else if (xs->stop_requested) {
@@ -1104,6 +1104,16 @@ static void *loop_main(void *arg) {
   pthread_cond_broadcast(&x->work_cv);
   pthread_mutex_unlock(&x->lock);
   for (uint32_t w = 0; w < x->n_workers; w++) pthread_join(x->workers[w], NULL);
+  /* the scheduling state is not needed any more: give its memory back now */
+  for (uint32_t i = 0; i < x->n; i++) free_scratch(&x->xs[i], x->plan->steps[i].n_outputs, true);
+  free(x->xs);
+  x->xs = NULL;
+  free(x->ready.v);
+  free(x->fq.v);
+  free(x->cq.v);
+  free(x->retry.v);
+  free(x->work);
+  x->ready.v = x->fq.v = x->cq.v = x->retry.v = x->work = NULL;
   int jrc = zorch__journal_close(x->journal);
   x->journal = NULL;
   zorch__cache_close(x->cache);
@@ -1303,10 +1313,24 @@ int zorch__exec_status(const zorch__exec *x, const char **message) {
 
 const zorch__plan *zorch__exec_plan(const zorch__exec *x) { return x->plan; }
 
+zorch__step_rec *zorch__exec_take_records(zorch__exec *x) {
+  pthread_mutex_lock(&x->lock);
+  zorch__step_rec *r = x->finished ? x->recs : NULL;
+  if (r) x->recs = NULL;
+  pthread_mutex_unlock(&x->lock);
+  return r;
+}
+
 zorch__step_rec *zorch__exec_snapshot(zorch__exec *x) {
   zorch__step_rec *copy = zorch__step_recs_new(x->plan);
   if (!copy) return NULL;
   pthread_mutex_lock(&x->lock);
+  if (!x->recs) {
+    pthread_mutex_unlock(&x->lock);
+    zorch__step_recs_free(copy, x->n);
+    zorch__error_set(ZORCH_ERROR, "the run's records were handed over already");
+    return NULL;
+  }
   for (uint32_t i = 0; i < x->n; i++) {
     zorch__output_rec *outs = copy[i].outputs;
     copy[i] = x->recs[i];

@@ -64,8 +64,12 @@ int zorch__exec_wait(zorch__exec *x, int timeout_ms);
 int zorch__exec_cancel(zorch__exec *x);
 /** Final run status (valid after wait returned ZORCH_OK) and its message. */
 int zorch__exec_status(const zorch__exec *x, const char **message);
-/** Copy the current step records (thread-safe); free with zorch__step_recs_free. */
+/** Copy the current step records (thread-safe); free with zorch__step_recs_free.
+ *  NULL on OOM or once the records were taken. */
 zorch__step_rec *zorch__exec_snapshot(zorch__exec *x);
+/** After the end: hand the records over without a copy (once); NULL before
+ *  the end or when already taken. */
+zorch__step_rec *zorch__exec_take_records(zorch__exec *x);
 const zorch__plan *zorch__exec_plan(const zorch__exec *x);
 /** Wait for the end, then free.  NULL is a no-op. */
 void zorch__exec_free(zorch__exec *x);

@@ -77,12 +77,26 @@ void zorch__strv_clear(zorch__strv *s) {
   memset(s, 0, sizeof *s);
 }
 
+const zorch__settings zorch__no_settings;
+
+/* The step's own settings block, made on first use; NULL on OOM. */
+static zorch__settings *settings_mut(zorch_step *s) {
+  if (s->settings == &zorch__no_settings) {
+    zorch__settings *st = calloc(1, sizeof *st);
+    if (!st) return NULL;
+    s->settings = st;
+  }
+  return s->settings;
+}
+
 static void settings_free(zorch__settings *st) {
+  if (!st || st == &zorch__no_settings) return;
   free(st->gpu_type);
   free(st->image);
   free(st->version);
   zorch__kvs_free(&st->env);
   zorch__kvs_free(&st->flavor);
+  free(st);
 }
 
 /* ---- pipelines -------------------------------------------------------------- */
@@ -101,6 +115,7 @@ int zorch_pipeline_new(zorch_pipeline **out, const char *name) {
     return zorch__error_oom();
   }
   p->defaults.pipeline = p;
+  p->defaults.settings = (zorch__settings *)&zorch__no_settings;
   p->defaults.kind = ZORCH__STEP_DEFAULTS;
   p->defaults.name = zorch__strdup("(pipeline defaults)");
   *out = p;
@@ -120,7 +135,7 @@ static void step_free(zorch_step *s) {
   zorch__strv_clear(&s->after);
   zorch__strv_clear(&s->use_params);
   zorch__kvs_free(&s->params);
-  settings_free(&s->settings);
+  settings_free(s->settings);
 }
 
 void zorch_pipeline_free(zorch_pipeline *p) {
@@ -182,6 +197,7 @@ static int add_step(zorch_step **out, zorch_pipeline *p, const char *name, int k
   if (!s) return zorch__error_oom();
   s->pipeline = p;
   s->kind = kind;
+  s->settings = (zorch__settings *)&zorch__no_settings;
   s->name = zorch__strdup(name);
   if (!s->name || zorch__map_put(p->by_name, s->name, s)) {
     free(s->name);
@@ -321,15 +337,21 @@ int zorch_step_set_param(zorch_step *s, const char *name, const char *value_json
     if (!(s)) return zorch__error_set(ZORCH_EINVALID, "%s: step is NULL", what); \
   } while (0)
 
+/* In a setter, after its argument checks: the step's own settings block. */
+#define MUT(s)                                   \
+  zorch__settings *st = settings_mut(s);         \
+  if (!st) return zorch__error_oom()
+
 int zorch_step_set_resources(zorch_step *s, double cpu, uint64_t memory_bytes) {
   NEED_STEP(s, "zorch_step_set_resources");
   if (!(cpu >= 0) || isinf(cpu))
     return zorch__error_set(ZORCH_EINVALID, "step '%s': cpu must be a finite number >= 0, got %g",
                             s->name, cpu);
-  s->settings.has_cpu = cpu > 0;
-  s->settings.cpu = cpu;
-  s->settings.has_memory = memory_bytes > 0;
-  s->settings.memory = memory_bytes;
+  MUT(s);
+  st->has_cpu = cpu > 0;
+  st->cpu = cpu;
+  st->has_memory = memory_bytes > 0;
+  st->memory = memory_bytes;
   return ZORCH_OK;
 }
 
@@ -341,10 +363,11 @@ int zorch_step_set_gpu(zorch_step *s, uint32_t count, const char *type) {
       return zorch__error_set(ZORCH_EINVALID, "step '%s': gpu type is empty", s->name);
     if (!(t = zorch__strdup(type))) return zorch__error_oom();
   }
-  free(s->settings.gpu_type);
-  s->settings.gpu_type = t;
-  s->settings.gpu = count;
-  s->settings.has_gpu = true;
+  MUT(s);
+  free(st->gpu_type);
+  st->gpu_type = t;
+  st->gpu = count;
+  st->has_gpu = true;
   return ZORCH_OK;
 }
 
@@ -357,7 +380,8 @@ int zorch_step_set_env(zorch_step *s, const char *name, const char *value) {
   if (!value)
     return zorch__error_set(ZORCH_EINVALID, "step '%s': environment variable '%s' has no value",
                             s->name, name);
-  return zorch__kvs_set(&s->settings.env, name, value);
+  MUT(s);
+  return zorch__kvs_set(&st->env, name, value);
 }
 
 int zorch_step_set_retry(zorch_step *s, uint32_t max_retries, double delay, double backoff) {
@@ -368,10 +392,11 @@ int zorch_step_set_retry(zorch_step *s, uint32_t max_retries, double delay, doub
   if (!(backoff >= 1) || isinf(backoff))
     return zorch__error_set(ZORCH_EINVALID, "step '%s': retry backoff must be >= 1, got %g",
                             s->name, backoff);
-  s->settings.has_retry = true;
-  s->settings.retries = max_retries;
-  s->settings.retry_delay = delay;
-  s->settings.retry_backoff = backoff;
+  MUT(s);
+  st->has_retry = true;
+  st->retries = max_retries;
+  st->retry_delay = delay;
+  st->retry_backoff = backoff;
   return ZORCH_OK;
 }
 
@@ -380,15 +405,17 @@ int zorch_step_set_timeout(zorch_step *s, double seconds) {
   if (!(seconds >= 0) || isinf(seconds))
     return zorch__error_set(ZORCH_EINVALID, "step '%s': timeout must be >= 0 seconds, got %g",
                             s->name, seconds);
-  s->settings.has_timeout = true;
-  s->settings.timeout = seconds;
+  MUT(s);
+  st->has_timeout = true;
+  st->timeout = seconds;
   return ZORCH_OK;
 }
 
 int zorch_step_set_cache(zorch_step *s, int enabled) {
   NEED_STEP(s, "zorch_step_set_cache");
-  s->settings.has_cache = true;
-  s->settings.cache = enabled != 0;
+  MUT(s);
+  st->has_cache = true;
+  st->cache = enabled != 0;
   return ZORCH_OK;
 }
 
@@ -403,12 +430,14 @@ static int set_str(char **slot, const zorch_step *s, const char *what, const cha
 
 int zorch_step_set_image(zorch_step *s, const char *image) {
   NEED_STEP(s, "zorch_step_set_image");
-  return set_str(&s->settings.image, s, "image", image);
+  MUT(s);
+  return set_str(&st->image, s, "image", image);
 }
 
 int zorch_step_set_version(zorch_step *s, const char *code_version) {
   NEED_STEP(s, "zorch_step_set_version");
-  return set_str(&s->settings.version, s, "code version", code_version);
+  MUT(s);
+  return set_str(&st->version, s, "code version", code_version);
 }
 
 int zorch_step_set_flavor_settings(zorch_step *s, const char *flavor, const char *settings_json) {
@@ -425,7 +454,8 @@ int zorch_step_set_flavor_settings(zorch_step *s, const char *flavor, const char
                             settings_json && !v ? err.text : "");
   }
   json_decref(v);
-  return zorch__kvs_set(&s->settings.flavor, flavor, settings_json);
+  MUT(s);
+  return zorch__kvs_set(&st->flavor, flavor, settings_json);
 }
 
 /* ---- validation ------------------------------------------------------------------ */

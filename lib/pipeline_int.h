@@ -49,6 +49,8 @@ typedef struct zorch__input {
   char *name, *from_step, *from_output;
 } zorch__input;
 
+extern const zorch__settings zorch__no_settings;
+
 enum { ZORCH__STEP_FUNCTION = 0, ZORCH__STEP_COMMAND = 1, ZORCH__STEP_DEFAULTS = 2 };
 
 struct zorch_step {
@@ -64,7 +66,9 @@ struct zorch_step {
   zorch__strv after;
   zorch__strv use_params;
   zorch__kvs params; /* step-local params */
-  zorch__settings settings;
+  /* &zorch__no_settings until the first setting is set (most steps have
+   * none: a large pipeline then costs no settings block per step) */
+  zorch__settings *settings;
 };
 
 struct zorch_pipeline {

@@ -145,12 +145,25 @@ static int parse_run_record(zorch_run *r, const char *text, const char *where) {
   return r->id ? ZORCH_OK : zorch__error_set(ZORCH_EINVALID, "%s: run record has no id", where);
 }
 
+/* The deployment text.  A run that keeps records drops its copy once the
+ * document is stored and loaded (a million-step document is tens of MB) and
+ * reads it back from the store when asked. */
+static const char *deployment_text(zorch_run *r) {
+  if (!r->deployment && r->store && r->id) {
+    char *rel = zorch__asprintf("runs/%s/deployment.json", r->id);
+    size_t len = 0;
+    if (rel) zorch__store_read_doc(r->store, rel, &r->deployment, &len);
+    free(rel);
+  }
+  return r->deployment;
+}
+
 /* ---- submissions: what a flavor plugin sees -------------------------------------------- */
 
 const char *zorch__submission_get(const zorch_submission *sub, const char *key) {
   if (!sub || !key) return NULL;
   const zorch_run *r = sub->run;
-  if (!strcmp(key, "deployment")) return r->deployment;
+  if (!strcmp(key, "deployment")) return deployment_text((zorch_run *)r);
   if (!strcmp(key, "deployment_path")) return sub->deployment_path;
   if (!strcmp(key, "run_id")) return r->id;
   if (!strcmp(key, "run_name")) return r->name;
@@ -372,9 +385,9 @@ int zorch_run_start(zorch_run **out, zorch_client *client, const zorch_pipeline 
                             .created = r->created};
   if ((rc = zorch__deployment_compile(&r->deployment, pipeline, &ci))) goto fail;
   if ((rc = zorch__plan_load(&r->plan, r->deployment))) goto fail;
-  r->recs = zorch__step_recs_new(r->plan);
+  /* r->recs: made when the run is waited for or refreshed */
   sub->deployment_path = zorch__asprintf("%s/runs/%s/deployment.json", zorch__store_root(r->store), r->id);
-  if (!r->recs || !sub->deployment_path || !r->id || !r->name) {
+  if (!sub->deployment_path || !r->id || !r->name) {
     rc = zorch__error_oom();
     goto fail;
   }
@@ -386,6 +399,8 @@ int zorch_run_start(zorch_run **out, zorch_client *client, const zorch_pipeline 
     free(rel);
     if (rc) goto fail;
     if ((rc = write_run_record(r))) goto fail;
+    free(r->deployment); /* stored and loaded: read back on demand */
+    r->deployment = NULL;
   } else if (strcmp(stack.orchestrator_flavor, "local") != 0) {
     rc = zorch__error_set(ZORCH_EINVALID,
                           "ephemeral runs keep no records, so only the local flavor can run "
@@ -592,7 +607,10 @@ static int load_run(zorch_run **out, zorch_client *c, zorch__store *st, const ch
 int zorch_run_refresh(zorch_run *r) {
   if (!r) return zorch__error_set(ZORCH_EINVALID, "zorch_run_refresh: run is NULL");
   if (r->live && r->sub->exec) {
-    zorch__step_rec *snap = zorch__exec_snapshot(r->sub->exec);
+    if (r->ended && r->recs) return ZORCH_OK; /* final: taken from the executor */
+    /* at the end the executor hands its records over; while it runs, a copy */
+    zorch__step_rec *snap = r->ended ? zorch__exec_take_records(r->sub->exec) : NULL;
+    if (!snap) snap = zorch__exec_snapshot(r->sub->exec);
     if (!snap) return zorch__error_oom();
     zorch__step_recs_free(r->recs, r->plan->n_steps);
     r->recs = snap;
@@ -695,7 +713,9 @@ const char *zorch_run_stack(const zorch_run *r) { return r ? r->stack : NULL; }
 int zorch_run_status(const zorch_run *r) { return r ? r->status : ZORCH_STATUS_PENDING; }
 double zorch_run_started_at(const zorch_run *r) { return r ? r->started : 0; }
 double zorch_run_finished_at(const zorch_run *r) { return r ? r->finished : 0; }
-const char *zorch_run_deployment(const zorch_run *r) { return r ? r->deployment : NULL; }
+const char *zorch_run_deployment(const zorch_run *r) {
+  return r ? deployment_text((zorch_run *)r) : NULL;
+}
 
 const char *zorch_run_metadata(const zorch_run *r, const char *key) {
   if (!r || !key) return NULL;
@@ -718,37 +738,39 @@ int zorch_run_step_index(const zorch_run *r, const char *name, size_t *out) {
 }
 
 #define STEP_OK(r, i) ((r) && (r)->plan && (i) < (r)->plan->n_steps)
+/* records exist once the run was waited for or refreshed (or loaded) */
+#define REC_OK(r, i) (STEP_OK(r, i) && (r)->recs)
 
 const char *zorch_run_step_name(const zorch_run *r, size_t i) {
   return STEP_OK(r, i) ? r->plan->steps[i].name : NULL;
 }
 int zorch_run_step_status(const zorch_run *r, size_t i) {
-  return STEP_OK(r, i) ? r->recs[i].status : ZORCH_STATUS_PENDING;
+  return REC_OK(r, i) ? r->recs[i].status : ZORCH_STATUS_PENDING;
 }
 double zorch_run_step_started_at(const zorch_run *r, size_t i) {
-  return STEP_OK(r, i) ? r->recs[i].started : 0;
+  return REC_OK(r, i) ? r->recs[i].started : 0;
 }
 double zorch_run_step_finished_at(const zorch_run *r, size_t i) {
-  return STEP_OK(r, i) ? r->recs[i].finished : 0;
+  return REC_OK(r, i) ? r->recs[i].finished : 0;
 }
 uint32_t zorch_run_step_attempts(const zorch_run *r, size_t i) {
-  return STEP_OK(r, i) ? r->recs[i].attempts : 0;
+  return REC_OK(r, i) ? r->recs[i].attempts : 0;
 }
 int zorch_run_step_exit_code(const zorch_run *r, size_t i) {
-  return STEP_OK(r, i) ? r->recs[i].exit_code : -1;
+  return REC_OK(r, i) ? r->recs[i].exit_code : -1;
 }
 const char *zorch_run_step_error(const zorch_run *r, size_t i) {
-  return STEP_OK(r, i) ? r->recs[i].error : NULL;
+  return REC_OK(r, i) ? r->recs[i].error : NULL;
 }
 const char *zorch_run_step_cache_key(const zorch_run *r, size_t i) {
-  return STEP_OK(r, i) && r->recs[i].cache_key[0] ? r->recs[i].cache_key : NULL;
+  return REC_OK(r, i) && r->recs[i].cache_key[0] ? r->recs[i].cache_key : NULL;
 }
 size_t zorch_run_step_output_count(const zorch_run *r, size_t i) {
   return STEP_OK(r, i) ? r->plan->steps[i].n_outputs : 0;
 }
 
 static const zorch__output_rec *out_rec(const zorch_run *r, size_t i, size_t o) {
-  if (!STEP_OK(r, i) || o >= r->plan->steps[i].n_outputs) return NULL;
+  if (!REC_OK(r, i) || o >= r->plan->steps[i].n_outputs) return NULL;
   return &r->recs[i].outputs[o];
 }
 
@@ -776,10 +798,11 @@ static int find_output(const zorch_run *r, const char *step, const char *output,
   const zorch__pstep *s = &r->plan->steps[i];
   for (uint32_t o = 0; output && o < s->n_outputs; o++) {
     if (strcmp(s->outputs[o], output) != 0) continue;
-    if (!r->recs[i].outputs[o].set)
+    if (!r->recs || !r->recs[i].outputs[o].set)
       return zorch__error_set(ZORCH_ENOTFOUND,
                               "step '%s' of run '%s' has no stored output '%s' (the step is %s)",
-                              step, r->name, output, zorch_status_name(r->recs[i].status));
+                              step, r->name, output,
+                              zorch_status_name(r->recs ? r->recs[i].status : ZORCH_STATUS_PENDING));
     *out = &r->recs[i].outputs[o];
     return ZORCH_OK;
   }

@@ -15,8 +15,10 @@
  *   Readers therefore see either nothing or a complete artifact, after kill -9
  *   as after power loss.  A single file artifact is always 0444: its digest
  *   covers the content only, so the executable bit cannot be part of it.
- *   A copy starts writeback every 8 MiB (sync_file_range) so that the final
- *   fsync is short; a tree starts writeback of all its files before it
+ *   A file copy is made in the kernel (copy_file_range, falling back to a
+ *   read/write loop) with writeback started every 8 MiB (sync_file_range),
+ *   then the copy itself is hashed while the disk writes it, so the final
+ *   fsync is short and the digest is of the stored bytes; a tree starts writeback of all its files before it
  *   fsyncs them one by one, so that few journal commits cover them all.
  *   take=true of a file with other hard links copies it (another name could
  *   change it later); take=true across filesystems falls back to a copy.
@@ -433,6 +435,39 @@ int zorch__store_put_bytes(zorch__store *st, const void *data, size_t len,
   return rc;
 }
 
+/* Copy `in` into `out` in the kernel (copy_file_range: no pass through user
+ * memory), starting writeback as it goes, then hash the copy: the digest is
+ * of the bytes we stored even if the source changes meanwhile, and hashing
+ * overlaps with the disk writing the copy.  Returns 1 (nothing done) where
+ * the kernel cannot copy between these files; the caller then streams. */
+static int copy_then_hash(int in, const char *in_path, int out, const char *out_path,
+                          unsigned char *buf, char digest[ZORCH__DIGEST_HEX], uint64_t *size) {
+  const size_t chunk = 8u << 20;
+  uint64_t total = 0;
+  for (;;) {
+    ssize_t n = copy_file_range(in, NULL, out, NULL, chunk, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (total == 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL ||
+                         errno == EOPNOTSUPP || errno == EBADF))
+        return 1;
+      return zorch__error_errno(ZORCH_EIO, errno, "cannot copy '%s' to '%s'", in_path, out_path);
+    }
+    if (n == 0) break;
+    (void)sync_file_range(out, (off_t)total, (off_t)n, SYNC_FILE_RANGE_WRITE);
+    total += (uint64_t)n;
+  }
+  int rd = open(out_path, O_RDONLY | O_CLOEXEC);
+  if (rd < 0) return zorch__error_errno(ZORCH_EIO, errno, "cannot reopen '%s'", out_path);
+  uint64_t hashed = 0;
+  int rc = stream_hash(rd, out_path, -1, NULL, buf, digest, &hashed);
+  close(rd);
+  if (!rc && hashed != total)
+    rc = zorch__error_set(ZORCH_EIO, "'%s' changed size while it was stored", out_path);
+  if (size) *size = total;
+  return rc;
+}
+
 /* A regular file at `path`, copied (take=false). */
 static int put_file_copy(zorch__store *st, const char *path, unsigned char *buf,
                          char digest[ZORCH__DIGEST_HEX], uint64_t *size) {
@@ -448,7 +483,8 @@ static int put_file_copy(zorch__store *st, const char *path, unsigned char *buf,
     close(in);
     return rc;
   }
-  rc = stream_hash(in, path, out, tmp, buf, digest, size);
+  rc = copy_then_hash(in, path, out, tmp, buf, digest, size);
+  if (rc == 1) rc = stream_hash(in, path, out, tmp, buf, digest, size); /* no kernel copy here */
   close(in);
   int k = rc ? 0 : exists_as(st, digest, false);
   if (rc || k != 0) {

@@ -37,7 +37,8 @@ int zorch__store_put_bytes(zorch__store *st, const void *data, size_t len,
 /** Store a file or a directory tree found at `path`.  take=true: `path` was
  *  returned by zorch__store_scratch() and is moved into place without a copy
  *  (or removed when the content is already stored); take=false: it is copied
- *  while being hashed, in one streaming pass, and left in place.  A
+ *  (in the kernel where it can be) and the copy hashed, never read whole
+ *  into memory; the original is left in place.  A
  *  directory's digest is the SHA-256 of its canonical manifest (sorted
  *  relative paths, kinds, executable bits, file digests, symlink targets).
  *  *size is the total bytes of regular files; *is_dir tells the kind. */
@@ -105,6 +106,11 @@ const char *zorch__cache_lookup(zorch__cache *c, const char *key);
 
 /** Record `outputs_json` (a JSON array text) for `key`.  Thread-safe. */
 int zorch__cache_put(zorch__cache *c, const char *key, const char *outputs_json);
+
+/** Like zorch__cache_put() for a key this handle will not be asked for again
+ *  (a run records its own results): appended to the index file only, not
+ *  kept in memory.  Thread-safe. */
+int zorch__cache_append(zorch__cache *c, const char *key, const char *outputs_json);
 
 /** Flush and free.  NULL is a no-op. */
 int zorch__cache_close(zorch__cache *c);

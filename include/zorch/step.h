@@ -51,7 +51,7 @@ ZORCH_API int zorch_ctx_output(zorch_step_ctx *ctx, const char *name, const void
                                size_t size);
 
 /** Write output `name` from an existing file or directory, which is copied
- *  while it is hashed (never read whole into memory); the original is left
+ *  and hashed without ever being read whole into memory; the original is left
  *  in place. */
 ZORCH_API int zorch_ctx_output_file(zorch_step_ctx *ctx, const char *name, const char *path);
 

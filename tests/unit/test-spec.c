@@ -77,7 +77,7 @@ START_TEST(test_valid_spec_builds_pipeline) {
   ck_assert_str_eq(count->inputs[1].name, "m");
   ck_assert_str_eq(count->inputs[1].from_output, "meta");
   ck_assert_uint_eq(count->after.n, 0);
-  ck_assert_str_eq(count->settings.version, "v1");
+  ck_assert_str_eq(count->settings->version, "v1");
   ck_assert_str_eq(zorch__kvs_get(&count->params, "x"), "3");
   ck_assert_str_eq(zorch__kvs_get(&count->params, "w"), "{\"a\":0.25}");
 
@@ -86,7 +86,7 @@ START_TEST(test_valid_spec_builds_pipeline) {
   ck_assert_uint_eq(report->use_params.n, 2);
 
   /* top-level settings went to the pipeline defaults */
-  const zorch__settings *d = &p->defaults.settings;
+  const zorch__settings *d = p->defaults.settings;
   ck_assert_str_eq(zorch__kvs_get(&d->env, "LANG"), "C");
   ck_assert_str_eq(zorch__kvs_get(&d->env, "MODE"), "fast");
   ck_assert(d->has_retry);
@@ -104,7 +104,7 @@ START_TEST(test_valid_spec_builds_pipeline) {
   ck_assert_str_eq(zorch__kvs_get(&d->flavor, "kubernetes"), "{\"node_selector\":{\"pool\":\"cpu\"}}");
 
   /* step settings went to the step; what it does not set stays unset there */
-  const zorch__settings *c = &count->settings;
+  const zorch__settings *c = count->settings;
   ck_assert_str_eq(zorch__kvs_get(&c->env, "MODE"), "slow");
   ck_assert_ptr_null(zorch__kvs_get(&c->env, "LANG"));
   ck_assert(c->has_retry);
@@ -118,7 +118,7 @@ START_TEST(test_valid_spec_builds_pipeline) {
   ck_assert_ptr_null(c->image);
   ck_assert_str_eq(zorch__kvs_get(&c->flavor, "sagemaker"), "{\"instance_type\":\"ml.m5.large\"}");
 
-  const zorch__settings *m = &make->settings;
+  const zorch__settings *m = make->settings;
   ck_assert(!m->has_retry && !m->has_timeout && !m->has_cache && !m->has_cpu && !m->has_memory);
   ck_assert_uint_eq(m->env.n, 0);
   zorch_pipeline_free(p);
@@ -169,9 +169,9 @@ START_TEST(test_memory_units) {
   int rc = zorch_pipeline_from_spec(&p, doc, "m.json");
   if (memory_cases[_i].bytes) {
     ck_assert_msg(rc == ZORCH_OK, "%s: %s", memory_cases[_i].value, zorch_error_last()->message);
-    ck_assert_msg(p->defaults.settings.memory == memory_cases[_i].bytes,
+    ck_assert_msg(p->defaults.settings->memory == memory_cases[_i].bytes,
                   "%s gave %" PRIu64 " bytes, wanted %" PRIu64, memory_cases[_i].value,
-                  p->defaults.settings.memory, memory_cases[_i].bytes);
+                  p->defaults.settings->memory, memory_cases[_i].bytes);
     zorch_pipeline_free(p);
   } else {
     ck_assert_msg(rc == ZORCH_EINVALID, "%s accepted (rc %d)", memory_cases[_i].value, rc);
