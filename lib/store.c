@@ -51,6 +51,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdatomic.h>
 #include <sys/random.h>
@@ -435,35 +436,118 @@ int zorch__store_put_bytes(zorch__store *st, const void *data, size_t len,
   return rc;
 }
 
+/* Hashing a copy while it is being made: the copier publishes how many bytes
+ * exist, a hasher thread reads them back from the page cache behind it. */
+typedef struct {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  uint64_t copied;  /* bytes in the copy so far */
+  bool done;        /* the copier finished (or failed) */
+  int rd;           /* read descriptor of the copy */
+  unsigned char *buf;
+  zorch__sha256 *h;
+  uint64_t hashed;
+  int err;          /* errno of a failed read */
+} copy_hash;
+
+static void *hash_behind(void *arg) {
+  copy_hash *c = arg;
+  for (;;) {
+    pthread_mutex_lock(&c->mu);
+    while (c->hashed == c->copied && !c->done) pthread_cond_wait(&c->cv, &c->mu);
+    uint64_t avail = c->copied - c->hashed;
+    bool done = c->done;
+    pthread_mutex_unlock(&c->mu);
+    if (avail == 0 && done) break;
+    while (avail > 0) {
+      size_t want = avail > ZORCH__IO_BUF ? ZORCH__IO_BUF : (size_t)avail;
+      ssize_t r = pread(c->rd, c->buf, want, (off_t)c->hashed);
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) {
+        c->err = r < 0 ? errno : EIO;
+        return NULL;
+      }
+      zorch__sha256_update(c->h, c->buf, (size_t)r);
+      c->hashed += (uint64_t)r;
+      avail -= (uint64_t)r;
+    }
+  }
+  return NULL;
+}
+
 /* Copy `in` into `out` in the kernel (copy_file_range: no pass through user
- * memory), starting writeback as it goes, then hash the copy: the digest is
- * of the bytes we stored even if the source changes meanwhile, and hashing
- * overlaps with the disk writing the copy.  Returns 1 (nothing done) where
- * the kernel cannot copy between these files; the caller then streams. */
+ * memory), starting writeback as it goes, while a second thread hashes the
+ * copy right behind it: the digest is of the bytes we stored even if the
+ * source changes meanwhile, and copying, hashing and the disk all overlap.
+ * Returns 1 (nothing done) where the kernel cannot copy between these
+ * files; the caller then streams. */
 static int copy_then_hash(int in, const char *in_path, int out, const char *out_path,
                           unsigned char *buf, char digest[ZORCH__DIGEST_HEX], uint64_t *size) {
   const size_t chunk = 8u << 20;
-  uint64_t total = 0;
-  for (;;) {
-    ssize_t n = copy_file_range(in, NULL, out, NULL, chunk, 0);
+  ssize_t n;
+  /* the first chunk decides whether the kernel can copy at all */
+  while ((n = copy_file_range(in, NULL, out, NULL, chunk, 0)) < 0 && errno == EINTR) {
+  }
+  if (n < 0) {
+    if (errno == EXDEV || errno == ENOSYS || errno == EINVAL || errno == EOPNOTSUPP ||
+        errno == EBADF)
+      return 1;
+    return zorch__error_errno(ZORCH_EIO, errno, "cannot copy '%s' to '%s'", in_path, out_path);
+  }
+  copy_hash c;
+  memset(&c, 0, sizeof c);
+  pthread_mutex_init(&c.mu, NULL);
+  pthread_cond_init(&c.cv, NULL);
+  c.buf = buf;
+  c.copied = (uint64_t)n;
+  c.done = n == 0;
+  c.rd = open(out_path, O_RDONLY | O_CLOEXEC);
+  c.h = zorch__sha256_new();
+  int rc = ZORCH_OK;
+  pthread_t t;
+  bool threaded = false;
+  if (c.rd < 0) {
+    rc = zorch__error_errno(ZORCH_EIO, errno, "cannot reopen '%s'", out_path);
+  } else if (!c.h) {
+    rc = zorch__error_oom();
+  } else {
+    threaded = pthread_create(&t, NULL, hash_behind, &c) == 0;
+    if (!threaded) hash_behind(&c); /* no thread: hash what exists, then the rest below */
+  }
+  if (n > 0) (void)sync_file_range(out, 0, n, SYNC_FILE_RANGE_WRITE);
+  uint64_t total = (uint64_t)n;
+  while (!rc && n > 0) {
+    n = copy_file_range(in, NULL, out, NULL, chunk, 0);
     if (n < 0) {
-      if (errno == EINTR) continue;
-      if (total == 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL ||
-                         errno == EOPNOTSUPP || errno == EBADF))
-        return 1;
-      return zorch__error_errno(ZORCH_EIO, errno, "cannot copy '%s' to '%s'", in_path, out_path);
+      if (errno == EINTR) {
+        n = 1;
+        continue;
+      }
+      rc = zorch__error_errno(ZORCH_EIO, errno, "cannot copy '%s' to '%s'", in_path, out_path);
+      break;
     }
     if (n == 0) break;
     (void)sync_file_range(out, (off_t)total, (off_t)n, SYNC_FILE_RANGE_WRITE);
     total += (uint64_t)n;
+    pthread_mutex_lock(&c.mu);
+    c.copied = total;
+    pthread_cond_signal(&c.cv);
+    pthread_mutex_unlock(&c.mu);
+    if (!threaded) hash_behind(&c);
   }
-  int rd = open(out_path, O_RDONLY | O_CLOEXEC);
-  if (rd < 0) return zorch__error_errno(ZORCH_EIO, errno, "cannot reopen '%s'", out_path);
-  uint64_t hashed = 0;
-  int rc = stream_hash(rd, out_path, -1, NULL, buf, digest, &hashed);
-  close(rd);
-  if (!rc && hashed != total)
+  pthread_mutex_lock(&c.mu);
+  c.done = true;
+  pthread_cond_signal(&c.cv);
+  pthread_mutex_unlock(&c.mu);
+  if (threaded) pthread_join(t, NULL);
+  else if (c.h && c.rd >= 0) hash_behind(&c);
+  if (c.h) zorch__sha256_final_hex(c.h, digest);
+  if (c.rd >= 0) close(c.rd);
+  if (!rc && c.err) rc = zorch__error_errno(ZORCH_EIO, c.err, "cannot read back '%s'", out_path);
+  if (!rc && c.hashed != total)
     rc = zorch__error_set(ZORCH_EIO, "'%s' changed size while it was stored", out_path);
+  pthread_mutex_destroy(&c.mu);
+  pthread_cond_destroy(&c.cv);
   if (size) *size = total;
   return rc;
 }
