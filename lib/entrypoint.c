@@ -8,39 +8,6 @@
 
 atomic_int zorch__entrypoint_registered;
 
-static int apply_line(const char *line, size_t len, void *payload) {
-  void **pp = payload;
-  return zorch__step_rec_apply(pp[0], pp[1], line, len);
-}
-
-/* Load the records of the run so far: the journal and per-step record files. */
-static int load_records(const zorch__plan *plan, zorch__step_rec *recs, const char *run_dir) {
-  void *pp[2] = {(void *)plan, recs};
-  char *jp = zorch__path_join(run_dir, "journal.jsonl");
-  int rc = jp ? zorch__journal_replay(jp, apply_line, pp) : zorch__error_oom();
-  free(jp);
-  if (rc && rc != ZORCH_ENOTFOUND) return rc;
-  char *sd = zorch__path_join(run_dir, "steps");
-  DIR *d = sd ? opendir(sd) : NULL;
-  if (d) {
-    struct dirent *de;
-    while ((de = readdir(d))) {
-      size_t l = strlen(de->d_name);
-      if (l < 6 || strcmp(de->d_name + l - 5, ".json")) continue;
-      char *p = zorch__path_join(sd, de->d_name);
-      char *text = NULL;
-      size_t tl = 0;
-      if (p && zorch__read_file(p, &text, &tl) == ZORCH_OK)
-        zorch__step_rec_apply(plan, recs, text, tl);
-      free(text);
-      free(p);
-    }
-    closedir(d);
-  }
-  free(sd);
-  return ZORCH_OK;
-}
-
 /* Compare the deployment's definition of every step with the program's. */
 static int check_match(const zorch__plan *dep, const char *dep_text, const zorch_pipeline *p) {
   zorch__compile_info ci = {.run_id = dep->run_id, .run_name = dep->run_name,
@@ -161,7 +128,7 @@ static int run_step(const char *dep_path, const char *run_id, const char *step,
   recs = zorch__step_recs_new(plan);
   char *run_dir = zorch__asprintf("%s/runs/%s", plan->store_path, plan->run_id);
   char *logs = run_dir ? zorch__path_join(run_dir, "logs") : NULL;
-  if (!recs || !run_dir || !logs || load_records(plan, recs, run_dir) || zorch__mkdirs(logs)) {
+  if (!recs || !run_dir || !logs || zorch__step_recs_load(plan, recs, run_dir) || zorch__mkdirs(logs)) {
     fprintf(stderr, "zorch: cannot read the run's records: %s\n", zorch_error_last()->message);
     free(run_dir);
     free(logs);
@@ -225,18 +192,9 @@ static int run_step(const char *dep_path, const char *run_id, const char *step,
   if (ok && r->cache_key[0]) {
     zorch__cache *cache = NULL;
     if (zorch__cache_open(&cache, st, plan->pipeline, false) == ZORCH_OK) {
-      zorch__buf b = ZORCH__BUF_INIT;
-      zorch__buf_puts(&b, "[");
-      for (uint32_t k = 0; k < s->n_outputs; k++) {
-        zorch__buf_puts(&b, k ? ",{\"name\":" : "{\"name\":");
-        zorch__buf_json_string(&b, s->outputs[k]);
-        zorch__buf_printf(&b, ",\"digest\":\"%s\",\"size\":%llu,\"kind\":\"%s\"}",
-                          r->outputs[k].digest, (unsigned long long)r->outputs[k].size,
-                          r->outputs[k].is_dir ? "dir" : "file");
-      }
-      zorch__buf_puts(&b, "]");
-      zorch__cache_put(cache, r->cache_key, b.data);
-      zorch__buf_free(&b);
+      char *oj = zorch__outputs_json(plan, (uint32_t)i, r);
+      if (oj) zorch__cache_put(cache, r->cache_key, oj);
+      free(oj);
       zorch__cache_close(cache);
     }
   }

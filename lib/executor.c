@@ -11,6 +11,7 @@
  */
 #include "executor.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -152,6 +153,38 @@ int zorch__step_rec_apply(const zorch__plan *plan, zorch__step_rec *recs, const 
     }
   }
   json_decref(o);
+  return ZORCH_OK;
+}
+
+static int apply_line(const char *line, size_t len, void *payload) {
+  void **pp = payload;
+  return zorch__step_rec_apply(pp[0], pp[1], line, len);
+}
+
+int zorch__step_recs_load(const zorch__plan *plan, zorch__step_rec *recs, const char *run_dir) {
+  void *pp[2] = {(void *)plan, recs};
+  char *jp = zorch__path_join(run_dir, "journal.jsonl");
+  int rc = jp ? zorch__journal_replay(jp, apply_line, pp) : zorch__error_oom();
+  free(jp);
+  if (rc && rc != ZORCH_ENOTFOUND) return rc;
+  char *sd = zorch__path_join(run_dir, "steps");
+  DIR *d = sd ? opendir(sd) : NULL;
+  if (d) {
+    struct dirent *de;
+    while ((de = readdir(d))) {
+      size_t l = strlen(de->d_name);
+      if (l < 6 || strcmp(de->d_name + l - 5, ".json")) continue;
+      char *p = zorch__path_join(sd, de->d_name);
+      char *text = NULL;
+      size_t tl = 0;
+      if (p && zorch__read_file(p, &text, &tl) == ZORCH_OK)
+        zorch__step_rec_apply(plan, recs, text, tl);
+      free(text);
+      free(p);
+    }
+    closedir(d);
+  }
+  free(sd);
   return ZORCH_OK;
 }
 
@@ -486,7 +519,7 @@ static void step_failed_finally(zorch__exec *x, uint32_t i) {
   if (mode == ZORCH_FAIL_FAST) kill_active(x);
 }
 
-static char *outputs_json(const zorch__plan *plan, uint32_t i, const zorch__step_rec *r) {
+char *zorch__outputs_json(const zorch__plan *plan, uint32_t i, const zorch__step_rec *r) {
   zorch__buf b = ZORCH__BUF_INIT;
   zorch__buf_puts(&b, "[");
   const zorch__pstep *s = &plan->steps[i];
@@ -519,7 +552,7 @@ static void attempt_done(zorch__exec *x, uint32_t i, bool ok, char *error, int e
     free(error);
     step_terminal(x, i, ZORCH_STATUS_COMPLETED);
     if (x->cache && r->cache_key[0]) {
-      char *oj = outputs_json(x->plan, i, r);
+      char *oj = zorch__outputs_json(x->plan, i, r);
       if (oj) zorch__cache_append(x->cache, r->cache_key, oj); /* no step of this run looks it up */
       free(oj);
     }

@@ -35,6 +35,13 @@ int zorch__step_rec_json(zorch__buf *b, const zorch__plan *plan, uint32_t i,
 int zorch__step_rec_apply(const zorch__plan *plan, zorch__step_rec *recs, const char *line,
                           size_t len);
 
+/** Apply the records a run has so far: its journal (journal.jsonl), then the
+ *  per-step record files (steps/<step>.json) under `run_dir`. */
+int zorch__step_recs_load(const zorch__plan *plan, zorch__step_rec *recs, const char *run_dir);
+
+/** The outputs of step i as the JSON array a cache entry holds.  malloc'd. */
+char *zorch__outputs_json(const zorch__plan *plan, uint32_t i, const zorch__step_rec *r);
+
 /** Free the heap parts of n records and the array itself. */
 void zorch__step_recs_free(zorch__step_rec *recs, uint32_t n);
 /** Allocate n records with output slots matching the plan. */

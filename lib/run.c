@@ -528,40 +528,20 @@ int zorch_pipeline_run(zorch_run **out, zorch_client *client, const zorch_pipeli
 
 /* ---- loading runs from a store ---------------------------------------------------------------- */
 
-static int apply_line(const char *line, size_t len, void *payload) {
-  zorch_run *r = payload;
-  return zorch__step_rec_apply(r->plan, r->recs, line, len);
-}
-
 /* (Re)load the step records from the store: journal, then per-step record files. */
 static int load_records(zorch_run *r) {
   if (!r->plan) return ZORCH_OK;
   zorch__step_rec *fresh = zorch__step_recs_new(r->plan);
   if (!fresh) return zorch__error_oom();
+  char *dir = zorch__asprintf("%s/runs/%s", zorch__store_root(r->store), r->id);
+  int rc = dir ? zorch__step_recs_load(r->plan, fresh, dir) : zorch__error_oom();
+  free(dir);
+  if (rc) {
+    zorch__step_recs_free(fresh, r->plan->n_steps);
+    return rc;
+  }
   zorch__step_recs_free(r->recs, r->plan->n_steps);
   r->recs = fresh;
-  char *jp = zorch__asprintf("%s/runs/%s/journal.jsonl", zorch__store_root(r->store), r->id);
-  if (!jp) return zorch__error_oom();
-  int rc = zorch__journal_replay(jp, apply_line, r);
-  free(jp);
-  if (rc && rc != ZORCH_ENOTFOUND) return rc;
-  char *sd = zorch__asprintf("%s/runs/%s/steps", zorch__store_root(r->store), r->id);
-  DIR *d = sd ? opendir(sd) : NULL;
-  if (d) {
-    struct dirent *de;
-    while ((de = readdir(d))) {
-      size_t l = strlen(de->d_name);
-      if (l < 6 || strcmp(de->d_name + l - 5, ".json") != 0) continue;
-      char *p = zorch__path_join(sd, de->d_name);
-      char *text = NULL;
-      size_t tl = 0;
-      if (p && zorch__read_file(p, &text, &tl) == ZORCH_OK) zorch__step_rec_apply(r->plan, r->recs, text, tl);
-      free(text);
-      free(p);
-    }
-    closedir(d);
-  }
-  free(sd);
   return ZORCH_OK;
 }
 
