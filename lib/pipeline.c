@@ -204,6 +204,7 @@ static int add_step(zorch_step **out, zorch_pipeline *p, const char *name, int k
     free(s);
     return zorch__error_oom();
   }
+  s->index = p->n_steps;
   p->steps[p->n_steps++] = s;
   if (out) *out = s;
   return ZORCH_OK;
@@ -463,7 +464,13 @@ int zorch_step_set_flavor_settings(zorch_step *s, const char *flavor, const char
 /* Describe a cycle among the steps whose in-degree stayed > 0 after Kahn's
  * algorithm: walk predecessors (each such node has one that is also stuck)
  * until a node repeats. */
-static int report_cycle(const zorch_pipeline *p, const size_t *indeg, const zorch__map *idx) {
+/* The index of the step called `name` (a pointer to it), or NULL. */
+static const size_t *index_of(const zorch_pipeline *p, const char *name) {
+  const zorch_step *s = zorch__map_get(p->by_name, name);
+  return s ? &s->index : NULL;
+}
+
+static int report_cycle(const zorch_pipeline *p, const size_t *indeg) {
   size_t n = p->n_steps;
   size_t start = 0;
   while (start < n && indeg[start] == 0) start++;
@@ -484,11 +491,11 @@ static int report_cycle(const zorch_pipeline *p, const size_t *indeg, const zorc
     const zorch_step *s = p->steps[cur];
     size_t next = SIZE_MAX;
     for (size_t k = 0; k < s->n_inputs && next == SIZE_MAX; k++) {
-      size_t j = *(size_t *)zorch__map_get(idx, s->inputs[k].from_step);
+      size_t j = *index_of(p, s->inputs[k].from_step);
       if (indeg[j] > 0) next = j;
     }
     for (size_t k = 0; k < s->after.n && next == SIZE_MAX; k++) {
-      size_t j = *(size_t *)zorch__map_get(idx, s->after.v[k]);
+      size_t j = *index_of(p, s->after.v[k]);
       if (indeg[j] > 0) next = j;
     }
     if (next == SIZE_MAX) break;
@@ -515,8 +522,6 @@ int zorch__pipeline_order(const zorch_pipeline *p, size_t **order_out) {
   size_t n = p->n_steps;
   if (n == 0) return zorch__error_set(ZORCH_EINVALID, "pipeline '%s' has no steps", p->name);
   /* index of each step, by pointer identity through a map of names */
-  zorch__map *idx = zorch__map_new(n);
-  size_t *ids = malloc(n * sizeof *ids);
   size_t *indeg = calloc(n, sizeof *indeg);
   size_t *order = malloc(n * sizeof *order);
   size_t *succ_count = calloc(n + 1, sizeof *succ_count);
@@ -524,18 +529,14 @@ int zorch__pipeline_order(const zorch_pipeline *p, size_t **order_out) {
   for (size_t i = 0; i < n; i++) n_edges += p->steps[i]->n_inputs + p->steps[i]->after.n;
   size_t *edge_from = malloc((n_edges + 1) * sizeof *edge_from); /* upstream of each edge, in order */
   size_t ne = 0;
-  if (!idx || !ids || !indeg || !order || !succ_count || !edge_from) goto oom;
-  for (size_t i = 0; i < n; i++) {
-    ids[i] = i;
-    if (zorch__map_put(idx, p->steps[i]->name, &ids[i])) goto oom;
-  }
+  if (!indeg || !order || !succ_count || !edge_from) goto oom;
   /* check every reference, count edges (an input or an 'after' on the same
    * upstream counts once per occurrence: in-degree and successor lists agree) */
   for (size_t i = 0; i < n; i++) {
     const zorch_step *s = p->steps[i];
     for (size_t k = 0; k < s->n_inputs; k++) {
       const zorch__input *in = &s->inputs[k];
-      size_t *u = zorch__map_get(idx, in->from_step);
+      const size_t *u = index_of(p, in->from_step);
       if (!u) {
         zorch__error_set(ZORCH_EINVALID,
                          "step '%s': input '%s' is wired to step '%s', which does not exist",
@@ -567,7 +568,7 @@ int zorch__pipeline_order(const zorch_pipeline *p, size_t **order_out) {
       edge_from[ne++] = *u;
     }
     for (size_t k = 0; k < s->after.n; k++) {
-      size_t *u = zorch__map_get(idx, s->after.v[k]);
+      const size_t *u = index_of(p, s->after.v[k]);
       if (!u) {
         zorch__error_set(ZORCH_EINVALID, "step '%s' runs after step '%s', which does not exist",
                          s->name, s->after.v[k]);
@@ -628,13 +629,11 @@ int zorch__pipeline_order(const zorch_pipeline *p, size_t **order_out) {
   free(off);
   free(succ);
   if (tail != n) {
-    report_cycle(p, rem, idx);
+    report_cycle(p, rem);
     free(rem);
     goto fail;
   }
   free(rem);
-  zorch__map_free(idx);
-  free(ids);
   free(indeg);
   free(succ_count);
   free(edge_from);
@@ -643,8 +642,6 @@ int zorch__pipeline_order(const zorch_pipeline *p, size_t **order_out) {
 oom:
   zorch__error_oom();
 fail:
-  zorch__map_free(idx);
-  free(ids);
   free(indeg);
   free(order);
   free(succ_count);

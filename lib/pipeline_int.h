@@ -55,6 +55,7 @@ enum { ZORCH__STEP_FUNCTION = 0, ZORCH__STEP_COMMAND = 1, ZORCH__STEP_DEFAULTS =
 
 struct zorch_step {
   zorch_pipeline *pipeline;
+  size_t index; /* position in pipeline->steps */
   char *name;
   int kind;
   zorch_step_fn fn;
