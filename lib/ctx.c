@@ -92,6 +92,18 @@ int zorch__ctx_finish(zorch_step_ctx *ctx) {
   return ZORCH_OK;
 }
 
+bool zorch__ctx_outcome(zorch_step_ctx *ctx, int frc, char **error) {
+  *error = NULL;
+  if (frc != 0)
+    *error = ctx->fail_message ? zorch__strdup(ctx->fail_message)
+                               : zorch__asprintf("step function returned %d", frc);
+  else if (zorch__ctx_finish(ctx) != ZORCH_OK)
+    *error = zorch__strdup(zorch_error_last()->message);
+  else
+    return true;
+  return false;
+}
+
 void zorch__log_append(const char *log_path, const char *fmt, ...) {
   if (!log_path) return;
   int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);

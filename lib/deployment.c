@@ -83,21 +83,6 @@ static int file_identity(zorch__sha256 *h, const char *path) {
   return 1;
 }
 
-static char *which(const char *cmd) {
-  if (strchr(cmd, '/')) return zorch__strdup(cmd);
-  const char *path = getenv("PATH");
-  if (!path) path = "/usr/local/bin:/usr/bin:/bin";
-  while (*path) {
-    size_t n = strcspn(path, ":");
-    char *cand = zorch__asprintf("%.*s/%s", (int)n, path, cmd);
-    if (cand && access(cand, X_OK) == 0) return cand;
-    free(cand);
-    path += n;
-    if (*path == ':') path++;
-  }
-  return NULL;
-}
-
 /* memo of command versions per argv text within one compile */
 static char *command_version(char **argv, zorch__map *memo, zorch__strv *keep) {
   zorch__buf key = ZORCH__BUF_INIT;
@@ -115,7 +100,7 @@ static char *command_version(char **argv, zorch__map *memo, zorch__strv *keep) {
     zorch__buf_free(&key);
     return NULL;
   }
-  char *exe = which(argv[0]);
+  char *exe = zorch__which(argv[0]);
   if (exe) file_identity(h, exe);
   free(exe);
   for (size_t i = 1; argv[i]; i++) file_identity(h, argv[i]);

@@ -163,14 +163,7 @@ static int run_step(const char *dep_path, const char *run_id, const char *step,
   if (zorch__ctx_init(&ctx, st, plan, (uint32_t)i, r->attempts, recs, &cancelled, run_dir) != ZORCH_OK) {
     err = zorch__strdup(zorch_error_last()->message);
   } else {
-    int frc = s->fn(&ctx, s->payload);
-    if (frc != 0)
-      err = ctx.fail_message ? zorch__strdup(ctx.fail_message)
-                             : zorch__asprintf("step function returned %d", frc);
-    else if (zorch__ctx_finish(&ctx) != ZORCH_OK)
-      err = zorch__strdup(zorch_error_last()->message);
-    else
-      ok = true;
+    ok = zorch__ctx_outcome(&ctx, s->fn(&ctx, s->payload), &err);
     if (ok)
       for (uint32_t k = 0; k < s->n_outputs; k++) r->outputs[k] = ctx.outputs[k];
     zorch__ctx_cleanup(&ctx);

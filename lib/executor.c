@@ -599,13 +599,8 @@ static void run_function(zorch__exec *x, uint32_t i, uint32_t attempt) {
       err = zorch__asprintf("timed out after %g s", s->timeout);
     } else if (stopped) {
       err = NULL;
-    } else if (frc != 0) {
-      err = ctx.fail_message ? zorch__strdup(ctx.fail_message)
-                             : zorch__asprintf("step function returned %d", frc);
-    } else if (zorch__ctx_finish(&ctx) != ZORCH_OK) {
-      err = zorch__strdup(zorch_error_last()->message);
     } else {
-      ok = true;
+      ok = zorch__ctx_outcome(&ctx, frc, &err);
     }
     if (!ok && err) zorch_ctx_log(&ctx, "zorch: step failed: %s", err);
   }
@@ -670,18 +665,7 @@ static const char *resolve_exe(zorch__exec *x, const char *cmd) {
   if (strchr(cmd, '/')) return cmd;
   const char *hit = zorch__map_get(x->exe_cache, cmd);
   if (hit) return hit;
-  const char *path = getenv("PATH");
-  if (!path) path = "/usr/local/bin:/usr/bin:/bin";
-  char *found = NULL;
-  while (*path && !found) {
-    size_t n = strcspn(path, ":");
-    char *cand = n ? zorch__asprintf("%.*s/%s", (int)n, path, cmd) : zorch__asprintf("./%s", cmd);
-    struct stat st;
-    if (cand && access(cand, X_OK) == 0 && stat(cand, &st) == 0 && S_ISREG(st.st_mode)) found = cand;
-    else free(cand);
-    path += n;
-    if (*path == ':') path++;
-  }
+  char *found = zorch__which(cmd);
   if (!found || zorch__strv_push(&x->exe_names, cmd) || zorch__strv_push(&x->exe_names, found)) {
     free(found);
     return NULL;

@@ -58,7 +58,6 @@ typedef struct zorch__exec_opts {
   void *progress_payload;
   zorch__finish_cb finish_cb;       /* called once, on the executor's thread, at the end */
   void *finish_payload;
-  struct zorch_client *client;      /* for logging, may be NULL */
 } zorch__exec_opts;
 
 /** Start executing `plan` (ownership taken) against `store` (borrowed; must
@@ -120,6 +119,10 @@ int zorch__ctx_init(zorch_step_ctx *ctx, zorch__store *store, const zorch__plan 
 /** After the function returned 0: publish scratch outputs, check all were written. */
 int zorch__ctx_finish(zorch_step_ctx *ctx);
 void zorch__ctx_cleanup(zorch_step_ctx *ctx);
+/** What the step function's return value `frc` means: true when the step
+ *  succeeded (its outputs are published); false with *error saying why
+ *  (malloc'd; NULL only when even that allocation failed). */
+bool zorch__ctx_outcome(zorch_step_ctx *ctx, int frc, char **error);
 /** Append a line to the step log from zorch itself. */
 void zorch__log_append(const char *log_path, const char *fmt, ...) ZORCH_PRINTF(2, 3);
 

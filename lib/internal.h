@@ -72,6 +72,9 @@ int64_t zorch__mono_ns(void);
 int zorch__mkdirs(const char *path);
 /** Read a whole file; *data is NUL-terminated; free with free(). */
 int zorch__read_file(const char *path, char **data, size_t *len);
+/** Look `cmd` up in $PATH as execvp(3) would (a name with '/' is returned as
+ *  is): the first executable regular file, malloc'd, or NULL. */
+char *zorch__which(const char *cmd);
 /** Remove a file or a directory tree (no error if missing). */
 int zorch__rm_rf(const char *path);
 /** Join two path parts with '/'.  NULL on OOM. */

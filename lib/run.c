@@ -367,7 +367,6 @@ int zorch_run_start(zorch_run **out, zorch_client *client, const zorch_pipeline 
   sub->exec_opts.flags = opts->flags;
   sub->exec_opts.progress_cb = opts->progress_cb;
   sub->exec_opts.progress_payload = opts->progress_payload;
-  sub->exec_opts.client = client;
   rc = zorch__store_open(&r->store, stack.store_path);
   if (rc) {
     zorch__error_prefix("artifact store '%s'", stack.store_name);

@@ -286,6 +286,22 @@ int zorch__rm_rf(const char *path) {
   return ZORCH_OK;
 }
 
+char *zorch__which(const char *cmd) {
+  if (strchr(cmd, '/')) return zorch__strdup(cmd);
+  const char *path = getenv("PATH");
+  if (!path) path = "/usr/local/bin:/usr/bin:/bin";
+  while (*path) {
+    size_t n = strcspn(path, ":");
+    char *cand = n ? zorch__asprintf("%.*s/%s", (int)n, path, cmd) : zorch__asprintf("./%s", cmd);
+    struct stat st;
+    if (cand && access(cand, X_OK) == 0 && stat(cand, &st) == 0 && S_ISREG(st.st_mode)) return cand;
+    free(cand);
+    path += n;
+    if (*path == ':') path++;
+  }
+  return NULL;
+}
+
 char *zorch__path_join(const char *a, const char *b) {
   size_t la = strlen(a);
   if (la && a[la - 1] == '/') return zorch__asprintf("%s%s", a, b);
