@@ -200,8 +200,8 @@ static bool why_set(zorch__buf *why, const char *fmt, ...) {
 /* Why a flavor descriptor is unusable, into `why`; false when it is fine. */
 static bool flavor_reason(const zorch_flavor_desc *d, zorch__buf *why) {
   if (d->version < 1 || d->version > ZORCH_FLAVOR_DESC_VERSION)
-    return why_set(why, "descriptor version %u is not supported (1..%d)", d->version,
-                   ZORCH_FLAVOR_DESC_VERSION);
+    return why_set(why, "descriptor version %u is not supported (this zorch knows 1 to %d)",
+                   d->version, ZORCH_FLAVOR_DESC_VERSION);
   if (!d->name) return why_set(why, "it has no name");
   if (!valid_flavor_name(d->name))
     return why_set(why, "the name is invalid (use 1 to 63 of a-z, 0-9 and _)");
@@ -215,7 +215,14 @@ static bool flavor_reason(const zorch_flavor_desc *d, zorch__buf *why) {
   const zorch_orchestrator_ops *ops = d->ops;
   if (!ops)
     return why_set(why, "ops is NULL (an orchestrator needs submit, wait, cancel and release)");
-  if (ops->version < 1) return why_set(why, "ops version %u is not supported", ops->version);
+  if (ops->version < 1)
+    return why_set(why, "ops version %u is invalid (set .version = ZORCH_ORCHESTRATOR_OPS_VERSION)",
+                   ops->version);
+  if (ops->version > ZORCH_ORCHESTRATOR_OPS_VERSION)
+    return why_set(why,
+                   "ops version %u is newer than this zorch knows (%d): set .version = "
+                   "ZORCH_ORCHESTRATOR_OPS_VERSION of the <zorch/plugin.h> it is built with",
+                   ops->version, ZORCH_ORCHESTRATOR_OPS_VERSION);
   if (!ops->submit || !ops->wait || !ops->cancel || !ops->release)
     return why_set(why, "ops lack%s%s%s%s", ops->submit ? "" : " submit",
                    ops->wait ? "" : " wait", ops->cancel ? "" : " cancel",

@@ -12,6 +12,11 @@
  *   FX_TYPE="t"           the flavor's component type
  *   FX_NO_OPS             the flavor's ops are NULL
  *   FX_IGNORE_ADD         init ignores add_flavor's result (returns 0)
+ *   FX_OPS_VERSION=n      the ops table's version (default: the header's)
+ *   FX_DESC_VERSION=n     the flavor descriptor's version (default: the header's)
+ *   FX_NEED_HOST=n        init needs host table version n (a host-version probe:
+ *                         it fails with a message when the host is older)
+ *   FX_LATE_ADD           check_config calls add_flavor (after init: refused)
  *
  * When $ZORCH_FIXTURE_MARKERS names a directory, init, teardown and the
  * library's unloading each create a file there: <id>.init, <id>.teardown,
@@ -43,6 +48,15 @@
 #ifndef FX_TYPE
 #define FX_TYPE ZORCH_COMPONENT_ORCHESTRATOR
 #endif
+#ifndef FX_OPS_VERSION
+#define FX_OPS_VERSION ZORCH_ORCHESTRATOR_OPS_VERSION
+#endif
+#ifndef FX_DESC_VERSION
+#define FX_DESC_VERSION ZORCH_FLAVOR_DESC_VERSION
+#endif
+#ifndef FX_NEED_HOST
+#define FX_NEED_HOST 1
+#endif
 
 static void marker(const char *what) {
   const char *dir = getenv("ZORCH_FIXTURE_MARKERS");
@@ -60,10 +74,18 @@ __attribute__((destructor)) static void fx_unloaded(void) { marker("unload"); }
 
 typedef struct {
   const zorch_host *host;
+  zorch_registrar *reg; /* kept only to show that a late add_flavor is refused */
 } fx_ctx;
+
+FX_MAYBE_UNUSED static const zorch_flavor_desc fx_flavor;
 
 static int fx_check_config(void *payload, const char *config_json) {
   const zorch_host *host = ((fx_ctx *)payload)->host;
+#ifdef FX_LATE_ADD
+  /* after init the registrar is closed: the host refuses and says so */
+  int late = host->add_flavor(((fx_ctx *)payload)->reg, &fx_flavor, payload);
+  if (late != ZORCH_OK) return late;
+#endif
   if (strstr(config_json, "\"reject\":true") || strstr(config_json, "\"reject\": true")) {
     host->error_set(host, ZORCH_EINVALID, "fixture refuses a config with reject set");
     return ZORCH_EINVALID;
@@ -90,7 +112,7 @@ static int fx_cancel(void *run) {
 static void fx_release(void *run) { (void)run; }
 
 FX_MAYBE_UNUSED static const zorch_orchestrator_ops fx_ops = {
-    .version = ZORCH_ORCHESTRATOR_OPS_VERSION,
+    .version = FX_OPS_VERSION,
     .check_config = fx_check_config,
     .submit = fx_submit,
     .wait = fx_wait,
@@ -99,7 +121,7 @@ FX_MAYBE_UNUSED static const zorch_orchestrator_ops fx_ops = {
 };
 
 FX_MAYBE_UNUSED static const zorch_flavor_desc fx_flavor = {
-    .version = ZORCH_FLAVOR_DESC_VERSION,
+    .version = FX_DESC_VERSION,
     .type = FX_TYPE,
     .name = FX_FLAVOR,
     .integration = "test",
@@ -120,6 +142,13 @@ FX_MAYBE_UNUSED static const zorch_flavor_desc fx_flavor = {
 FX_MAYBE_UNUSED static int fx_init(const zorch_host *host, zorch_registrar *reg, void **plugin_ctx) {
   marker("init");
   if (host->version < 1 || host->size < sizeof(zorch_host)) return ZORCH_EVERSION;
+  if (host->version < FX_NEED_HOST) { /* a slot added in a later host version is needed */
+    char msg[160];
+    snprintf(msg, sizeof msg, "needs host table version %d or newer, this zorch offers %u",
+             FX_NEED_HOST, host->version);
+    host->error_set(host, ZORCH_EVERSION, msg);
+    return ZORCH_EVERSION;
+  }
 #ifdef FX_INIT_FAIL
   (void)reg;
   (void)plugin_ctx;
@@ -129,6 +158,7 @@ FX_MAYBE_UNUSED static int fx_init(const zorch_host *host, zorch_registrar *reg,
   fx_ctx *ctx = host->alloc(sizeof *ctx);
   if (!ctx) return ZORCH_ENOMEM;
   ctx->host = host;
+  ctx->reg = reg;
   *plugin_ctx = ctx;
   host->log(host, 3, "fixture " FX_ID " ready");
   int rc = host->add_flavor(reg, &fx_flavor, ctx);

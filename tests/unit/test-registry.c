@@ -149,6 +149,7 @@ typedef struct {
 } fail_case;
 
 static char abi_major_msg[128], abi_minor_msg[128], describe_null_msg[160];
+static char ops_future_msg[320], desc_future_msg[200], host_probe_msg[200];
 
 static const fail_case cases[] = {
     {"garbage", "%s: cannot load the shared object: invalid ELF header", false},
@@ -171,6 +172,15 @@ static const fail_case cases[] = {
      true},
     {"dup-local",
      "%s: flavor 'local' (orchestrator) ignored: already provided by plugin local (%s)", true},
+    {"ops-v0",
+     "%s: init of plugin fixture_ops_v0 failed: flavor 'fixture_ops_v0' rejected: ops version 0 "
+     "is invalid (set .version = ZORCH_ORCHESTRATOR_OPS_VERSION)",
+     true},
+    {"ops-future", ops_future_msg, true},
+    {"desc-future", desc_future_msg, true},
+    {"bad-name",
+     "%s: flavor 'Bad-Name' rejected: the name is invalid (use 1 to 63 of a-z, 0-9 and _)", true},
+    {"host-probe", host_probe_msg, true},
 };
 #define NCASES (int)(sizeof cases / sizeof cases[0])
 
@@ -185,6 +195,19 @@ static void init_msgs(void) {
            "%%s: zorch_plugin_describe returned NULL: the plugin does not work with plugin ABI "
            "%d.%d",
            ZORCH_PLUGIN_ABI_MAJOR, ZORCH_PLUGIN_ABI_MINOR);
+  snprintf(ops_future_msg, sizeof ops_future_msg,
+           "%%s: init of plugin fixture_ops_future failed: flavor 'fixture_ops_future' rejected: "
+           "ops version 99 is newer than this zorch knows (%d): set .version = "
+           "ZORCH_ORCHESTRATOR_OPS_VERSION of the <zorch/plugin.h> it is built with",
+           ZORCH_ORCHESTRATOR_OPS_VERSION);
+  snprintf(desc_future_msg, sizeof desc_future_msg,
+           "%%s: flavor 'fixture_desc_future' rejected: descriptor version 99 is not supported "
+           "(this zorch knows 1 to %d)",
+           ZORCH_FLAVOR_DESC_VERSION);
+  snprintf(host_probe_msg, sizeof host_probe_msg,
+           "%%s: init of plugin fixture_host_probe failed: needs host table version 99 or newer, "
+           "this zorch offers %d",
+           ZORCH_HOST_VERSION);
 }
 
 START_TEST(one_bad_plugin) {
@@ -248,14 +271,19 @@ END_TEST
 START_TEST(all_fixtures_together) {
   zorch_client *c = open_client(fixture_dir, ISOLATED);
   json_t *fl = flavors(c, ZORCH_COMPONENT_ORCHESTRATOR);
-  ck_assert_uint_eq(json_array_size(fl), 2); /* fixture_good and dup-local's "local" */
+  /* fixture_good, dup-local's "local", frozen_1_0 and late-add's (fine at load time) */
+  ck_assert_uint_eq(json_array_size(fl), 4);
   ck_assert_ptr_nonnull(flavor_path(fl, "fixture_good"));
   ck_assert_ptr_nonnull(flavor_path(fl, "local"));
+  ck_assert_ptr_nonnull(flavor_path(fl, "frozen_1_0"));
+  ck_assert_ptr_nonnull(flavor_path(fl, "fixture_late_add"));
   json_t *pr = problems(c);
-  const char *order[] = {"abi-major", "abi-minor", "bad-type", "describe-null", "garbage",
-                         "init-fail", "no-entry",  "no-init",  "no-name",       "no-ops"};
-  ck_assert_uint_eq(json_array_size(pr), 10);
-  for (size_t i = 0; i < 10; i++) {
+  const char *order[] = {"abi-major", "abi-minor",  "bad-name", "bad-type",   "desc-future",
+                         "describe-null", "garbage", "host-probe", "init-fail", "no-entry",
+                         "no-init",   "no-name",    "no-ops",   "ops-future", "ops-v0"};
+  size_t norder = sizeof order / sizeof order[0];
+  ck_assert_uint_eq(json_array_size(pr), norder);
+  for (size_t i = 0; i < norder; i++) {
     char *f = fixture(order[i]);
     ck_assert_str_eq(json_string_value(json_object_get(json_array_get(pr, i), "path")), f);
     free(f);
@@ -327,6 +355,90 @@ START_TEST(local_flavor) {
   ck_assert(f->host->executor_start == zorch__executor_start_host);
   ck_assert(f->host->submission_get == zorch__submission_get);
   ck_assert_uint_eq(f->host->size, sizeof(zorch_host));
+  zorch_client_free(c);
+}
+END_TEST
+
+/* add_flavor outside init (here: from check_config, long after loading) is
+ * refused with a message that names the plugin and its file. */
+START_TEST(late_add_flavor_refused) {
+  const char *dir = dir_with("late-add", NULL);
+  zorch_client *c = open_client(dir, ISOLATED);
+  json_t *pr = problems(c);
+  ck_assert_uint_eq(json_array_size(pr), 0); /* it registered fine during init */
+  json_decref(pr);
+  char *file = fmt("%s/zorch-flavor-late-add.so", dir);
+  zt_assert_rc(zorch_component_register(c, "orchestrator", "late", "fixture_late_add", "{}", 0),
+               ZORCH_EINVALID);
+  char *want = fmt("plugin fixture_late_add (%s): add_flavor called after init", file);
+  zt_assert_msg_has(want);
+  /* the registry is unchanged: still exactly one flavor of that plugin */
+  json_t *fl = flavors(c, "orchestrator");
+  ck_assert_uint_eq(json_array_size(fl), 1);
+  ck_assert_str_eq(flavor_path(fl, "fixture_late_add"), file);
+  json_decref(fl);
+  free(want);
+  free(file);
+  zorch_client_free(c);
+}
+END_TEST
+
+/* A plugin compiled against the frozen plugin ABI 1.0 header
+ * (tests/plugins/frozen-1.0) loads into the current library and runs a
+ * pipeline: check_config, submit, metadata, the executor, wait, release. */
+START_TEST(frozen_plugin_runs_a_pipeline) {
+  const char *dir = dir_with("frozen-1.0", NULL);
+  zorch_client *c = open_client(dir, ISOLATED);
+  json_t *pr = problems(c);
+  ck_assert_msg(json_array_size(pr) == 0, "the 1.0 plugin was not accepted: %s",
+                json_string_value(json_object_get(json_array_get(pr, 0), "error")));
+  json_decref(pr);
+  char *s = NULL;
+  zt_ok(zorch_flavor_describe(&s, c, "orchestrator", "frozen_1_0"));
+  json_t *d = parse(s);
+  ck_assert_str_eq(json_string_value(json_object_get(d, "integration")), "abi-test");
+  json_decref(d);
+
+  /* its check_config runs (and its error carries the plugin and file) */
+  zt_assert_rc(zorch_component_register(c, "orchestrator", "old", "frozen_1_0",
+                                        "{\"label\":\"\"}", 0),
+               ZORCH_EINVALID);
+  zt_assert_msg_has("plugin frozen_1_0 (");
+  zt_assert_msg_has("label must not be empty");
+  zt_ok(zorch_component_register(c, "orchestrator", "old", "frozen_1_0",
+                                 "{\"label\":\"from 1.0\"}", 0));
+  zt_ok(zorch_stack_register(c, "old", "old", NULL, 0));
+
+  zorch_pipeline *p = NULL;
+  zt_ok(zorch_pipeline_new(&p, "frozen"));
+  zorch_step *make = NULL, *count = NULL;
+  const char *make_argv[] = {"sh", "-c", "printf 'a\\nb\\nc\\n' > \"$ZORCH_OUTPUT_DATA\"", NULL};
+  const char *count_argv[] = {"sh", "-c", "wc -l < \"$ZORCH_INPUT_DATA\" | tr -d ' ' > "
+                              "\"$ZORCH_OUTPUT_N\"", NULL};
+  zt_ok(zorch_pipeline_add_command_step(&make, p, "make", make_argv));
+  zt_ok(zorch_step_add_output(make, "data"));
+  zt_ok(zorch_pipeline_add_command_step(&count, p, "count", count_argv));
+  zt_ok(zorch_step_add_input(count, "data", "make", "data"));
+  zt_ok(zorch_step_add_output(count, "n"));
+  zorch_run_options o = ZORCH_RUN_OPTIONS_INIT;
+  o.stack = "old";
+  zorch_run *r = NULL;
+  zt_ok(zorch_pipeline_run(&r, c, p, &o));
+  ck_assert_int_eq(zorch_run_status(r), ZORCH_STATUS_COMPLETED);
+  ck_assert_str_eq(zorch_run_metadata(r, "frozen_abi"), "1.0");
+  ck_assert_str_eq(zorch_run_metadata(r, "frozen_label"), "from 1.0");
+  char *rid = fmt("frozen-%s", zorch_run_id(r));
+  ck_assert_str_eq(zorch_run_metadata(r, "orchestrator_run_id"), rid);
+  void *data = NULL;
+  size_t n = 0;
+  zt_ok(zorch_run_read_output(&data, &n, r, "count", "n"));
+  ck_assert_str_eq((char *)data, "3\n");
+  /* the plugin's host->log reached the client's log under its name */
+  ck_assert_int_eq(count_logs(ZORCH_LOG_INFO, "frozen_1_0", "submitting through the executor"), 1);
+  zorch_free(data);
+  free(rid);
+  zorch_run_free(r);
+  zorch_pipeline_free(p);
   zorch_client_free(c);
 }
 END_TEST
@@ -578,6 +690,8 @@ Suite *registry_suite(void) {
   tcase_add_test(t, local_flavor);
   tcase_add_test(t, static_plugin);
   tcase_add_test(t, two_clients);
+  tcase_add_test(t, late_add_flavor_refused);
+  tcase_add_test(t, frozen_plugin_runs_a_pipeline);
   suite_add_tcase(s, t);
   t = tcase_create("search");
   tcase_add_checked_fixture(t, setup, NULL);
