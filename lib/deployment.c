@@ -193,7 +193,7 @@ static void put_json(zorch__buf *b, json_t *v) {
 }
 
 static void put_strv(zorch__buf *b, const char *key, char **v, size_t n) {
-  zorch__buf_printf(b, ",\"%s\":[", key);
+  zorch__buf_cat(b, ",\"", key, "\":[", NULL);
   for (size_t i = 0; i < n; i++) {
     if (i) zorch__buf_put(b, ",", 1);
     zorch__buf_json_string(b, v[i]);
@@ -218,11 +218,12 @@ static void put_entrypoint(zorch__buf *b, const char *head, const char *dep_path
  * kind ({step} stands for the step's name).  A step carries only the fields
  * that are not empty and the settings it overrides, so a large pipeline costs
  * tens of bytes per step. */
-int zorch__deployment_compile(char **out, const zorch_pipeline *p,
+int zorch__deployment_compile(char **out, zorch__plan **plan_out, const zorch_pipeline *p,
                               const zorch__compile_info *info) {
   *out = NULL;
-  size_t *order = NULL;
-  int rc = zorch__pipeline_order(p, &order);
+  if (plan_out) *plan_out = NULL;
+  size_t *order = NULL, *edges = NULL;
+  int rc = zorch__pipeline_order(p, &order, plan_out ? &edges : NULL);
   if (rc) return rc;
   json_t *overrides = NULL;
   if (info->params_json && *info->params_json) {
@@ -231,6 +232,7 @@ int zorch__deployment_compile(char **out, const zorch_pipeline *p,
     if (!overrides || !json_is_object(overrides)) {
       json_decref(overrides);
       free(order);
+      free(edges);
       return zorch__error_set(ZORCH_EINVALID, "run params must be a JSON object%s%s",
                               overrides ? "" : ": ", overrides ? "" : err.text);
     }
@@ -248,6 +250,7 @@ int zorch__deployment_compile(char **out, const zorch_pipeline *p,
         zorch__buf_free(&b);
         json_decref(overrides);
         free(order);
+        free(edges);
         return ZORCH_EINVALID;
       }
     }
@@ -315,10 +318,37 @@ int zorch__deployment_compile(char **out, const zorch_pipeline *p,
   json_decref(dset);
   zorch__buf_puts(&b, "},\"steps\":[");
 
+  /* the plan: the header is parsed, the steps are added as they are written */
+  zorch__plan_builder *pb = NULL;
+  uint32_t *pos = NULL;   /* pipeline index -> place in the plan */
+  size_t *eoff = NULL;    /* pipeline index -> its first entry in edges */
+  uint32_t *after = NULL; /* one step's 'after' steps as plan indices */
+  size_t cap_after = 0;
+  if (plan_out) {
+    pos = malloc(p->n_steps * sizeof *pos);
+    eoff = malloc((p->n_steps + 1) * sizeof *eoff);
+    rc = pos && eoff ? zorch__plan_builder_new(&pb) : zorch__error_oom();
+    if (!rc) rc = zorch__plan_builder_feed(pb, b.data, b.len);
+    if (!rc) {
+      for (size_t oi = 0; oi < p->n_steps; oi++) pos[order[oi]] = (uint32_t)oi;
+      eoff[0] = 0;
+      for (size_t i = 0; i < p->n_steps; i++)
+        eoff[i + 1] = eoff[i] + p->steps[i]->n_inputs + p->steps[i]->after.n;
+    }
+  }
+
   zorch__map *memo = zorch__map_new(8);
   zorch__strv keep = {0};
-  for (size_t oi = 0; oi < p->n_steps; oi++) {
+  for (size_t oi = 0; oi < p->n_steps && !rc; oi++) {
     const zorch_step *s = p->steps[order[oi]];
+    zorch__step_def def = {.name = s->name,
+                           .kind = s->kind,
+                           .command = (const char *const *)s->argv.v,
+                           .n_command = (uint32_t)s->argv.n,
+                           .outputs = (const char *const *)s->outputs.v,
+                           .n_outputs = (uint32_t)s->outputs.n,
+                           .fn = s->fn,
+                           .payload = s->payload};
     zorch__buf_puts(&b, oi ? ",{\"name\":" : "{\"name\":");
     zorch__buf_json_string(&b, s->name);
     zorch__buf_puts(&b, s->kind == ZORCH__STEP_COMMAND ? ",\"kind\":\"command\""
@@ -326,6 +356,7 @@ int zorch__deployment_compile(char **out, const zorch_pipeline *p,
     if (s->kind == ZORCH__STEP_COMMAND) put_strv(&b, "command", s->argv.v, s->argv.n);
     if (s->n_inputs) {
       zorch__buf_puts(&b, ",\"inputs\":{");
+      if (pb) def.inputs = json_object();
       for (size_t i = 0; i < s->n_inputs; i++) {
         if (i) zorch__buf_put(&b, ",", 1);
         zorch__buf_json_string(&b, s->inputs[i].name);
@@ -334,11 +365,31 @@ int zorch__deployment_compile(char **out, const zorch_pipeline *p,
         zorch__buf_puts(&b, ",\"output\":");
         zorch__buf_json_string(&b, s->inputs[i].from_output);
         zorch__buf_put(&b, "}", 1);
+        if (def.inputs)
+          json_object_set_new(def.inputs, s->inputs[i].name,
+                              json_pack("{s:s,s:s}", "step", s->inputs[i].from_step, "output",
+                                        s->inputs[i].from_output));
       }
       zorch__buf_put(&b, "}", 1);
     }
     if (s->outputs.n) put_strv(&b, "outputs", s->outputs.v, s->outputs.n);
     if (s->after.n) put_strv(&b, "after", s->after.v, s->after.n);
+    if (pb && s->after.n) {
+      if (s->after.n > cap_after) {
+        uint32_t *na = realloc(after, s->after.n * sizeof *na);
+        if (!na) {
+          json_decref(def.inputs);
+          rc = zorch__error_oom();
+          break;
+        }
+        after = na;
+        cap_after = s->after.n;
+      }
+      const size_t *up = edges + eoff[order[oi]] + s->n_inputs;
+      for (size_t k = 0; k < s->after.n; k++) after[k] = pos[up[k]];
+      def.after = after;
+      def.n_after = (uint32_t)s->after.n;
+    }
     if (s->use_params.n) put_strv(&b, "uses", s->use_params.v, s->use_params.n);
     if (s->use_params.n || s->params.n) {
       json_t *sp = json_object();
@@ -350,7 +401,8 @@ int zorch__deployment_compile(char **out, const zorch_pipeline *p,
         json_object_set_new(sp, s->params.v[i].key, json_text(s->params.v[i].value));
       zorch__buf_puts(&b, ",\"params\":");
       put_json(&b, sp);
-      json_decref(sp);
+      if (pb) def.params = sp;
+      else json_decref(sp);
     }
     const char *ver = s->settings->version ? s->settings->version : NULL;
     char *autover = NULL;
@@ -361,26 +413,39 @@ int zorch__deployment_compile(char **out, const zorch_pipeline *p,
     if (ver && strcmp(ver, default_version) != 0) {
       zorch__buf_puts(&b, ",\"version\":");
       zorch__buf_json_string(&b, ver);
+      def.version = ver;
     }
-    free(autover);
     if (has_own_settings(s)) {
       json_t *st = settings_json(s, p->defaults.settings);
       zorch__buf_puts(&b, ",\"settings\":");
       put_json(&b, st);
-      json_decref(st);
+      if (pb) def.settings = st;
+      else json_decref(st);
     }
     zorch__buf_put(&b, "}", 1);
+    if (pb) rc = zorch__plan_builder_step(pb, &def); /* takes inputs, params and settings */
+    free(autover);
   }
   zorch__buf_puts(&b, "]}");
+  if (pb && !rc) rc = zorch__plan_builder_feed(pb, "]}", 2);
   json_decref(params);
   zorch__map_free(memo);
   zorch__strv_clear(&keep);
   free(default_cmd);
   free(dep_path);
   free(order);
-  if (!b.data || b.len == 0) {
+  free(edges);
+  free(pos);
+  free(eoff);
+  free(after);
+  if (!rc && (!b.data || b.len == 0)) rc = zorch__error_oom();
+  if (pb) {
+    if (rc) zorch__plan_builder_free(pb);
+    else rc = zorch__plan_builder_finish(pb, plan_out);
+  }
+  if (rc) {
     zorch__buf_free(&b);
-    return zorch__error_oom();
+    return rc;
   }
   *out = zorch__buf_detach(&b);
   return ZORCH_OK;

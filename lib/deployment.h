@@ -23,8 +23,12 @@ typedef struct zorch__compile_info {
   double created;
 } zorch__compile_info;
 
-/** Compile a validated pipeline to deployment JSON text (malloc'd). */
-int zorch__deployment_compile(char **out, const zorch_pipeline *p, const zorch__compile_info *info);
+/** Compile a pipeline (it is validated on the way) to deployment JSON text
+ *  (malloc'd), and, when `plan` is not NULL, to the plan that loading that
+ *  text would make, with the function steps bound (no parse of the text). */
+typedef struct zorch__plan zorch__plan;
+int zorch__deployment_compile(char **out, struct zorch__plan **plan, const zorch_pipeline *p,
+                              const zorch__compile_info *info);
 
 /** The program's code identity: "build-id:<hex>" from its GNU build-id note,
  *  else "sha256:<hex>" of /proc/self/exe.  Computed once. */
@@ -82,7 +86,44 @@ typedef struct zorch__plan {
  *  this library; ZORCH_EINVALID naming the offending field otherwise. */
 int zorch__plan_load(zorch__plan **out, const char *deployment_json);
 
-/** Attach each function step's callback from the in-memory pipeline. */
+/** A plan under construction: a deployment document fed as text (in one
+ *  piece or several), or its header fed as text and the steps added
+ *  directly by the compiler (zorch__deployment_compile), which saves parsing
+ *  back the document it has just written.  Both ways go through the same
+ *  checks and make the same plan. */
+typedef struct zorch__plan_builder zorch__plan_builder;
+
+/** One step as the compiler adds it: the members of its object in the
+ *  document, with the 'after' steps as indices of earlier steps. */
+typedef struct zorch__step_def {
+  const char *name;
+  int kind;                       /* ZORCH__STEP_FUNCTION / _COMMAND */
+  const char *const *command;     /* n_command strings */
+  uint32_t n_command;
+  const char *const *outputs;     /* n_outputs strings */
+  uint32_t n_outputs;
+  const uint32_t *after;          /* n_after indices of earlier steps of the plan */
+  uint32_t n_after;
+  json_t *inputs;                 /* taken: {name: {"step", "output"}}, or NULL */
+  json_t *params;                 /* taken: the step's resolved params, or NULL */
+  json_t *settings;               /* taken: the step's own settings, or NULL */
+  const char *version;            /* NULL: the document's default */
+  zorch_step_fn fn;               /* function steps: bound at once */
+  void *payload;
+} zorch__step_def;
+
+int zorch__plan_builder_new(zorch__plan_builder **out);
+/** Parse the next piece of the document's text. */
+int zorch__plan_builder_feed(zorch__plan_builder *b, const char *text, size_t len);
+/** Add a step; the text fed so far must end inside the "steps" array. */
+int zorch__plan_builder_step(zorch__plan_builder *b, const zorch__step_def *def);
+/** Check the document is complete and hand the plan over; frees the builder. */
+int zorch__plan_builder_finish(zorch__plan_builder *b, zorch__plan **out);
+/** Give up on a builder (after an error). */
+void zorch__plan_builder_free(zorch__plan_builder *b);
+
+/** Attach each function step's callback from the in-memory pipeline (steps
+ *  that have one already, from zorch__deployment_compile, keep it). */
 int zorch__plan_bind(zorch__plan *plan, const zorch_pipeline *p);
 
 /** Index of a step, or -1. */

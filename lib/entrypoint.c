@@ -16,7 +16,7 @@ static int check_match(const zorch__plan *dep, const char *dep_text, const zorch
   char *ptext = params ? json_dumps(params, JSON_COMPACT) : NULL;
   ci.params_json = ptext;
   char *mine = NULL;
-  int rc = zorch__deployment_compile(&mine, p, &ci);
+  int rc = zorch__deployment_compile(&mine, NULL, p, &ci);
   free(ptext);
   if (rc) return zorch__error_prefix("the program's pipeline '%s' does not compile", p->name);
   json_t *m = json_loads(mine, 0, NULL);

@@ -517,7 +517,8 @@ static int report_cycle(const zorch_pipeline *p, const size_t *indeg) {
   return ZORCH_ECYCLE;
 }
 
-int zorch__pipeline_order(const zorch_pipeline *p, size_t **order_out) {
+int zorch__pipeline_order(const zorch_pipeline *p, size_t **order_out, size_t **edges_out) {
+  if (edges_out) *edges_out = NULL;
   if (!p) return zorch__error_set(ZORCH_EINVALID, "pipeline is NULL");
   size_t n = p->n_steps;
   if (n == 0) return zorch__error_set(ZORCH_EINVALID, "pipeline '%s' has no steps", p->name);
@@ -636,7 +637,8 @@ int zorch__pipeline_order(const zorch_pipeline *p, size_t **order_out) {
   free(rem);
   free(indeg);
   free(succ_count);
-  free(edge_from);
+  if (edges_out) *edges_out = edge_from;
+  else free(edge_from);
   *order_out = order;
   return ZORCH_OK;
 oom:
@@ -651,7 +653,7 @@ fail:
 
 int zorch_pipeline_validate(const zorch_pipeline *p) {
   size_t *order = NULL;
-  int rc = zorch__pipeline_order(p, &order);
+  int rc = zorch__pipeline_order(p, &order, NULL);
   free(order);
   return rc;
 }

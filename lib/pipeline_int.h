@@ -82,8 +82,10 @@ struct zorch_pipeline {
 };
 
 /** Topological order of the steps (indices into pipeline->steps); validates.
- *  *order is malloc'd. */
-int zorch__pipeline_order(const zorch_pipeline *p, size_t **order);
+ *  *order is malloc'd.  When `edges` is not NULL, *edges (malloc'd) lists the
+ *  upstream step of every edge: step by step in pipeline order, each step's
+ *  inputs, then its 'after' steps. */
+int zorch__pipeline_order(const zorch_pipeline *p, size_t **order, size_t **edges);
 
 
 #endif

@@ -257,8 +257,9 @@ static void step_reset(reader *r) {
 /* The step object is complete: add it to the plan. */
 static int step_done(reader *r) {
   zorch__plan *pl = r->pl;
-  char where[160];
-  step_where(r, where, sizeof where);
+  char where_buf[160];
+  /* the step's place, for error messages only (formatted when one is made) */
+#define where step_where(r, where_buf, sizeof where_buf)
   if (!r->name) return fail(r, ZORCH_EINVALID, "%s: name missing", where);
   if (zorch__check_name("step", r->name))
     return fail(r, ZORCH_EINVALID, "%s: %s", where, zorch_error_last()->message);
@@ -351,6 +352,7 @@ static int step_done(reader *r) {
     return fail(r, ZORCH_ENOMEM, "out of memory");
   step_reset(r);
   return 1;
+#undef where
 }
 
 /* a complete captured value */
@@ -619,73 +621,160 @@ static void reader_clear(reader *r) {
   free(r->pred_off);
 }
 
-int zorch__plan_load(zorch__plan **out, const char *text) {
+/* ---- building a plan: a document fed as text, or steps added directly ---- */
+
+struct zorch__plan_builder {
+  reader r;
+  yajl_handle h;
+  size_t fed;          /* bytes fed so far */
+  int rc;              /* first error (its message is set) */
+};
+
+static void builder_free(zorch__plan_builder *b) {
+  if (!b) return;
+  if (b->h) yajl_free(b->h);
+  reader_clear(&b->r);
+  zorch__plan_free(b->r.pl);
+  free(b);
+}
+
+void zorch__plan_builder_free(zorch__plan_builder *b) { builder_free(b); }
+
+int zorch__plan_builder_new(zorch__plan_builder **out) {
   *out = NULL;
+  zorch__plan_builder *b = calloc(1, sizeof *b);
   zorch__plan *pl = calloc(1, sizeof *pl);
-  if (!pl) return zorch__error_oom();
+  if (!b || !pl) {
+    free(b);
+    free(pl);
+    return zorch__error_oom();
+  }
   atomic_init(&pl->refs, 1);
+  b->r.pl = pl;
   pl->doc = json_object();
   pl->empty = json_object();
   pl->by_name = zorch__map_new(1024);
-  reader r;
-  memset(&r, 0, sizeof r);
-  r.pl = pl;
-  r.pred_off = calloc(1, sizeof *r.pred_off);
-  if (!pl->doc || !pl->empty || !pl->by_name || !r.pred_off) {
-    reader_clear(&r);
-    zorch__plan_free(pl);
+  b->r.pred_off = calloc(1, sizeof *b->r.pred_off);
+  b->h = yajl_alloc(&callbacks, NULL, &b->r);
+  if (!pl->doc || !pl->empty || !pl->by_name || !b->r.pred_off || !b->h) {
+    builder_free(b);
     return zorch__error_oom();
   }
-  size_t len = strlen(text);
-  yajl_handle h = yajl_alloc(&callbacks, NULL, &r);
-  if (!h) {
-    reader_clear(&r);
-    zorch__plan_free(pl);
-    return zorch__error_oom();
-  }
-  yajl_status st = yajl_parse(h, (const unsigned char *)text, len);
-  if (st == yajl_status_ok) st = yajl_complete_parse(h);
-  int rc = ZORCH_OK;
-  if (st != yajl_status_ok) {
-    if (r.err_code) {
-      rc = zorch__error_set(r.err_code, "%s", r.err);
+  *out = b;
+  return ZORCH_OK;
+}
+
+/* The reader stopped: make its error the thread's error.  `text` is the chunk
+ * that was being parsed (for the line and column of a syntax error). */
+static int builder_error(zorch__plan_builder *b, const char *text, size_t len) {
+  reader *r = &b->r;
+  if (r->err_code) return b->rc = zorch__error_set(r->err_code, "%s", r->err);
+  size_t at = yajl_get_bytes_consumed(b->h);
+  unsigned char *msg = yajl_get_error(b->h, 0, NULL, 0);
+  size_t line = 1, col = 1;
+  for (size_t i = 0; text && i < at && i < len; i++) {
+    if (text[i] == '\n') {
+      line++;
+      col = 1;
     } else {
-      size_t at = yajl_get_bytes_consumed(h);
-      unsigned char *msg = yajl_get_error(h, 0, NULL, 0);
-      size_t line = 1, col = 1;
-      for (size_t i = 0; i < at && i < len; i++) {
-        if (text[i] == '\n') {
-          line++;
-          col = 1;
-        } else {
-          col++;
-        }
-      }
-      char m[256];
-      snprintf(m, sizeof m, "%s", msg ? (const char *)msg : "parse error");
-      for (char *p = m; *p; p++)
-        if (*p == '\n') *p = ' ';
-      rc = zorch__error_set(ZORCH_EINVALID, "deployment: line %zu, column %zu: %s", line, col, m);
-      if (msg) yajl_free_error(h, msg);
+      col++;
     }
-  } else if (r.state != S_DONE || !r.header_done) {
-    rc = r.header_done ? zorch__error_set(ZORCH_EINVALID, "deployment: incomplete document")
-                       : (header_ready(&r), r.err_code ? zorch__error_set(r.err_code, "%s", r.err)
-                                                       : zorch__error_set(ZORCH_EINVALID, "deployment: steps: missing"));
+  }
+  char m[256];
+  snprintf(m, sizeof m, "%s", msg ? (const char *)msg : "parse error");
+  for (char *p = m; *p; p++)
+    if (*p == '\n') *p = ' ';
+  b->rc = zorch__error_set(ZORCH_EINVALID, "deployment: line %zu, column %zu: %s", line, col, m);
+  if (msg) yajl_free_error(b->h, msg);
+  return b->rc;
+}
+
+int zorch__plan_builder_feed(zorch__plan_builder *b, const char *text, size_t len) {
+  if (b->rc) return b->rc;
+  yajl_status st = yajl_parse(b->h, (const unsigned char *)text, len);
+  b->fed += len;
+  return st == yajl_status_ok ? ZORCH_OK : builder_error(b, text, len);
+}
+
+int zorch__plan_builder_step(zorch__plan_builder *b, const zorch__step_def *d) {
+  reader *r = &b->r;
+  zorch__plan *pl = r->pl;
+  if (!b->rc && r->state != S_STEPS)
+    b->rc = zorch__error_set(ZORCH_ERROR, "deployment: a step was added outside \"steps\"");
+  if (b->rc) {
+    json_decref(d->inputs);
+    json_decref(d->params);
+    json_decref(d->settings);
+    return b->rc;
+  }
+  step_reset(r);
+  r->inputs = d->inputs;
+  r->params = d->params;
+  r->settings = d->settings;
+  r->name = arena_strndup(pl, d->name, strlen(d->name));
+  r->kind = d->kind == ZORCH__STEP_COMMAND ? "command" : "function";
+  r->version = d->version ? arena_strndup(pl, d->version, strlen(d->version)) : NULL;
+  bool oom = !r->name || (d->version && !r->version);
+  const char *const *lists[2] = {d->command, d->outputs};
+  uint32_t lens[2] = {d->n_command, d->n_outputs};
+  const char **copies[2] = {NULL, NULL};
+  for (int l = 0; l < 2 && !oom; l++) {
+    if (!lens[l]) continue;
+    copies[l] = arena_alloc(pl, (lens[l] + 1) * sizeof *copies[l]);
+    if (!copies[l]) {
+      oom = true;
+      break;
+    }
+    for (uint32_t k = 0; k < lens[l]; k++)
+      if (!(copies[l][k] = arena_strndup(pl, lists[l][k], strlen(lists[l][k])))) oom = true;
+    copies[l][lens[l]] = NULL;
+  }
+  r->command = copies[0];
+  r->n_command = d->n_command;
+  r->outputs = copies[1];
+  r->n_outputs = d->n_outputs;
+  for (uint32_t k = 0; k < d->n_after && !oom; k++) {
+    if (d->after[k] >= pl->n_steps) {
+      fail(r, ZORCH_EINVALID, "deployment: step '%s': 'after' refers to a step that is not an earlier step", d->name);
+      break;
+    }
+    r->n_after++;
+    if (!push_pred(r, d->after[k])) break;
+  }
+  if (oom) fail(r, ZORCH_ENOMEM, "out of memory");
+  if (r->err_code || !step_done(r)) {
+    step_reset(r);
+    return b->rc = zorch__error_set(r->err_code, "%s", r->err);
+  }
+  pl->steps[pl->n_steps - 1].fn = d->fn;
+  pl->steps[pl->n_steps - 1].payload = d->payload;
+  return ZORCH_OK;
+}
+
+int zorch__plan_builder_finish(zorch__plan_builder *b, zorch__plan **out) {
+  *out = NULL;
+  reader *r = &b->r;
+  zorch__plan *pl = r->pl;
+  int rc = b->rc;
+  if (!rc && yajl_complete_parse(b->h) != yajl_status_ok) rc = builder_error(b, NULL, 0);
+  if (rc) {
+  } else if (r->state != S_DONE || !r->header_done) {
+    rc = r->header_done ? zorch__error_set(ZORCH_EINVALID, "deployment: incomplete document")
+                        : (header_ready(r), r->err_code ? zorch__error_set(r->err_code, "%s", r->err)
+                                                        : zorch__error_set(ZORCH_EINVALID, "deployment: steps: missing"));
   } else if (pl->n_steps == 0) {
     rc = zorch__error_set(ZORCH_EINVALID, "deployment: steps: missing, empty or not an array");
   }
-  yajl_free(h);
   if (rc == ZORCH_OK) {
     /* successor lists (CSR) from the predecessor lists */
     uint32_t n = pl->n_steps;
     uint32_t *count = calloc(n + 1, sizeof *count);
-    pl->succ = malloc((r.n_preds + 1) * sizeof *pl->succ);
+    pl->succ = malloc((r->n_preds + 1) * sizeof *pl->succ);
     if (!count || !pl->succ) {
       free(count);
       rc = zorch__error_oom();
     } else {
-      for (size_t e = 0; e < r.n_preds; e++) count[r.preds[e]]++;
+      for (size_t e = 0; e < r->n_preds; e++) count[r->preds[e]]++;
       uint32_t off = 0;
       for (uint32_t i = 0; i < n; i++) {
         pl->steps[i].succ_off = off;
@@ -693,26 +782,38 @@ int zorch__plan_load(zorch__plan **out, const char *text) {
         pl->steps[i].n_succ = 0;
       }
       for (uint32_t i = 0; i < n; i++)
-        for (uint32_t e = r.pred_off[i]; e < r.pred_off[i + 1]; e++) {
-          zorch__pstep *u = &pl->steps[r.preds[e]];
+        for (uint32_t e = r->pred_off[i]; e < r->pred_off[i + 1]; e++) {
+          zorch__pstep *u = &pl->steps[r->preds[e]];
           pl->succ[u->succ_off + u->n_succ++] = i;
         }
       free(count);
     }
   }
-  reader_clear(&r);
+  if (rc == ZORCH_OK) {
+    *out = pl;
+    r->pl = NULL;
+  }
+  builder_free(b);
+  return rc;
+}
+
+int zorch__plan_load(zorch__plan **out, const char *text) {
+  *out = NULL;
+  zorch__plan_builder *b;
+  int rc = zorch__plan_builder_new(&b);
+  if (rc) return rc;
+  rc = zorch__plan_builder_feed(b, text, strlen(text));
   if (rc) {
-    zorch__plan_free(pl);
+    builder_free(b);
     return rc;
   }
-  *out = pl;
-  return ZORCH_OK;
+  return zorch__plan_builder_finish(b, out);
 }
 
 int zorch__plan_bind(zorch__plan *plan, const zorch_pipeline *p) {
   for (uint32_t i = 0; i < plan->n_steps; i++) {
     zorch__pstep *s = &plan->steps[i];
-    if (s->kind != ZORCH__STEP_FUNCTION) continue;
+    if (s->kind != ZORCH__STEP_FUNCTION || s->fn) continue; /* bound when it was built */
     const zorch_step *st = p ? zorch_pipeline_step(p, s->name) : NULL;
     if (!st || st->kind != ZORCH__STEP_FUNCTION)
       return zorch__error_set(ZORCH_EMISMATCH,

@@ -382,8 +382,7 @@ int zorch_run_start(zorch_run **out, zorch_client *client, const zorch_pipeline 
                             .failure_mode = opts->failure_mode,
                             .zorch_command = sub->zorch_command,
                             .created = r->created};
-  if ((rc = zorch__deployment_compile(&r->deployment, pipeline, &ci))) goto fail;
-  if ((rc = zorch__plan_load(&r->plan, r->deployment))) goto fail;
+  if ((rc = zorch__deployment_compile(&r->deployment, &r->plan, pipeline, &ci))) goto fail;
   /* r->recs: made when the run is waited for or refreshed */
   sub->deployment_path = zorch__asprintf("%s/runs/%s/deployment.json", zorch__store_root(r->store), r->id);
   if (!sub->deployment_path || !r->id || !r->name) {

@@ -53,7 +53,7 @@ static result run_pipeline(zorch_pipeline *p, int mode, uint32_t max_parallel, u
   zorch__compile_info ci = {.run_id = id, .run_name = id, .failure_mode = mode,
                             .store_path = zorch__store_root(res.store)};
   char *doc = NULL;
-  zt_ok(zorch__deployment_compile(&doc, p, &ci));
+  zt_ok(zorch__deployment_compile(&doc, NULL, p, &ci));
   zorch__plan *plan = NULL;
   zt_ok(zorch__plan_load(&plan, doc));
   free(doc);
@@ -154,7 +154,7 @@ START_TEST(command_steps_share_one_event_loop) {
   fresh_store();
   zorch__compile_info ci = {.run_id = "threads", .store_path = zorch__store_root(shared_store)};
   char *doc;
-  zt_ok(zorch__deployment_compile(&doc, p, &ci));
+  zt_ok(zorch__deployment_compile(&doc, NULL, p, &ci));
   zorch__plan *plan;
   zt_ok(zorch__plan_load(&plan, doc));
   free(doc);

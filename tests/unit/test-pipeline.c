@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "deployment.h"
+#include "executor.h"
 #include "zorch-check.h"
 
 static int noop(zorch_step_ctx *ctx, void *p) {
@@ -178,7 +179,7 @@ START_TEST(deployment_round_trip) {
   zorch__compile_info ci = {.run_id = "r1", .run_name = "run-one", .params_json = "{\"lr\":0.5}",
                             .store_path = "/tmp/store", .failure_mode = ZORCH_FAIL_FAST};
   char *doc = NULL;
-  zt_ok(zorch__deployment_compile(&doc, p, &ci));
+  zt_ok(zorch__deployment_compile(&doc, NULL, p, &ci));
   json_t *d = json_loads(doc, 0, NULL);
   ck_assert_ptr_nonnull(d);
   ck_assert_int_eq(json_integer_value(json_object_get(d, "zorch_deployment")), 1);
@@ -274,8 +275,82 @@ START_TEST(deployment_round_trip) {
 
   /* unknown run params are rejected */
   ci.params_json = "{\"nope\": 1}";
-  zt_assert_rc(zorch__deployment_compile(&doc, p, &ci), ZORCH_EINVALID);
+  zt_assert_rc(zorch__deployment_compile(&doc, NULL, p, &ci), ZORCH_EINVALID);
   zt_assert_msg_has("unknown param 'nope': pipeline 'sample' declares lr, unused");
+  zorch_pipeline_free(p);
+}
+END_TEST
+
+/* The plan the compiler builds while it writes the document is the plan that
+ * loading the document makes: same steps, edges, settings, params and cache
+ * keys (a local run uses the first, a step started elsewhere the second). */
+static void same_strv(const char **a, const char **b) {
+  ck_assert_int_eq(a == NULL, b == NULL);
+  for (size_t k = 0; a && (a[k] || b[k]); k++) {
+    ck_assert_ptr_nonnull(a[k]);
+    ck_assert_ptr_nonnull(b[k]);
+    ck_assert_str_eq(a[k], b[k]);
+  }
+}
+
+START_TEST(compiled_plan_equals_loaded_plan) {
+  zorch_pipeline *p = sample();
+  zorch_step *extra;
+  const char *argv[] = {"true", NULL};
+  zt_ok(zorch_pipeline_add_command_step(&extra, p, "extra", argv));
+  zt_ok(zorch_step_after(extra, "train"));
+  zt_ok(zorch_step_after(extra, "gen"));
+  zt_ok(zorch_step_set_env(extra, "A", "1"));
+  zorch__compile_info ci = {.run_id = "r1", .run_name = "run-one", .params_json = "{\"lr\":0.25}",
+                            .store_path = "/tmp/store"};
+  char *doc = NULL;
+  zorch__plan *direct = NULL, *loaded = NULL;
+  zt_ok(zorch__deployment_compile(&doc, &direct, p, &ci));
+  ck_assert_ptr_nonnull(direct);
+  zt_ok(zorch__plan_load(&loaded, doc));
+  ck_assert_int_eq(direct->n_steps, loaded->n_steps);
+  ck_assert_str_eq(direct->pipeline, loaded->pipeline);
+  ck_assert_str_eq(direct->run_id, loaded->run_id);
+  ck_assert_int_eq(direct->failure_mode, loaded->failure_mode);
+  zorch__step_rec *ra = zorch__step_recs_new(direct), *rb = zorch__step_recs_new(loaded);
+  for (uint32_t i = 0; i < direct->n_steps; i++) {
+    const zorch__pstep *a = &direct->steps[i], *b = &loaded->steps[i];
+    ck_assert_str_eq(a->name, b->name);
+    ck_assert_int_eq(a->kind, b->kind);
+    same_strv(a->argv, b->argv);
+    ck_assert_int_eq(a->n_outputs, b->n_outputs);
+    same_strv(a->outputs, b->outputs);
+    ck_assert_int_eq(a->n_inputs, b->n_inputs);
+    for (uint32_t k = 0; k < a->n_inputs; k++) {
+      ck_assert_str_eq(a->inputs[k].name, b->inputs[k].name);
+      ck_assert_int_eq(a->inputs[k].step, b->inputs[k].step);
+      ck_assert_int_eq(a->inputs[k].output, b->inputs[k].output);
+    }
+    ck_assert_int_eq(a->n_preds, b->n_preds);
+    ck_assert_int_eq(a->n_succ, b->n_succ);
+    for (uint32_t e = 0; e < a->n_succ; e++)
+      ck_assert_int_eq(direct->succ[a->succ_off + e], loaded->succ[b->succ_off + e]);
+    ck_assert_str_eq(a->params_canon ? a->params_canon : "-", b->params_canon ? b->params_canon : "-");
+    same_strv(a->env, b->env);
+    ck_assert_int_eq(a->retries, b->retries);
+    ck_assert(a->retry_delay == b->retry_delay && a->retry_backoff == b->retry_backoff);
+    ck_assert(a->timeout == b->timeout);
+    ck_assert_int_eq(a->cache, b->cache);
+    ck_assert_str_eq(a->version, b->version);
+    ck_assert_str_eq(a->image ? a->image : "-", b->image ? b->image : "-");
+    /* function steps come bound from the compiler; the loaded plan is bound by name */
+    ck_assert_int_eq(a->kind == ZORCH__STEP_FUNCTION, a->fn == noop);
+    char ka[ZORCH__DIGEST_HEX], kb[ZORCH__DIGEST_HEX];
+    zorch__cache_key(direct, i, ra, ka);
+    zorch__cache_key(loaded, i, rb, kb);
+    ck_assert_str_eq(ka, kb);
+  }
+  ck_assert_int_eq(zorch__plan_find(direct, "extra"), zorch__plan_find(loaded, "extra"));
+  zorch__step_recs_free(ra, direct->n_steps);
+  zorch__step_recs_free(rb, loaded->n_steps);
+  zorch__plan_free(direct);
+  zorch__plan_free(loaded);
+  free(doc);
   zorch_pipeline_free(p);
 }
 END_TEST
@@ -296,7 +371,7 @@ START_TEST(large_chain_compiles) {
   }
   zorch__compile_info ci = {.run_id = "r"};
   char *doc = NULL;
-  zt_ok(zorch__deployment_compile(&doc, p, &ci));
+  zt_ok(zorch__deployment_compile(&doc, NULL, p, &ci));
   zorch__plan *plan = NULL;
   zt_ok(zorch__plan_load(&plan, doc));
   ck_assert_str_eq(plan->steps[0].name, "s0");
@@ -314,6 +389,7 @@ Suite *pipeline_suite(void) {
   tcase_add_test(tc, cycle_is_named);
   tcase_add_test(tc, wiring_errors);
   tcase_add_test(tc, deployment_round_trip);
+  tcase_add_test(tc, compiled_plan_equals_loaded_plan);
   tcase_add_test(tc, large_chain_compiles);
   suite_add_tcase(s, tc);
   return s;
