@@ -152,6 +152,7 @@ static void *committer(void *arg) {
   zorch__journal *j = arg;
   pthread_mutex_lock(&j->mu);
   int polls = 0;
+  struct timespec last_batch = {0, 0}; /* when the previous batch was taken */
   for (;;) {
     bool signalled = false;
     while (j->len == 0 && !j->stop) {
@@ -170,13 +171,27 @@ static void *committer(void *arg) {
     }
     if (j->len == 0) break; /* stop, nothing left */
     polls = 0;
-    if (signalled && !j->stop && j->flushers == 0) {
-      /* Linger so that lines appended in the next moment share this batch. */
+    if (!j->stop && j->flushers == 0) {
+      /* Linger so that lines appended in the next moment share this batch:
+       * a batch starts no sooner than one window after the previous one
+       * (or after the signal that woke a sleeping committer).  Without this
+       * a busy journal would commit back to back, one fdatasync per line or
+       * two, and the committer would compete for the CPU with the steps. */
       struct timespec dl;
-      deadline_after(&dl, ZORCH__JOURNAL_LINGER_NS);
+      if (signalled || !last_batch.tv_sec) {
+        deadline_after(&dl, ZORCH__JOURNAL_LINGER_NS);
+      } else {
+        dl = last_batch;
+        dl.tv_nsec += ZORCH__JOURNAL_LINGER_NS;
+        if (dl.tv_nsec >= 1000000000L) {
+          dl.tv_nsec -= 1000000000L;
+          dl.tv_sec++;
+        }
+      }
       while (!j->stop && j->flushers == 0 && j->len < ZORCH__JOURNAL_MAX_PENDING / 2)
         if (pthread_cond_timedwait(&j->wake, &j->mu, &dl) == ETIMEDOUT) break;
     }
+    clock_gettime(CLOCK_MONOTONIC, &last_batch);
     char *b = j->buf;
     size_t n = j->len;
     size_t c = j->cap;
