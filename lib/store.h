@@ -70,8 +70,10 @@ int zorch__store_read_doc(const zorch__store *st, const char *relpath, char **da
 typedef struct zorch__journal zorch__journal;
 
 /** Open (create or append to) the journal at `path`.  Appends are collected
- *  and written by a background committer: one write(2) and, when durable,
- *  one fdatasync(2) cover every line appended since the previous commit. */
+ *  and written by a background committer: one write(2) covers every line
+ *  appended since the previous batch (at most one batch per 5 ms); when
+ *  durable, one fdatasync(2) per 50 ms covers every line written since the
+ *  previous one (see journal.c). */
 int zorch__journal_open(zorch__journal **out, const char *path, bool durable);
 
 /** Append one line (`line` has no '\n').  Thread-safe.  Returns without
