@@ -86,6 +86,35 @@ static const cli_cmd commands[] = {
      cmd_run_show, NULL},
     {"run logs", "RUN [STEP]", "Print the logs of every step of a run, or of one step", NULL,
      cmd_run_logs, NULL},
+    {"step run", "--zorch-step STEP --zorch-deployment PATH --zorch-run RUN_ID",
+     "Run one command step of a run (the entrypoint flavors start in containers)",
+     "Loads the deployment from the artifact store, gives the step's command its inputs\n"
+     "($ZORCH_INPUT_<NAME>), output paths ($ZORCH_OUTPUT_<NAME>), params ($ZORCH_PARAM_<NAME>)\n"
+     "and environment, runs it, stores the outputs it wrote and writes the step record\n"
+     "and the cache entry.  Flavors that run steps elsewhere (local_docker) start this\n"
+     "command; it is not meant to be typed.\n"
+     "\n"
+     "Exit status: 0 completed, 1 the step failed, 2 usage or deployment error.\n",
+     cmd_step_run, NULL},
+    {"image build", "NAME[:TAG] --program PATH [--add PATH ...] [--docker-host HOST] [--no-zorch]",
+     "Build a runnable image from the host program, without a base image or registry",
+     "The image holds the program and its shared libraries, the zorch CLI and the\n"
+     "flavor plugins (for command steps), CA certificates and /tmp, every file at its\n"
+     "own absolute path, and is imported into the Docker engine (or Podman's API\n"
+     "service) at DOCKER_HOST.  Name it in a step's or pipeline's image setting, or in\n"
+     "the local_docker orchestrator's \"image\" config.\n"
+     "\n"
+     "Options:\n"
+     "  -p, --program PATH      the program whose steps the image runs\n"
+     "  -a, --add PATH          another executable (with its libraries) or file, e.g. a\n"
+     "                          tool a command step runs; a bare name is looked up in\n"
+     "                          PATH; repeatable\n"
+     "  -H, --docker-host HOST  the engine (unix:///path or tcp://host:port; default:\n"
+     "                          $DOCKER_HOST, else unix:///var/run/docker.sock)\n"
+     "      --no-zorch          leave out the zorch CLI and plugins\n"
+     "\n"
+     "Prints the image name and its id.\n",
+     cmd_image_build, NULL},
 };
 #define NCOMMANDS (sizeof commands / sizeof *commands)
 

@@ -116,5 +116,9 @@ int zorch__executor_start_host(void **out, zorch_submission *sub, const char *op
 int zorch__executor_wait_host(void *handle, int timeout_ms);
 int zorch__executor_cancel_host(void *handle);
 void zorch__executor_release_host(void *handle);
+int zorch__executor_start_remote_host(void **out, zorch_submission *sub, const char *options_json,
+                                      const zorch_step_launcher *ops, void *data);
+int zorch__executor_step_done_host(void *handle, uint64_t attempt_id, int exit_code,
+                                   const char *message);
 
 #endif /* ZORCH_CLIENT_INT_H */

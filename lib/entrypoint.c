@@ -4,7 +4,12 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+extern char **environ;
 
 atomic_int zorch__entrypoint_registered;
 
@@ -76,7 +81,78 @@ static int write_step_record(zorch__store *st, const zorch__plan *plan, uint32_t
   return rc;
 }
 
-/* Run one function step of a deployment; returns a ZORCH_EXIT_* code. */
+static volatile sig_atomic_t child_pid;
+
+static void forward_signal(int sig) {
+  pid_t p = child_pid;
+  if (p > 0) kill(p, sig);
+}
+
+/* Run the command of command step i with its ZORCH_* variables, wait for it
+ * and store its outputs.  Its output goes to this process's stdout/stderr
+ * (which the flavor collects into the step log). */
+static bool run_command(zorch__store *st, const zorch__plan *plan, uint32_t i,
+                        const zorch__step_rec *recs, zorch__output_rec *outs, int *exit_code,
+                        char **err) {
+  const zorch__pstep *s = &plan->steps[i];
+  zorch__strv extra = {0};
+  char **scratch = calloc(s->n_outputs + 1, sizeof *scratch);
+  int rc = scratch ? zorch__command_env(&extra, st, plan, i, recs, scratch) : zorch__error_oom();
+  for (size_t k = 0; !rc && s->env && s->env[k]; k++) putenv((char *)s->env[k]);
+  for (size_t k = 0; !rc && k < extra.n; k++) putenv(extra.v[k]);
+  bool ok = false;
+  pid_t pid = 0;
+  if (rc) {
+    *err = zorch__asprintf("cannot prepare the step: %s", zorch_error_last()->message);
+  } else {
+    fflush(stdout);
+    fflush(stderr);
+    int src = posix_spawnp(&pid, s->argv[0], NULL, NULL, (char *const *)s->argv, environ);
+    if (src != 0) {
+      *exit_code = 127;
+      *err = zorch__asprintf("cannot run command '%s': %s", s->argv[0], strerror(src));
+    } else {
+      child_pid = pid;
+      struct sigaction sa = {.sa_handler = forward_signal};
+      sigemptyset(&sa.sa_mask);
+      sigaction(SIGTERM, &sa, NULL);
+      sigaction(SIGINT, &sa, NULL);
+      int status = 0;
+      while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+      child_pid = 0;
+      *exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      if (WIFSIGNALED(status))
+        *err = zorch__asprintf("command '%s' was killed by signal %d (%s)", s->argv[0],
+                               WTERMSIG(status), strsignal(WTERMSIG(status)));
+      else if (*exit_code != 0)
+        *err = zorch__asprintf("command '%s' exited with status %d", s->argv[0], *exit_code);
+      else
+        ok = zorch__command_outputs(st, plan, i, scratch, outs, err);
+    }
+  }
+  /* the environment keeps pointers into extra: this process ends soon, but
+   * drop them before freeing */
+  for (size_t k = 0; k < extra.n; k++) {
+    size_t l = strcspn(extra.v[k], "=");
+    char name[256];
+    if (l < sizeof name) {
+      memcpy(name, extra.v[k], l);
+      name[l] = '\0';
+      unsetenv(name);
+    }
+  }
+  zorch__strv_clear(&extra);
+  for (uint32_t k = 0; scratch && k < s->n_outputs; k++) {
+    if (scratch[k]) zorch__rm_rf(scratch[k]);
+    free(scratch[k]);
+  }
+  free(scratch);
+  return ok;
+}
+
+/* Run one step of a deployment: a function step of this program (build !=
+ * NULL) or a command step (build == NULL).  Returns a ZORCH_EXIT_* code. */
 static int run_step(const char *dep_path, const char *run_id, const char *step,
                     zorch_build_cb build, void *payload) {
   char *text = NULL;
@@ -106,16 +182,21 @@ static int run_step(const char *dep_path, const char *run_id, const char *step,
             plan->run_id ? plan->run_id : "(none)", run_id);
     goto out;
   }
-  if (plan->steps[i].kind != ZORCH__STEP_FUNCTION) {
+  if (build && plan->steps[i].kind != ZORCH__STEP_FUNCTION) {
     fprintf(stderr, "zorch: step '%s' is a command step: run it with `zorch step run`\n", step);
     goto out;
   }
-  if (build(&p, plan->pipeline, payload) != 0 || !p) {
+  if (!build && plan->steps[i].kind != ZORCH__STEP_COMMAND) {
+    fprintf(stderr, "zorch: step '%s' is a function step: run it with its program (%s)\n", step,
+            json_string_value(json_object_get(json_object_get(plan->doc, "program"), "path")) ?: "?");
+    goto out;
+  }
+  if (build && (build(&p, plan->pipeline, payload) != 0 || !p)) {
     fprintf(stderr, "zorch: the program could not build pipeline '%s': %s\n", plan->pipeline,
             zorch_error_last()->message);
     goto out;
   }
-  if (check_match(plan, text, p) != ZORCH_OK || zorch__plan_bind(plan, p) != ZORCH_OK) {
+  if (p && (check_match(plan, text, p) != ZORCH_OK || zorch__plan_bind(plan, p) != ZORCH_OK)) {
     fprintf(stderr, "zorch: %s\n", zorch_error_last()->message);
     exit_code = ZORCH_EXIT_MISMATCH;
     goto out;
@@ -160,7 +241,11 @@ static int run_step(const char *dep_path, const char *run_id, const char *step,
   zorch_step_ctx ctx;
   char *err = NULL;
   bool ok = false;
-  if (zorch__ctx_init(&ctx, st, plan, (uint32_t)i, r->attempts, recs, &cancelled, run_dir) != ZORCH_OK) {
+  if (!build) {
+    int code = -1;
+    ok = run_command(st, plan, (uint32_t)i, recs, r->outputs, &code, &err);
+    r->exit_code = code;
+  } else if (zorch__ctx_init(&ctx, st, plan, (uint32_t)i, r->attempts, recs, &cancelled, run_dir) != ZORCH_OK) {
     err = zorch__strdup(zorch_error_last()->message);
   } else {
     ok = zorch__ctx_outcome(&ctx, s->fn(&ctx, s->payload), &err);
@@ -201,12 +286,13 @@ out:
   return exit_code;
 }
 
-int zorch_main(int argc, char **argv, zorch_build_cb build, void *payload) {
-  const char *step = NULL, *dep = NULL, *run = NULL;
+/* --zorch-step/--zorch-deployment/--zorch-run from argv; 1 when none is
+ * there, 0 when all are, exits with a usage error otherwise. */
+static int step_args(int argc, char **argv, const char **step, const char **dep, const char **run) {
   for (int a = 1; a < argc; a++) {
-    const char **slot = !strcmp(argv[a], "--zorch-step")         ? &step
-                        : !strcmp(argv[a], "--zorch-deployment") ? &dep
-                        : !strcmp(argv[a], "--zorch-run")        ? &run
+    const char **slot = !strcmp(argv[a], "--zorch-step")         ? step
+                        : !strcmp(argv[a], "--zorch-deployment") ? dep
+                        : !strcmp(argv[a], "--zorch-run")        ? run
                                                                  : NULL;
     if (!slot) continue;
     if (a + 1 >= argc) {
@@ -215,13 +301,30 @@ int zorch_main(int argc, char **argv, zorch_build_cb build, void *payload) {
     }
     *slot = argv[++a];
   }
-  if (!build) return zorch__error_set(ZORCH_EINVALID, "zorch_main: build callback is NULL");
-  atomic_store(&zorch__entrypoint_registered, 1);
-  if (!step && !dep && !run) return ZORCH_OK;
-  if (!step || !dep || !run) {
+  if (!*step && !*dep && !*run) return 1;
+  if (!*step || !*dep || !*run) {
     fprintf(stderr, "zorch: a step needs --zorch-step, --zorch-deployment and --zorch-run\n");
     exit(ZORCH_EXIT_USAGE);
   }
+  return 0;
+}
+
+int zorch_command_step_main(int argc, char **argv) {
+  const char *step = NULL, *dep = NULL, *run = NULL;
+  if (step_args(argc, argv, &step, &dep, &run)) {
+    fprintf(stderr, "zorch: a step needs --zorch-step, --zorch-deployment and --zorch-run\n");
+    return ZORCH_EXIT_USAGE;
+  }
+  fflush(stdout);
+  return run_step(dep, run, step, NULL, NULL);
+}
+
+int zorch_main(int argc, char **argv, zorch_build_cb build, void *payload) {
+  const char *step = NULL, *dep = NULL, *run = NULL;
+  if (!build) return zorch__error_set(ZORCH_EINVALID, "zorch_main: build callback is NULL");
+  int none = step_args(argc, argv, &step, &dep, &run);
+  atomic_store(&zorch__entrypoint_registered, 1);
+  if (none) return ZORCH_OK;
   fflush(stdout);
   exit(run_step(dep, run, step, build, payload));
 }

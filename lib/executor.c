@@ -250,6 +250,7 @@ typedef struct xstep {
   bool killing;            /* SIGTERM sent; SIGKILL at deadline */
   bool stop_requested;     /* stopped by fail-fast or cancel */
   bool started;            /* its process or function is running */
+  bool stop_queued;        /* remote: in the stop queue */
   int64_t deadline_ns;     /* 0: none */
   int64_t retry_due_ns;
   pid_t pid;
@@ -302,6 +303,9 @@ struct zorch__exec {
   ring fq;          /* function steps handed to workers */
   ring cq;          /* command steps for the loop thread to spawn */
   ring retry;       /* steps waiting out a retry delay */
+  ring rq;          /* remote: steps to launch */
+  ring sq;          /* remote: launched steps to stop */
+  zorch__remote *remote;
   uint32_t *work;   /* propagation worklist (each step enters it at most once) */
   uint32_t n_work;
   uint32_t *active; /* dispatched, not yet done */
@@ -463,9 +467,12 @@ static void dispatch(zorch__exec *x) {
     active_add(x, i);
     /* a command step's start is journaled (it runs long enough for another
      * process to want to see it); a function step records only its end */
-    if (s->kind == ZORCH__STEP_COMMAND) record(x, i);
+    if (s->kind == ZORCH__STEP_COMMAND || x->remote) record(x, i);
     progress(x, i, ZORCH_STATUS_RUNNING);
-    if (s->kind == ZORCH__STEP_FUNCTION) {
+    if (x->remote) {
+      ring_push(&x->rq, i);
+      wake = true;
+    } else if (s->kind == ZORCH__STEP_FUNCTION) {
       ring_push(&x->fq, i);
       if (x->n_idle) pthread_cond_signal(&x->work_cv);
       if (s->timeout > 0) wake = true; /* the loop must learn the deadline */
@@ -491,6 +498,15 @@ static void drain(zorch__exec *x) {
   check_done(x);
 }
 
+/* Remote: ask the plugin to stop a launched attempt (from the loop, unlocked). */
+static void queue_stop(zorch__exec *x, uint32_t i) {
+  xstep *xs = &x->xs[i];
+  if (xs->stop_queued || xs->killing) return;
+  xs->stop_queued = true;
+  xs->killing = true;
+  ring_push(&x->sq, i);
+}
+
 static void kill_active(zorch__exec *x) {
   int64_t now = zorch__mono_ns();
   for (uint32_t a = 0; a < x->n_active; a++) {
@@ -502,6 +518,8 @@ static void kill_active(zorch__exec *x) {
       kill(-xs->pid, SIGTERM);
       xs->killing = true;
       xs->deadline_ns = now + 2000000000LL; /* then SIGKILL */
+    } else if (x->remote && xs->started) {
+      queue_stop(x, i);
     }
   }
   wake_loop(x);
@@ -544,6 +562,7 @@ static void attempt_done(zorch__exec *x, uint32_t i, bool ok, char *error, int e
   active_remove(x, i);
   xs->pid = 0;
   xs->started = false;
+  xs->killing = false;
   r->exit_code = exit_code;
   r->finished = zorch__now();
   if (ok) {
@@ -711,47 +730,35 @@ static void copy_output(zorch__exec *x, uint32_t i, bool at_exit) {
   }
 }
 
-/* Spawn the process of command step i.  Not under the lock. */
-static int spawn_command(zorch__exec *x, uint32_t i, pid_t *pid_out, char **err) {
-  const zorch__pstep *s = &x->plan->steps[i];
-  xstep *xs = &x->xs[i];
-  *err = NULL;
-  /* stdout and stderr go to a pipe that the event loop copies into the step's
-   * log: a step that prints nothing costs no file at all */
-  int pfds[2];
-  if (pipe2(pfds, O_CLOEXEC) != 0) {
-    *err = zorch__asprintf("cannot create a pipe for the step's output: %s", strerror(errno));
-    return ZORCH_EIO;
-  }
-  fcntl(pfds[0], F_SETFL, O_NONBLOCK);
-  int logfd = pfds[1];
-  xs->outfd = pfds[0];
-  xs->logfd = -1;
-  zorch__strv extra = {0};
+/* The variables zorch gives a command step: ZORCH_RUN_ID, ZORCH_STEP_NAME,
+ * ZORCH_INPUT_<NAME> (artifact paths in the store), ZORCH_OUTPUT_<NAME> (new
+ * scratch paths, stored in scratch[]) and ZORCH_PARAM_<NAME>. */
+int zorch__command_env(zorch__strv *extra, zorch__store *store, const zorch__plan *plan, uint32_t i,
+                       const zorch__step_rec *recs, char **scratch) {
+  const zorch__pstep *s = &plan->steps[i];
   int rc = ZORCH_OK;
-  xs->scratch = calloc(s->n_outputs + 1, sizeof *xs->scratch);
-  char *v = zorch__asprintf("ZORCH_RUN_ID=%s", x->plan->run_id ? x->plan->run_id : "");
-  zorch__strv_push(&extra, v);
+  char *v = zorch__asprintf("ZORCH_RUN_ID=%s", plan->run_id ? plan->run_id : "");
+  zorch__strv_push(extra, v);
   free(v);
   v = zorch__asprintf("ZORCH_STEP_NAME=%s", s->name);
-  zorch__strv_push(&extra, v);
+  zorch__strv_push(extra, v);
   free(v);
   for (uint32_t k = 0; k < s->n_inputs && rc == ZORCH_OK; k++) {
-    const zorch__output_rec *o = &x->recs[s->inputs[k].step].outputs[s->inputs[k].output];
-    char *path = zorch__store_artifact_path(x->store, o->digest);
+    const zorch__output_rec *o = &recs[s->inputs[k].step].outputs[s->inputs[k].output];
+    char *path = zorch__store_artifact_path(store, o->digest);
     char *nm = env_name("ZORCH_INPUT_", s->inputs[k].name);
     v = nm && path ? zorch__asprintf("%s=%s", nm, path) : NULL;
-    if (v) zorch__strv_push(&extra, v);
+    if (v) zorch__strv_push(extra, v);
     else rc = zorch__error_oom();
     free(v);
     free(nm);
     free(path);
   }
   for (uint32_t k = 0; k < s->n_outputs && rc == ZORCH_OK; k++) {
-    if ((rc = zorch__store_scratch(x->store, s->outputs[k], &xs->scratch[k]))) break;
+    if ((rc = zorch__store_scratch(store, s->outputs[k], &scratch[k]))) break;
     char *nm = env_name("ZORCH_OUTPUT_", s->outputs[k]);
-    v = nm ? zorch__asprintf("%s=%s", nm, xs->scratch[k]) : NULL;
-    if (v) zorch__strv_push(&extra, v);
+    v = nm ? zorch__asprintf("%s=%s", nm, scratch[k]) : NULL;
+    if (v) zorch__strv_push(extra, v);
     else rc = zorch__error_oom();
     free(v);
     free(nm);
@@ -774,11 +781,85 @@ static int spawn_command(zorch__exec *x, uint32_t i, pid_t *pid_out, char **err)
       txt = json_dumps(pv, JSON_COMPACT | JSON_ENCODE_ANY);
     }
     v = nm && txt ? zorch__asprintf("%s=%s", nm, txt) : NULL;
-    if (v) zorch__strv_push(&extra, v);
+    if (v) zorch__strv_push(extra, v);
     free(v);
     free(nm);
     free(txt);
   }
+  return rc;
+}
+
+/* Store the outputs a command step wrote at its scratch paths (taken:
+ * scratch[k] is freed and cleared for each stored output).  false with *err. */
+bool zorch__command_outputs(zorch__store *store, const zorch__plan *plan, uint32_t i, char **scratch,
+                            zorch__output_rec *outs, char **err) {
+  const zorch__pstep *s = &plan->steps[i];
+  for (uint32_t k = 0; k < s->n_outputs; k++) {
+    struct stat st;
+    if (lstat(scratch[k], &st) != 0) {
+      char *nm = env_name("ZORCH_OUTPUT_", s->outputs[k]);
+      *err = zorch__asprintf("command exited 0 but did not write output '%s' (a file or "
+                             "directory at $%s)",
+                             s->outputs[k], nm ? nm : "ZORCH_OUTPUT_?");
+      free(nm);
+      return false;
+    }
+    bool is_dir = false;
+    if (zorch__store_put_path(store, scratch[k], true, outs[k].digest, &outs[k].size, &is_dir) !=
+        ZORCH_OK) {
+      *err = zorch__asprintf("cannot store output '%s': %s", s->outputs[k], zorch_error_last()->message);
+      return false;
+    }
+    outs[k].is_dir = is_dir;
+    outs[k].set = true;
+    outs[k].name = s->outputs[k];
+    free(scratch[k]);
+    scratch[k] = NULL;
+  }
+  return true;
+}
+
+/* The last `lines` lines of a text file (at most 2 KiB), or NULL. */
+char *zorch__file_tail(const char *path, int lines) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return NULL;
+  char buf[2048];
+  off_t end = lseek(fd, 0, SEEK_END);
+  off_t start = end > (off_t)sizeof buf - 1 ? end - (off_t)(sizeof buf - 1) : 0;
+  ssize_t n = pread(fd, buf, sizeof buf - 1, start);
+  close(fd);
+  if (n <= 0) return NULL;
+  buf[n] = '\0';
+  while (n > 0 && buf[n - 1] == '\n') buf[--n] = '\0';
+  char *p = buf + n;
+  int seen = 0;
+  while (p > buf) {
+    if (p[-1] == '\n' && ++seen == lines) break;
+    p--;
+  }
+  return *p ? zorch__strdup(p) : NULL;
+}
+
+/* Spawn the process of command step i.  Not under the lock. */
+static int spawn_command(zorch__exec *x, uint32_t i, pid_t *pid_out, char **err) {
+  const zorch__pstep *s = &x->plan->steps[i];
+  xstep *xs = &x->xs[i];
+  *err = NULL;
+  /* stdout and stderr go to a pipe that the event loop copies into the step's
+   * log: a step that prints nothing costs no file at all */
+  int pfds[2];
+  if (pipe2(pfds, O_CLOEXEC) != 0) {
+    *err = zorch__asprintf("cannot create a pipe for the step's output: %s", strerror(errno));
+    return ZORCH_EIO;
+  }
+  fcntl(pfds[0], F_SETFL, O_NONBLOCK);
+  int logfd = pfds[1];
+  xs->outfd = pfds[0];
+  xs->logfd = -1;
+  zorch__strv extra = {0};
+  xs->scratch = calloc(s->n_outputs + 1, sizeof *xs->scratch);
+  int rc = xs->scratch ? zorch__command_env(&extra, x->store, x->plan, i, x->recs, xs->scratch)
+                       : zorch__error_oom();
   if (rc) {
     *err = zorch__asprintf("cannot prepare the step: %s", zorch_error_last()->message);
     close(logfd);
@@ -846,25 +927,9 @@ static int spawn_command(zorch__exec *x, uint32_t i, pid_t *pid_out, char **err)
 
 static char *log_tail(zorch__exec *x, uint32_t i, int lines) {
   char *lp = step_log_path(x, i);
-  if (!lp) return NULL;
-  int fd = open(lp, O_RDONLY | O_CLOEXEC);
+  char *t = lp ? zorch__file_tail(lp, lines) : NULL;
   free(lp);
-  if (fd < 0) return NULL;
-  char buf[2048];
-  off_t end = lseek(fd, 0, SEEK_END);
-  off_t start = end > (off_t)sizeof buf - 1 ? end - (off_t)(sizeof buf - 1) : 0;
-  ssize_t n = pread(fd, buf, sizeof buf - 1, start);
-  close(fd);
-  if (n <= 0) return NULL;
-  buf[n] = '\0';
-  while (n > 0 && buf[n - 1] == '\n') buf[--n] = '\0';
-  char *p = buf + n;
-  int seen = 0;
-  while (p > buf) {
-    if (p[-1] == '\n' && ++seen == lines) break;
-    p--;
-  }
-  return *p ? zorch__strdup(p) : NULL;
+  return t;
 }
 
 /* The process of command step i exited with wait status `status`.  Not under the lock. */
@@ -894,32 +959,7 @@ static void command_exited(zorch__exec *x, uint32_t i, int status) {
                           tail ? "; last lines of its log:\n" : "", tail ? tail : "");
     free(tail);
   } else {
-    ok = true;
-    for (uint32_t k = 0; k < s->n_outputs && ok; k++) {
-      struct stat st;
-      if (lstat(xs->scratch[k], &st) != 0) {
-        char *nm = env_name("ZORCH_OUTPUT_", s->outputs[k]);
-        err = zorch__asprintf("command exited 0 but did not write output '%s' (a file or "
-                              "directory at $%s)",
-                              s->outputs[k], nm ? nm : "ZORCH_OUTPUT_?");
-        free(nm);
-        ok = false;
-        break;
-      }
-      bool is_dir = false;
-      if (zorch__store_put_path(x->store, xs->scratch[k], true, outs[k].digest, &outs[k].size,
-                                &is_dir) != ZORCH_OK) {
-        err = zorch__asprintf("cannot store output '%s': %s", s->outputs[k],
-                              zorch_error_last()->message);
-        ok = false;
-        break;
-      }
-      outs[k].is_dir = is_dir;
-      outs[k].set = true;
-      outs[k].name = s->outputs[k];
-      free(xs->scratch[k]);
-      xs->scratch[k] = NULL;
-    }
+    ok = zorch__command_outputs(x->store, x->plan, i, xs->scratch, outs, &err);
   }
   free_scratch(xs, s->n_outputs, true);
   if (!ok && err) {
@@ -1010,6 +1050,10 @@ static int timers(zorch__exec *x) {
         kill(-xs->pid, SIGKILL);
         xs->deadline_ns = 0;
       }
+    } else if (x->remote) { /* launched elsewhere: the plugin stops it */
+      if (!xs->stop_requested) xs->timed_out = true;
+      queue_stop(x, i);
+      xs->deadline_ns = 0;
     } else { /* a function step: ask it to stop; it is failed when it returns */
       xs->timed_out = true;
       atomic_store(&xs->cancelled, 1);
@@ -1032,6 +1076,191 @@ static int timers(zorch__exec *x) {
   if (next == INT64_MAX) return -1;
   int64_t ms = (next - now + 999999) / 1000000;
   return ms > 60000 ? 60000 : (int)ms;
+}
+
+/* ---- remote steps: a plugin launches them elsewhere ------------------------------------ */
+
+static void remote_free(zorch__remote *rm) {
+  if (!rm) return;
+  if (rm->settings)
+    for (size_t i = 0; rm->settings[i]; i++) free(rm->settings[i]);
+  free(rm->settings);
+  free(rm->store_path);
+  free(rm);
+}
+
+/* The entrypoint command of step i: the deployment's template of its kind
+ * with {step} replaced.  Strings in *keep. */
+static int remote_argv(zorch__exec *x, uint32_t i, zorch__strv *keep) {
+  const zorch__pstep *s = &x->plan->steps[i];
+  json_t *tmpl = json_object_get(json_object_get(x->plan->doc, "entrypoint"),
+                                 s->kind == ZORCH__STEP_COMMAND ? "command" : "function");
+  if (!json_is_array(tmpl) || !json_array_size(tmpl))
+    return zorch__error_set(ZORCH_EINVALID, "the deployment has no %s entrypoint template",
+                            s->kind == ZORCH__STEP_COMMAND ? "command" : "function");
+  for (size_t a = 0; a < json_array_size(tmpl); a++) {
+    const char *t = json_string_value(json_array_get(tmpl, a));
+    if (!t) return zorch__error_set(ZORCH_EINVALID, "the deployment's entrypoint template is not an array of strings");
+    zorch__buf b = ZORCH__BUF_INIT;
+    for (const char *p = t; *p;) {
+      const char *q = strstr(p, "{step}");
+      if (!q) {
+        zorch__buf_puts(&b, p);
+        break;
+      }
+      zorch__buf_put(&b, p, (size_t)(q - p));
+      zorch__buf_puts(&b, s->name);
+      p = q + 6;
+    }
+    if (!b.data) zorch__buf_puts(&b, "");
+    int rc = b.data ? zorch__strv_push(keep, b.data) : zorch__error_oom();
+    zorch__buf_free(&b);
+    if (rc) return rc;
+  }
+  return ZORCH_OK;
+}
+
+/* Launch one attempt through the plugin.  Not under the lock. */
+static int remote_launch(zorch__exec *x, uint32_t i, uint32_t attempt, char **err) {
+  const zorch__pstep *s = &x->plan->steps[i];
+  zorch__strv argv = {0};
+  int rc = remote_argv(x, i, &argv);
+  /* the step entrypoint reads the records of earlier steps (cache hits are
+   * only in the journal) and writes its own: stale ones must not count */
+  if (!rc && x->journal) rc = zorch__journal_flush(x->journal);
+  char *rec = x->run_dir ? zorch__asprintf("%s/steps/%s.json", x->run_dir, s->name) : NULL;
+  if (rec) unlink(rec);
+  free(rec);
+  char *lp = step_log_path(x, i);
+  if (!rc && !argv.v) rc = zorch__error_oom(); /* argv.v is NULL-terminated */
+  if (rc) {
+    *err = zorch__asprintf("cannot launch the step: %s", zorch_error_last()->message);
+    zorch__strv_clear(&argv);
+    free(lp);
+    return rc;
+  }
+  static const char *no_env[1] = {NULL};
+  zorch_step_launch L = {
+      .version = ZORCH_STEP_LAUNCH_VERSION,
+      .executor = x,
+      .attempt_id = ((uint64_t)attempt << 32) | i,
+      .run_id = x->plan->run_id,
+      .run_name = x->plan->run_name,
+      .pipeline = x->plan->pipeline,
+      .step = s->name,
+      .kind = s->kind == ZORCH__STEP_COMMAND ? "command" : "function",
+      .attempt = attempt,
+      .argv = (const char *const *)argv.v,
+      .env = s->env ? (const char *const *)s->env : no_env,
+      .settings_json = x->remote->settings ? x->remote->settings[i] : "{}",
+      .image = s->image,
+      .log_path = lp,
+      .store_path = x->remote->store_path,
+  };
+  zorch_error_clear();
+  rc = x->remote->ops->launch(x->remote->data, &L);
+  if (rc) {
+    const char *m = zorch_error_last()->message;
+    *err = zorch__asprintf("cannot launch the step: %s", m && *m ? m : zorch_strerror(rc));
+    if (lp && *err) zorch__log_append(lp, "zorch: step failed: %s", *err);
+  }
+  zorch__strv_clear(&argv);
+  free(lp);
+  return rc;
+}
+
+/* Launch the queued steps and send the queued stops.  Lock held (dropped
+ * around each call into the plugin). */
+static void remote_launch_and_stop(zorch__exec *x) {
+  while (x->rq.len) {
+    uint32_t i = ring_pop(&x->rq);
+    xstep *xs = &x->xs[i];
+    if (xs->stop_requested) {
+      attempt_done(x, i, false, NULL, -1, NULL);
+      continue;
+    }
+    const zorch__pstep *s = &x->plan->steps[i];
+    uint32_t attempt = x->recs[i].attempts;
+    xs->started = true;
+    xs->stop_queued = false;
+    xs->deadline_ns = s->timeout > 0 ? zorch__mono_ns() + (int64_t)(s->timeout * 1e9) : 0;
+    pthread_mutex_unlock(&x->lock);
+    char *err = NULL;
+    int rc = remote_launch(x, i, attempt, &err);
+    pthread_mutex_lock(&x->lock);
+    if (rc) attempt_done(x, i, false, err, -1, NULL);
+  }
+  while (x->sq.len) {
+    uint32_t i = ring_pop(&x->sq);
+    xstep *xs = &x->xs[i];
+    if (!xs->stop_queued) continue;
+    xs->stop_queued = false;
+    if (!xs->started) continue; /* ended meanwhile */
+    uint64_t id = ((uint64_t)x->recs[i].attempts << 32) | i;
+    pthread_mutex_unlock(&x->lock);
+    x->remote->ops->stop(x->remote->data, x, id);
+    pthread_mutex_lock(&x->lock);
+  }
+}
+
+int zorch__exec_remote_done(zorch__exec *x, uint64_t attempt_id, int exit_code, const char *message) {
+  uint32_t i = (uint32_t)(attempt_id & 0xffffffffu), attempt = (uint32_t)(attempt_id >> 32);
+  pthread_mutex_lock(&x->lock);
+  bool live = x->remote && i < x->n && x->xs && x->xs[i].started &&
+              x->xs[i].active_slot != UINT32_MAX && x->recs[i].attempts == attempt;
+  bool timed_out = live && x->xs[i].timed_out, stopped = live && x->xs[i].stop_requested;
+  pthread_mutex_unlock(&x->lock);
+  if (!live)
+    return zorch__error_set(ZORCH_ENOTFOUND, "executor_step_done: no running attempt %u of step #%u",
+                            attempt, i);
+  const zorch__pstep *s = &x->plan->steps[i];
+  /* what the step entrypoint recorded: status, outputs, the command's exit */
+  zorch__step_rec *tmp = zorch__step_recs_new(x->plan);
+  char *rp = x->run_dir ? zorch__asprintf("%s/steps/%s.json", x->run_dir, s->name) : NULL;
+  char *text = NULL;
+  size_t tl = 0;
+  bool have = tmp && rp && zorch__read_file(rp, &text, &tl) == ZORCH_OK &&
+              zorch__step_rec_apply(x->plan, tmp, text, tl) == ZORCH_OK;
+  free(text);
+  free(rp);
+  zorch__step_rec *r = have ? &tmp[i] : NULL;
+  bool ok = false;
+  char *err = NULL;
+  int code = r && r->exit_code >= 0 ? r->exit_code : exit_code;
+  if (timed_out) {
+    err = zorch__asprintf("timed out after %g s", s->timeout);
+  } else if (stopped) {
+    err = NULL;
+  } else if (exit_code == 0) {
+    if (!r || r->status != ZORCH_STATUS_COMPLETED) {
+      err = zorch__asprintf("the step exited 0 but its entrypoint recorded %s (is the artifact "
+                            "store '%s' mounted at the same path where the step runs?)",
+                            r ? zorch_status_name(r->status) : "nothing",
+                            x->remote->store_path ? x->remote->store_path : "?");
+    } else {
+      ok = true;
+      for (uint32_t k = 0; k < s->n_outputs && ok; k++)
+        if (!r->outputs[k].set || !zorch__store_has(x->store, r->outputs[k].digest)) {
+          ok = false;
+          err = zorch__asprintf("output '%s' is not in the artifact store after the step", s->outputs[k]);
+        }
+    }
+  } else if (r && r->status == ZORCH_STATUS_FAILED && r->error) {
+    err = message && *message ? zorch__asprintf("%s; %s", r->error, message) : zorch__strdup(r->error);
+  } else {
+    err = message && *message ? zorch__strdup(message)
+                              : zorch__asprintf("the step process exited with status %d", exit_code);
+  }
+  pthread_mutex_lock(&x->lock);
+  /* still the same attempt? (a cancel may not end it twice) */
+  if (x->xs && x->xs[i].started && x->recs[i].attempts == attempt) {
+    attempt_done(x, i, ok, err, code, ok ? r->outputs : NULL);
+    err = NULL;
+  }
+  pthread_mutex_unlock(&x->lock);
+  free(err);
+  zorch__step_recs_free(tmp, x->n);
+  return ZORCH_OK;
 }
 
 static void finalize(zorch__exec *x) {
@@ -1090,10 +1319,11 @@ static void *loop_main(void *arg) {
       kill_active(x);
     }
     start_commands(x);
+    if (x->remote) remote_launch_and_stop(x);
     int timeout = timers(x);
     drain(x);
     if (x->sched_done) break;
-    if (x->cq.len) continue;
+    if (x->cq.len || x->rq.len || x->sq.len) continue;
     pthread_mutex_unlock(&x->lock);
     int n = epoll_wait(x->epfd, evs, 64, timeout);
     for (int e = 0; e < n; e++) {
@@ -1136,7 +1366,9 @@ static void *loop_main(void *arg) {
   free(x->cq.v);
   free(x->retry.v);
   free(x->work);
-  x->ready.v = x->fq.v = x->cq.v = x->retry.v = x->work = NULL;
+  free(x->rq.v);
+  free(x->sq.v);
+  x->ready.v = x->fq.v = x->cq.v = x->retry.v = x->work = x->rq.v = x->sq.v = NULL;
   int jrc = zorch__journal_close(x->journal);
   x->journal = NULL;
   zorch__cache_close(x->cache);
@@ -1171,6 +1403,9 @@ static void exec_destroy(zorch__exec *x) {
   free(x->cq.v);
   free(x->retry.v);
   free(x->work);
+  free(x->rq.v);
+  free(x->sq.v);
+  remote_free(x->remote);
   free(x->active);
   free(x->workers);
   free(x->run_dir);
@@ -1190,12 +1425,15 @@ int zorch__exec_start(zorch__exec **out, zorch__plan *plan, zorch__store *store,
   *out = NULL;
   zorch__exec *x = calloc(1, sizeof *x);
   if (!x) {
+    remote_free(opts->remote);
     zorch__plan_free(plan);
     return zorch__error_oom();
   }
   x->plan = plan;
   x->store = store;
   x->opts = *opts;
+  x->remote = opts->remote;
+  x->opts.remote = NULL;
   x->n = plan->n_steps;
   x->evfd = x->epfd = -1;
   pthread_mutex_init(&x->lock, NULL);
@@ -1209,7 +1447,8 @@ int zorch__exec_start(zorch__exec **out, zorch__plan *plan, zorch__store *store,
   x->work = malloc(x->n * sizeof *x->work);
   x->active = malloc(((x->max_parallel < x->n ? x->max_parallel : x->n) + 1) * sizeof *x->active);
   if (!x->recs || !x->xs || !x->work || !x->active || ring_init(&x->ready, x->n) ||
-      ring_init(&x->fq, x->n) || ring_init(&x->cq, x->n) || ring_init(&x->retry, x->n)) {
+      ring_init(&x->fq, x->n) || ring_init(&x->cq, x->n) || ring_init(&x->retry, x->n) ||
+      (x->remote && (ring_init(&x->rq, x->n) || ring_init(&x->sq, x->n)))) {
     rc = zorch__error_oom();
     goto fail;
   }
@@ -1220,7 +1459,7 @@ int zorch__exec_start(zorch__exec **out, zorch__plan *plan, zorch__store *store,
     x->xs[i].pidfd = -1;
     x->xs[i].outfd = -1;
     x->xs[i].logfd = -1;
-    if (plan->steps[i].kind == ZORCH__STEP_FUNCTION) {
+    if (plan->steps[i].kind == ZORCH__STEP_FUNCTION && !x->remote) {
       n_func++;
       if (!plan->steps[i].fn) {
         rc = zorch__error_set(ZORCH_EINVALID,

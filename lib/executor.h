@@ -5,6 +5,7 @@
 #include <stdatomic.h>
 
 #include "deployment.h"
+#include <zorch/plugin.h>
 #include "store.h"
 
 /** One output of a step as recorded. */
@@ -51,6 +52,15 @@ typedef struct zorch__exec zorch__exec;
 
 typedef void (*zorch__finish_cb)(int run_status, const char *message, void *payload);
 
+/** Remote steps: a plugin launches every step elsewhere (see
+ *  zorch_host.executor_start_remote). */
+typedef struct zorch__remote {
+  const zorch_step_launcher *ops;
+  void *data;
+  char **settings;                  /* per step: effective settings JSON (malloc'd) */
+  char *store_path;
+} zorch__remote;
+
 typedef struct zorch__exec_opts {
   uint32_t max_parallel;            /* 0: number of online CPUs */
   uint32_t flags;                   /* ZORCH_RUN_NO_CACHE, ZORCH_RUN_EPHEMERAL */
@@ -58,6 +68,7 @@ typedef struct zorch__exec_opts {
   void *progress_payload;
   zorch__finish_cb finish_cb;       /* called once, on the executor's thread, at the end */
   void *finish_payload;
+  zorch__remote *remote;            /* NULL: run steps here; else owned by the executor */
 } zorch__exec_opts;
 
 /** Start executing `plan` (ownership taken) against `store` (borrowed; must
@@ -66,6 +77,8 @@ int zorch__exec_start(zorch__exec **out, zorch__plan *plan, zorch__store *store,
                       const zorch__exec_opts *opts);
 /** ZORCH_OK once finished (records durable), ZORCH_ETIMEOUT otherwise. */
 int zorch__exec_wait(zorch__exec *x, int timeout_ms);
+/** A launched remote attempt ended (zorch_host.executor_step_done). */
+int zorch__exec_remote_done(zorch__exec *x, uint64_t attempt_id, int exit_code, const char *message);
 /** Request cancellation; async-signal-safe. */
 int zorch__exec_cancel(zorch__exec *x);
 /** Final run status (valid after wait returned ZORCH_OK) and its message. */
@@ -83,6 +96,18 @@ void zorch__exec_free(zorch__exec *x);
 /** The cache key of step i given its inputs' digests.  out: 64 hex. */
 void zorch__cache_key(const zorch__plan *plan, uint32_t i, const zorch__step_rec *recs,
                       char out[ZORCH__DIGEST_HEX]);
+
+/* ---- command steps, shared with the command-step entrypoint ---- */
+
+/** Push the ZORCH_* variables of command step i onto *extra; makes a scratch
+ *  path per output in scratch[] (n_outputs slots, zeroed). */
+int zorch__command_env(zorch__strv *extra, zorch__store *store, const zorch__plan *plan, uint32_t i,
+                       const zorch__step_rec *recs, char **scratch);
+/** Store the outputs written at the scratch paths into outs[]; false with *err. */
+bool zorch__command_outputs(zorch__store *store, const zorch__plan *plan, uint32_t i, char **scratch,
+                            zorch__output_rec *outs, char **err);
+/** The last `lines` lines of a text file (at most 2 KiB), or NULL. */
+char *zorch__file_tail(const char *path, int lines);
 
 /* ---- the step context of a function step (ctx.c) ---- */
 

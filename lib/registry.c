@@ -328,6 +328,8 @@ static plugin *plugin_add(zorch__registry *r, const zorch_plugin_desc *d, const 
   h->executor_wait = zorch__executor_wait_host;
   h->executor_cancel = zorch__executor_cancel_host;
   h->executor_release = zorch__executor_release_host;
+  h->executor_start_remote = zorch__executor_start_remote_host;
+  h->executor_step_done = zorch__executor_step_done_host;
   p->registrar.reg = r;
   p->registrar.p = p;
   return p;

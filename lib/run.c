@@ -234,6 +234,87 @@ int zorch__executor_start_host(void **out, zorch_submission *sub, const char *op
   return ZORCH_OK;
 }
 
+/* Each step's effective settings as JSON text, from the deployment document:
+ * the step's own "settings", else the defaults. */
+static char **step_settings(const char *deployment, const zorch__plan *plan) {
+  json_t *doc = deployment ? json_loads(deployment, 0, NULL) : NULL;
+  char **out = calloc(plan->n_steps + 1, sizeof *out);
+  if (!doc || !out) {
+    json_decref(doc);
+    free(out);
+    return NULL;
+  }
+  json_t *dflt = json_object_get(json_object_get(doc, "defaults"), "settings");
+  char *dtext = dflt ? json_dumps(dflt, JSON_COMPACT) : zorch__strdup("{}");
+  json_t *steps = json_object_get(doc, "steps");
+  for (uint32_t i = 0; i < plan->n_steps; i++) out[i] = NULL;
+  for (size_t k = 0; k < json_array_size(steps); k++) {
+    json_t *st = json_array_get(steps, k);
+    int64_t i = zorch__plan_find(plan, json_string_value(json_object_get(st, "name")) ?: "");
+    json_t *set = json_object_get(st, "settings");
+    if (i >= 0 && set) out[i] = json_dumps(set, JSON_COMPACT);
+  }
+  bool oom = !dtext;
+  for (uint32_t i = 0; i < plan->n_steps && !oom; i++)
+    if (!out[i] && !(out[i] = zorch__strdup(dtext))) oom = true;
+  free(dtext);
+  json_decref(doc);
+  if (oom) {
+    for (uint32_t i = 0; i < plan->n_steps; i++) free(out[i]);
+    free(out);
+    return NULL;
+  }
+  return out;
+}
+
+int zorch__executor_start_remote_host(void **out, zorch_submission *sub, const char *options_json,
+                                      const zorch_step_launcher *ops, void *data) {
+  if (!out || !sub || !ops || !ops->launch || !ops->stop)
+    return zorch__error_set(ZORCH_EINVALID, "executor_start_remote: NULL argument or launcher operation");
+  *out = NULL;
+  if (ops->version < 1)
+    return zorch__error_set(ZORCH_EVERSION, "executor_start_remote: launcher version %u is not supported",
+                            ops->version);
+  if (sub->run->flags & ZORCH_RUN_EPHEMERAL)
+    return zorch__error_set(ZORCH_EINVALID, "remote steps need the run's records: an ephemeral run cannot launch them");
+  zorch__exec_opts eo = sub->exec_opts;
+  if (options_json && *options_json) {
+    json_t *o = json_loads(options_json, 0, NULL);
+    json_t *mp = json_object_get(o, "max_parallel");
+    if (json_is_integer(mp) && json_integer_value(mp) > 0 && !eo.max_parallel)
+      eo.max_parallel = (uint32_t)json_integer_value(mp);
+    json_decref(o);
+  }
+  eo.finish_cb = exec_finished;
+  eo.finish_payload = sub;
+  zorch__remote *rm = calloc(1, sizeof *rm);
+  if (!rm) return zorch__error_oom();
+  rm->ops = ops;
+  rm->data = data;
+  rm->store_path = zorch__strdup(zorch__store_root(sub->run->store));
+  rm->settings = step_settings(deployment_text(sub->run), sub->run->plan);
+  if (!rm->settings || !rm->store_path) {
+    free(rm->store_path);
+    if (rm->settings)
+      for (size_t i = 0; rm->settings[i]; i++) free(rm->settings[i]);
+    free(rm->settings);
+    free(rm);
+    return zorch__error_set(ZORCH_ENOMEM, "cannot read the step settings of the deployment");
+  }
+  eo.remote = rm;
+  zorch__exec *x = NULL;
+  int rc = zorch__exec_start(&x, zorch__plan_ref(sub->run->plan), sub->run->store, &eo);
+  if (rc) return rc;
+  sub->exec = x;
+  *out = x;
+  return ZORCH_OK;
+}
+
+int zorch__executor_step_done_host(void *h, uint64_t attempt_id, int exit_code, const char *message) {
+  return h ? zorch__exec_remote_done(h, attempt_id, exit_code, message)
+           : zorch__error_set(ZORCH_EINVALID, "executor_step_done: no executor");
+}
+
 int zorch__executor_wait_host(void *h, int timeout_ms) {
   return h ? zorch__exec_wait(h, timeout_ms) : zorch__error_set(ZORCH_EINVALID, "no executor");
 }

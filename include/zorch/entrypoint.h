@@ -38,6 +38,19 @@ enum {
  *  run on remote flavors) and returns ZORCH_OK. */
 ZORCH_API int zorch_main(int argc, char **argv, zorch_build_cb build, void *payload);
 
+/** The command-step entrypoint, what `zorch step run` calls:
+ *
+ *     zorch step run --zorch-step NAME --zorch-deployment PATH --zorch-run ID
+ *
+ *  Loads the deployment from the artifact store, gives the step's command
+ *  its inputs (ZORCH_INPUT_<NAME>: paths in the store), scratch paths for
+ *  its outputs (ZORCH_OUTPUT_<NAME>), its params (ZORCH_PARAM_<NAME>) and
+ *  environment, runs it with this process's stdout and stderr, stores the
+ *  outputs it wrote, writes the step record and the cache entry.  SIGTERM
+ *  and SIGINT are passed on to the command.  Returns a ZORCH_EXIT_* code
+ *  (the command's own exit status is in the step record). */
+ZORCH_API int zorch_command_step_main(int argc, char **argv);
+
 ZORCH_END_DECLS
 
 #endif /* ZORCH_ENTRYPOINT_H */

@@ -32,7 +32,7 @@ extern "C" {
 #endif
 
 #define ZORCH_PLUGIN_ABI_MAJOR 1
-#define ZORCH_PLUGIN_ABI_MINOR 0
+#define ZORCH_PLUGIN_ABI_MINOR 1
 
 #if defined(__GNUC__) && __GNUC__ >= 4
 #define ZORCH_PLUGIN_EXPORT __attribute__((visibility("default")))
@@ -92,7 +92,54 @@ struct zorch_flavor_desc {
   void *reserved[8];
 };
 
-#define ZORCH_HOST_VERSION 1
+#define ZORCH_HOST_VERSION 2
+
+#define ZORCH_STEP_LAUNCH_VERSION 1
+
+/** One attempt of one step that the host asks a plugin to launch (host
+ *  version 2, see executor_start_remote).  Everything is borrowed and valid
+ *  only during the launch call: copy what you keep. */
+typedef struct zorch_step_launch {
+  uint32_t version;          /**< ZORCH_STEP_LAUNCH_VERSION */
+  void *executor;            /**< pass back to host->executor_step_done() */
+  uint64_t attempt_id;       /**< ditto: names this attempt of this step */
+  const char *run_id, *run_name, *pipeline;
+  const char *step;          /**< the step's name */
+  const char *kind;          /**< "function" or "command" */
+  uint32_t attempt;          /**< 1 for the first attempt, 2 for the first retry, ... */
+  /** The step entrypoint to run, NULL-terminated: for a function step the
+   *  host program with --zorch-step/--zorch-deployment/--zorch-run, for a
+   *  command step `zorch step run ...` (the deployment's templates). */
+  const char *const *argv;
+  /** The step's environment settings as "K=V", NULL-terminated. */
+  const char *const *env;
+  /** The step's effective settings as JSON: {"resources":{"cpu","memory",
+   *  "gpu","gpu_type"},"env":{},"retries":{},"timeout":s,"cache":b,
+   *  "image":str|null,"flavor":{"<flavor>":{...}}}. */
+  const char *settings_json;
+  const char *image;         /**< settings' image, or NULL */
+  /** The step's log file: append what the step prints here. */
+  const char *log_path;
+  /** Where the artifact store lives (mount it where the step runs). */
+  const char *store_path;
+} zorch_step_launch;
+
+#define ZORCH_STEP_LAUNCHER_VERSION 1
+
+/** What a plugin implements to launch steps elsewhere while the host's DAG
+ *  executor drives the run (host->executor_start_remote). */
+typedef struct zorch_step_launcher {
+  uint32_t version;          /**< ZORCH_STEP_LAUNCHER_VERSION */
+  /** Start one attempt; return quickly (do the waiting on your own thread)
+   *  and report its end once with host->executor_step_done().  A non-zero
+   *  return (with host->error_set()) fails the attempt at once, and then
+   *  executor_step_done must not be called for it.  Called from the
+   *  executor's thread, never with its lock held. */
+  int (*launch)(void *data, const zorch_step_launch *step);
+  /** Ask a launched attempt to stop (cancel, timeout, fail_fast).  Return
+   *  quickly; the attempt still ends with executor_step_done(). */
+  void (*stop)(void *data, void *executor, uint64_t attempt_id);
+} zorch_step_launcher;
 
 /** What the host offers a plugin.  One table per loaded plugin; pass it
  *  back as the first argument where asked.  Only append slots. */
@@ -129,6 +176,25 @@ struct zorch_host {
   int (*executor_wait)(void *handle, int timeout_ms);
   int (*executor_cancel)(void *handle);
   void (*executor_release)(void *handle);
+  /* ---- version 2 (ABI 1.1): check host->version >= 2 before use ---- */
+  /** Run the submission with libzorch's DAG executor while the plugin
+   *  LAUNCHES each step elsewhere (a container, a Pod).  The executor keeps
+   *  what it does for `local`: readiness, cache checks (a cache hit never
+   *  reaches the plugin), retries, timeouts, failure modes, cancel and the
+   *  run's records.  For each attempt it calls ops->launch(data, step); the
+   *  step entrypoint writes the step's record (runs/<run>/steps/<step>.json)
+   *  and outputs into the store, and the executor reads them when the plugin
+   *  reports the end.  `options_json` as for executor_start.  The handle
+   *  works with executor_wait/cancel/release; ops and data must stay valid
+   *  until executor_release. */
+  int (*executor_start_remote)(void **out, zorch_submission *sub, const char *options_json,
+                               const zorch_step_launcher *ops, void *data);
+  /** Report the end of a launched attempt: the step process's exit code (0:
+   *  success; the executor then checks the step record and the outputs) and
+   *  a message for a failure (exit code, reason, last log lines; may be
+   *  NULL).  Any thread.  ZORCH_ENOTFOUND for an unknown or ended attempt. */
+  int (*executor_step_done)(void *executor, uint64_t attempt_id, int exit_code,
+                            const char *message);
 };
 
 #define ZORCH_PLUGIN_DESC_VERSION 1

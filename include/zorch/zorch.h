@@ -10,5 +10,6 @@
 #include "step.h"
 #include "run.h"
 #include "entrypoint.h"
+#include "image.h"
 
 #endif /* ZORCH_H */

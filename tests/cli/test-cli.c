@@ -103,6 +103,21 @@ static char *write_file(const char *dir, const char *name, const char *text) {
   return path;
 }
 
+/* A whole file, or NULL when it cannot be read. */
+static char *read_whole(const char *path) {
+  FILE *f = fopen(path, "r");
+  if (!f) return NULL;
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *m = open_memstream(&buf, &len);
+  char chunk[4096];
+  size_t n;
+  while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) fwrite(chunk, 1, n, m);
+  fclose(f);
+  fclose(m);
+  return buf;
+}
+
 /* The run id printed by `pipeline run` ("Run: NAME (id ID)"). */
 static char *run_id_of(const char *out) {
   const char *p = strstr(out, "(id ");
@@ -200,9 +215,12 @@ START_TEST(test_unknown_command_and_option) {
                      "{}", "-c", "max_parallel=2", NULL);
   assert_has(out, "either --config or -c");
   free(out);
-  /* the hidden step entrypoint is not a command of this CLI (yet) */
+  /* the command-step entrypoint wants all three of its arguments */
   out = zorch_expect(2, home, "step", "run", NULL);
-  assert_has(out, "unknown command 'step'");
+  assert_has(out, "needs --zorch-step, --zorch-deployment and --zorch-run");
+  free(out);
+  out = zorch_expect(2, home, "step", "run", "--zorch-step", "x", "--zorch-run", NULL);
+  assert_has(out, "--zorch-run needs a value");
   free(out);
 }
 END_TEST
@@ -421,6 +439,75 @@ START_TEST(test_pipeline_run_and_inspect) {
   free(out);
   free(id);
   free(name);
+  free(spec);
+}
+END_TEST
+
+/* `zorch step run`: the entrypoint a container runs for one command step. */
+START_TEST(test_step_run_entrypoint) {
+  const char *home = zt_tmpdir();
+  char *spec = write_file(
+      zt_tmpdir(), "two.json",
+      "{\"zorch_pipeline\": 1, \"name\": \"two\", \"params\": {\"rows\": 7},\n"
+      " \"steps\": [\n"
+      "  {\"name\": \"make\", \"command\": [\"sh\", \"-c\", \"seq $ZORCH_PARAM_ROWS > "
+      "$ZORCH_OUTPUT_DATA; echo made $ZORCH_PARAM_ROWS\"], \"outputs\": [\"data\"], "
+      "\"params\": [\"rows\"]},\n"
+      "  {\"name\": \"count\", \"command\": [\"sh\", \"-c\", \"echo counted $(wc -l < "
+      "$ZORCH_INPUT_DATA) >&2; wc -l < $ZORCH_INPUT_DATA > $ZORCH_OUTPUT_N\"],\n"
+      "   \"inputs\": {\"data\": \"make.data\"}, \"outputs\": [\"n\"]},\n"
+      "  {\"name\": \"bad\", \"command\": [\"sh\", \"-c\", \"echo oops; exit 5\"], "
+      "\"after\": [\"make\"]}\n"
+      " ]}\n");
+  char *out = zorch_expect(1, home, "pipeline", "run", spec, NULL);
+  char *id = run_id_of(out);
+  free(out);
+  char *dep = NULL, *rec = NULL, *badrec = NULL;
+  if (asprintf(&dep, "%s/store/runs/%s/deployment.json", home, id) < 0 ||
+      asprintf(&rec, "%s/store/runs/%s/steps/count.json", home, id) < 0 ||
+      asprintf(&badrec, "%s/store/runs/%s/steps/bad.json", home, id) < 0)
+    abort();
+  /* count again, as a container would: inputs from the store, output stored */
+  out = zorch_expect(0, home, "step", "run", "--zorch-step", "count", "--zorch-deployment", dep,
+                     "--zorch-run", id, NULL);
+  assert_has(out, "counted 7");
+  free(out);
+  char *text = read_whole(rec);
+  ck_assert_msg(text != NULL, "no step record %s", rec);
+  assert_has(text, "\"step\":\"count\"");
+  assert_has(text, "\"status\":\"completed\"");
+  assert_has(text, "\"exit\":0");
+  assert_has(text, "\"name\":\"n\"");
+  assert_has(text, "\"cache_key\":");
+  free(text);
+  /* the run's own view agrees: the output is the one the local run made */
+  out = zorch_expect(0, home, "run", "show", id, NULL);
+  assert_line_has(out, "count", "completed");
+  free(out);
+  /* a failing command: exit 1, its status in the record, its output on stdout */
+  out = zorch_expect(1, home, "step", "run", "--zorch-step", "bad", "--zorch-deployment", dep,
+                     "--zorch-run", id, NULL);
+  assert_has(out, "oops");
+  assert_has(out, "exited with status 5");
+  free(out);
+  text = read_whole(badrec);
+  ck_assert_msg(text != NULL, "no step record %s", badrec);
+  assert_has(text, "\"status\":\"failed\"");
+  assert_has(text, "\"exit\":5");
+  free(text);
+  /* wrong run, unknown step: usage errors (2) naming what is wrong */
+  out = zorch_expect(2, home, "step", "run", "--zorch-step", "count", "--zorch-deployment", dep,
+                     "--zorch-run", "0123", NULL);
+  assert_has(out, "belongs to run");
+  free(out);
+  out = zorch_expect(2, home, "step", "run", "--zorch-step", "nope", "--zorch-deployment", dep,
+                     "--zorch-run", id, NULL);
+  assert_has(out, "has no step 'nope'");
+  free(out);
+  free(dep);
+  free(rec);
+  free(badrec);
+  free(id);
   free(spec);
 }
 END_TEST
@@ -775,6 +862,7 @@ Suite *cli_suite(void) {
   tcase_add_test(tc, test_bad_spec_is_rejected_precisely);
   tcase_add_test(tc, test_pipeline_run_and_inspect);
   tcase_add_test(tc, test_second_run_is_cached);
+  tcase_add_test(tc, test_step_run_entrypoint);
   tcase_add_test(tc, test_run_options);
   tcase_add_test(tc, test_failing_step_exits_1);
   tcase_add_test(tc, test_pipe_output_is_plain);

@@ -1,0 +1,123 @@
+#!/usr/bin/python3
+"""A small HTTP(S) server for the HTTP client's tests (tests/unit/test-http.c).
+
+Usage: http-fixture.py PORT_FILE [CERT KEY]
+Listens on 127.0.0.1 (a free port, written to PORT_FILE), with TLS when a
+certificate and key are given.  Endpoints:
+  GET  /json          200 {"ok": true, "auth": <Authorization header>, "x": <X-Test header>}
+  GET  /missing       404 {"message": "no such thing: missing"}
+  GET  /text-error    500 plain text (first line is the message)
+  GET  /flaky/ID      503 twice per ID, then 200 {"attempts": 3}
+  POST /flaky/ID      always 503 (a POST is not retried)
+  GET  /limited/ID    429 with Retry-After: 1 once per ID, then 200
+  POST /echo          200 echoing the JSON body under "got"
+  GET  /stream        200, five chunks "line N\n" 50 ms apart
+  GET  /forever       200, a chunk every 100 ms until the client goes away
+"""
+import json
+import os
+import ssl
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+counts = {}
+lock = threading.Lock()
+
+
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a):
+        pass
+
+    def send_json(self, code, obj, extra=None):
+        body = json.dumps(obj).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (extra or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def bump(self):
+        with lock:
+            counts[self.path] = counts.get(self.path, 0) + 1
+            return counts[self.path]
+
+    def chunk(self, data):
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    def do_GET(self):
+        p = self.path
+        if p == "/json":
+            self.send_json(200, {"ok": True, "auth": self.headers.get("Authorization"),
+                                 "x": self.headers.get("X-Test")})
+        elif p == "/missing":
+            self.send_json(404, {"message": "no such thing: missing"})
+        elif p == "/text-error":
+            body = b"plain failure here\nsecond line\n"
+            self.send_response(500)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        elif p.startswith("/flaky/"):
+            n = self.bump()
+            if n <= 2:
+                self.send_json(503, {"message": "busy %d" % n})
+            else:
+                self.send_json(200, {"attempts": n})
+        elif p.startswith("/limited/"):
+            n = self.bump()
+            if n == 1:
+                self.send_json(429, {"message": "slow down"}, {"Retry-After": "1"})
+            else:
+                self.send_json(200, {"attempts": n})
+        elif p in ("/stream", "/forever"):
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            try:
+                i = 0
+                while p == "/forever" or i < 5:
+                    self.chunk(b"line %d\n" % i)
+                    i += 1
+                    time.sleep(0.05 if p == "/stream" else 0.1)
+                self.wfile.write(b"0\r\n\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+        else:
+            self.send_json(404, {"message": "unknown path " + p})
+
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(n) if n else b""
+        if self.path.startswith("/flaky/"):
+            self.bump()
+            self.send_json(503, {"message": "busy"})
+        elif self.path == "/echo":
+            self.send_json(200, {"got": json.loads(body or b"null"),
+                                 "type": self.headers.get("Content-Type")})
+        elif self.path == "/count":
+            self.send_json(200, {"count": counts.get(self.headers.get("X-Path"), 0)})
+        else:
+            self.send_json(404, {"message": "unknown path"})
+
+
+def main():
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    if len(sys.argv) > 3:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(sys.argv[2], sys.argv[3])
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    tmp = sys.argv[1] + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(str(srv.server_address[1]))
+    os.rename(tmp, sys.argv[1])
+    srv.serve_forever()
+
+
+main()
