@@ -323,6 +323,13 @@ struct zorch__exec {
   bool loop_started;
   zorch__map *exe_cache;  /* argv[0] -> resolved path */
   zorch__strv exe_names;
+  /* A worker prepares the end record of a function step that succeeded
+   * (and appends its cache entry) before it takes the lock, so that two
+   * workers do that work in parallel; record() uses the line for that step
+   * within the same critical section. */
+  uint32_t pre_step;
+  const zorch__buf *pre_line;
+  bool pre_cache_done;
 };
 
 /* Set on an executor's event-loop thread: it needs no wake-up from itself,
@@ -344,6 +351,11 @@ static void progress(zorch__exec *x, uint32_t i, int status) {
 
 static void record(zorch__exec *x, uint32_t i) {
   if (!x->journal) return;
+  if (x->pre_line && x->pre_step == i) {
+    zorch__journal_append(x->journal, x->pre_line->data, x->pre_line->len);
+    x->pre_line = NULL;
+    return;
+  }
   zorch__buf b = ZORCH__BUF_INIT;
   if (zorch__step_rec_json(&b, x->plan, i, &x->recs[i]) == ZORCH_OK)
     zorch__journal_append(x->journal, b.data, b.len);
@@ -438,9 +450,11 @@ static void make_ready(zorch__exec *x, uint32_t i) {
   }
   if (x->stopping) return; /* left pending; marked when the run ends */
   const zorch__pstep *s = &x->plan->steps[i];
-  if (s->cache && x->cache) {
+  /* with the cache off the key is needed only for the records: a function
+   * step's worker computes it outside the lock (see ensure_cache_key) */
+  if (s->cache && x->cache && !(x->opts.flags & ZORCH_RUN_NO_CACHE)) {
     zorch__cache_key(x->plan, i, x->recs, r->cache_key);
-    if (!(x->opts.flags & ZORCH_RUN_NO_CACHE) && cache_hit(x, i)) {
+    if (cache_hit(x, i)) {
       r->started = r->finished = zorch__now();
       step_terminal(x, i, ZORCH_STATUS_CACHED);
       return;
@@ -552,6 +566,15 @@ char *zorch__outputs_json(const zorch__plan *plan, uint32_t i, const zorch__step
   return zorch__buf_detach(&b);
 }
 
+/* The cache key of step i, when the run records one and it is not made yet
+ * (with the cache off, make_ready leaves it to the end of the attempt).
+ * Lock held. */
+static void ensure_cache_key(zorch__exec *x, uint32_t i) {
+  zorch__step_rec *r = &x->recs[i];
+  if (x->cache && x->plan->steps[i].cache && !r->cache_key[0])
+    zorch__cache_key(x->plan, i, x->recs, r->cache_key);
+}
+
 /* An attempt ended.  `outs` holds the outputs on success.  Lock held. */
 static void attempt_done(zorch__exec *x, uint32_t i, bool ok, char *error, int exit_code,
                          const zorch__output_rec *outs) {
@@ -564,13 +587,15 @@ static void attempt_done(zorch__exec *x, uint32_t i, bool ok, char *error, int e
   xs->started = false;
   xs->killing = false;
   r->exit_code = exit_code;
-  r->finished = zorch__now();
+  bool prepared = x->pre_line && x->pre_step == i;
+  if (!prepared) r->finished = zorch__now(); /* else set by the worker, as in its line */
+  ensure_cache_key(x, i);
   if (ok) {
     for (uint32_t k = 0; k < s->n_outputs; k++) r->outputs[k] = outs[k];
     set_error(r, NULL);
     free(error);
     step_terminal(x, i, ZORCH_STATUS_COMPLETED);
-    if (x->cache && r->cache_key[0]) {
+    if (x->cache && r->cache_key[0] && !x->pre_cache_done) {
       char *oj = zorch__outputs_json(x->plan, i, r);
       if (oj) zorch__cache_append(x->cache, r->cache_key, oj); /* no step of this run looks it up */
       free(oj);
@@ -594,6 +619,8 @@ static void attempt_done(zorch__exec *x, uint32_t i, bool ok, char *error, int e
       step_failed_finally(x, i);
     }
   }
+  x->pre_line = NULL;
+  x->pre_cache_done = false;
   drain(x);
 }
 
@@ -611,9 +638,14 @@ static void run_function(zorch__exec *x, uint32_t i, uint32_t attempt) {
   } else {
     if (attempt > 1) zorch_ctx_log(&ctx, "--- zorch: attempt %u ---", attempt);
     int frc = s->fn(&ctx, s->payload);
-    pthread_mutex_lock(&x->lock);
-    bool timed_out = x->xs[i].timed_out, stopped = x->xs[i].stop_requested;
-    pthread_mutex_unlock(&x->lock);
+    /* the loop sets `cancelled` whenever it times a step out or stops it */
+    bool timed_out = false, stopped = false;
+    if (atomic_load(&x->xs[i].cancelled)) {
+      pthread_mutex_lock(&x->lock);
+      timed_out = x->xs[i].timed_out;
+      stopped = x->xs[i].stop_requested;
+      pthread_mutex_unlock(&x->lock);
+    }
     if (timed_out) {
       err = zorch__asprintf("timed out after %g s", s->timeout);
     } else if (stopped) {
@@ -623,9 +655,50 @@ static void run_function(zorch__exec *x, uint32_t i, uint32_t attempt) {
     }
     if (!ok && err) zorch_ctx_log(&ctx, "zorch: step failed: %s", err);
   }
+  /* Success: the end record and the cache entry are made here, outside the
+   * lock.  Nothing else writes this step's record while it runs, and its
+   * outputs are published already (the entry may name them). */
+  zorch__buf line = ZORCH__BUF_INIT;
+  bool cache_done = false;
+  double finished = 0;
+  char key[ZORCH__DIGEST_HEX] = "";
+  if (ok) {
+    const zorch__step_rec *r = &x->recs[i];
+    /* the key, when the run records one: made in make_ready, or here (its
+     * inputs are final); written to the record under the lock below */
+    if (r->cache_key[0]) memcpy(key, r->cache_key, sizeof key);
+    else if (x->cache && s->cache) zorch__cache_key(x->plan, i, x->recs, key);
+    if (x->cache && key[0]) {
+      zorch__step_rec tmp = *r;
+      tmp.outputs = ctx.outputs;
+      char *oj = zorch__outputs_json(x->plan, i, &tmp);
+      if (oj) zorch__cache_append(x->cache, key, oj);
+      free(oj);
+      cache_done = true;
+    }
+    if (x->journal) {
+      zorch__step_rec tmp = *r;
+      memcpy(tmp.cache_key, key, sizeof key);
+      tmp.status = ZORCH_STATUS_COMPLETED;
+      tmp.finished = zorch__now();
+      tmp.exit_code = -1;
+      tmp.error = NULL;
+      tmp.outputs = ctx.outputs;
+      finished = tmp.finished;
+      if (zorch__step_rec_json(&line, x->plan, i, &tmp) != ZORCH_OK) zorch__buf_free(&line);
+    }
+  }
   pthread_mutex_lock(&x->lock);
+  if (ok) {
+    x->pre_step = i;
+    x->pre_line = line.data ? &line : NULL;
+    x->pre_cache_done = cache_done;
+    if (x->pre_line) x->recs[i].finished = finished; /* the time the line says */
+    if (key[0]) memcpy(x->recs[i].cache_key, key, sizeof key);
+  }
   attempt_done(x, i, ok, err, -1, ok ? ctx.outputs : NULL);
   pthread_mutex_unlock(&x->lock);
+  zorch__buf_free(&line);
   if (rc == ZORCH_OK) zorch__ctx_cleanup(&ctx);
 }
 
@@ -1484,8 +1557,12 @@ int zorch__exec_start(zorch__exec **out, zorch__plan *plan, zorch__store *store,
   }
   /* The cache index is written without fsync: its entries name artifacts that
    * are already durable, and a lost entry only makes a step run again. */
-  rc = zorch__cache_open(&x->cache, store, plan->pipeline, false);
-  if (rc) goto fail;
+  /* An ephemeral run with the cache off neither reads nor writes the cache
+   * index: no cache key is computed at all. */
+  if (!(ephemeral && (opts->flags & ZORCH_RUN_NO_CACHE))) {
+    rc = zorch__cache_open(&x->cache, store, plan->pipeline, false);
+    if (rc) goto fail;
+  }
   x->exe_cache = zorch__map_new(8);
   if (!x->exe_cache) {
     rc = zorch__error_oom();

@@ -46,11 +46,14 @@ typedef enum zorch_failure_mode {
 
 /** Flags for zorch_run_options.flags. */
 enum {
-  /** Ignore the cache: run every step (results are still recorded in it). */
+  /** Ignore the cache: run every step (results are still recorded in it,
+   *  except by an ephemeral run). */
   ZORCH_RUN_NO_CACHE = 1u << 0,
   /** Ephemeral mode: keep run and step records in memory only (no journal,
-   *  no record files); artifacts are still stored.  For benchmarks and
-   *  throw-away runs; such a run cannot be opened later. */
+   *  no record files); artifacts are still stored.  With ZORCH_RUN_NO_CACHE
+   *  as well, the run neither reads nor writes the cache index and computes
+   *  no cache keys.  For benchmarks and throw-away runs; such a run cannot
+   *  be opened later. */
   ZORCH_RUN_EPHEMERAL = 1u << 1,
   /** While zorch_run_wait() blocks, turn SIGINT into zorch_run_cancel(). */
   ZORCH_RUN_HANDLE_SIGINT = 1u << 2

@@ -1,5 +1,7 @@
 /* Executor semantics: parallelism, data flow, failure modes, retries, timeouts, cancel. */
 #include <dirent.h>
+#include <math.h>
+#include <sys/stat.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -505,6 +507,98 @@ START_TEST(long_chain_and_wide_fan) {
 }
 END_TEST
 
+/* ---- records and the cache index with the cache off ---- */
+
+static int emit(zorch_step_ctx *ctx, void *payload) {
+  (void)payload;
+  return zorch_ctx_output(ctx, "o", "payload", 7);
+}
+
+static int pass_on(zorch_step_ctx *ctx, void *payload) {
+  (void)payload;
+  const void *d = NULL;
+  size_t n = 0;
+  int rc = zorch_ctx_input(ctx, "i", &d, &n);
+  if (rc) return rc;
+  return zorch_ctx_output(ctx, "o", d, n);
+}
+
+static off_t file_size(const char *path) {
+  struct stat sb;
+  return stat(path, &sb) == 0 ? sb.st_size : -1;
+}
+
+/* ZORCH_RUN_NO_CACHE runs every step but still records its cache key and
+ * its cache entry (so the next run can use them); the journal says what the
+ * executor's records say.  An ephemeral run with the cache off does not touch
+ * the cache index at all. */
+START_TEST(no_cache_still_records_keys_and_entries) {
+  zorch_pipeline *p = newp("nocache");
+  zorch_step *a, *b;
+  zt_ok(zorch_pipeline_add_function_step(&a, p, "a", emit, NULL));
+  zt_ok(zorch_step_add_output(a, "o"));
+  zt_ok(zorch_pipeline_add_function_step(&b, p, "b", pass_on, NULL));
+  zt_ok(zorch_step_add_input(b, "i", "a", "o"));
+  zt_ok(zorch_step_add_output(b, "o"));
+  zorch_step *c = cmd(p, "c", "true");
+  zt_ok(zorch_step_after(c, "b"));
+  fresh_store();
+  result r = run_pipeline(p, 0, 2, ZORCH_RUN_NO_CACHE, 0);
+  ck_assert_int_eq(r.status, ZORCH_STATUS_COMPLETED);
+  const zorch__plan *plan = zorch__exec_plan(r.x);
+  zorch__step_rec *cur = zorch__exec_snapshot(r.x);
+  zorch__step_rec *replayed = zorch__step_recs_new(plan);
+  char *run_dir = zorch__asprintf("%s/runs/%s", zorch__store_root(r.store), r.id);
+  zt_ok(zorch__step_recs_load(plan, replayed, run_dir));
+  char keys[3][ZORCH__DIGEST_HEX];
+  for (uint32_t i = 0; i < plan->n_steps; i++) {
+    ck_assert_int_eq(cur[i].status, ZORCH_STATUS_COMPLETED);
+    ck_assert_msg(zorch__is_digest(cur[i].cache_key), "step %s has no cache key", plan->steps[i].name);
+    memcpy(keys[i], cur[i].cache_key, ZORCH__DIGEST_HEX);
+    /* the journal holds the same end record */
+    ck_assert_int_eq(replayed[i].status, ZORCH_STATUS_COMPLETED);
+    ck_assert_str_eq(replayed[i].cache_key, cur[i].cache_key);
+    /* times are written with 6 decimals */
+    ck_assert_msg(fabs(replayed[i].finished - cur[i].finished) < 2e-6, "finished %.6f vs %.6f",
+                  replayed[i].finished, cur[i].finished);
+    ck_assert(fabs(replayed[i].started - cur[i].started) < 2e-6);
+    ck_assert(cur[i].finished >= cur[i].started);
+    for (uint32_t k = 0; k < plan->steps[i].n_outputs; k++)
+      ck_assert_str_eq(replayed[i].outputs[k].digest, cur[i].outputs[k].digest);
+  }
+  zorch__step_recs_free(cur, plan->n_steps);
+  zorch__step_recs_free(replayed, plan->n_steps);
+  free(run_dir);
+  zorch__exec_free(r.x);
+
+  /* the entries written with the cache off serve the next run */
+  r = run_pipeline(p, 0, 2, 0, 0);
+  ck_assert_int_eq(r.status, ZORCH_STATUS_COMPLETED);
+  const char *names[] = {"a", "b", "c"};
+  for (int k = 0; k < 3; k++) {
+    ck_assert_int_eq(rec(&r, names[k])->status, ZORCH_STATUS_CACHED);
+    int64_t i = zorch__plan_find(zorch__exec_plan(r.x), names[k]);
+    ck_assert_str_eq(rec(&r, names[k])->cache_key, keys[i]);
+  }
+  zorch__exec_free(r.x);
+
+  /* ephemeral and cache off: no key, and the index is left as it was */
+  char *index = zorch__asprintf("%s/cache/nocache.jsonl", zorch__store_root(r.store));
+  off_t before = file_size(index);
+  ck_assert_int_gt(before, 0);
+  r = run_pipeline(p, 0, 2, ZORCH_RUN_EPHEMERAL | ZORCH_RUN_NO_CACHE, 0);
+  ck_assert_int_eq(r.status, ZORCH_STATUS_COMPLETED);
+  for (int k = 0; k < 3; k++) {
+    ck_assert_int_eq(rec(&r, names[k])->status, ZORCH_STATUS_COMPLETED);
+    ck_assert_str_eq(rec(&r, names[k])->cache_key, "");
+  }
+  zorch__exec_free(r.x);
+  ck_assert_int_eq(file_size(index), before);
+  free(index);
+  zorch_pipeline_free(p);
+}
+END_TEST
+
 START_TEST(params_reach_command_steps_as_text) {
   zorch_pipeline *p = newp("params");
   zt_ok(zorch_pipeline_add_param(p, "rate", "0.1"));
@@ -538,6 +632,7 @@ Suite *executor_suite(void) {
   tcase_add_test(tc, stop_on_failure_lets_running_steps_finish);
   tcase_add_test(tc, fail_fast_stops_running_steps);
   tcase_add_test(tc, retries_with_delay_and_backoff);
+  tcase_add_test(tc, no_cache_still_records_keys_and_entries);
   tcase_add_test(tc, timeouts_kill_commands_and_stop_functions);
   tcase_add_test(tc, cancel_kills_processes_and_records_stopped);
   tcase_add_test(tc, missing_output_and_missing_program_fail_clearly);
