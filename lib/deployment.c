@@ -298,7 +298,14 @@ int zorch__deployment_compile(char **out, zorch__plan **plan_out, const zorch_pi
   put_json(&b, params);
   zorch__buf_puts(&b, ",\"entrypoint\":{\"function\":");
   zorch__buf json_prog = ZORCH__BUF_INIT;
-  zorch__buf_json_string(&json_prog, zorch__program_path());
+  if (p->entrypoint.n) {
+    for (size_t i = 0; i < p->entrypoint.n; i++) {
+      if (i) zorch__buf_put(&json_prog, ",", 1);
+      zorch__buf_json_string(&json_prog, p->entrypoint.v[i]);
+    }
+  } else {
+    zorch__buf_json_string(&json_prog, zorch__program_path());
+  }
   put_entrypoint(&b, json_prog.data, dep_path, info->run_id);
   zorch__buf_free(&json_prog);
   zorch__buf_puts(&b, ",\"command\":");

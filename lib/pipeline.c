@@ -147,12 +147,32 @@ void zorch_pipeline_free(zorch_pipeline *p) {
   free(p->steps);
   step_free(&p->defaults);
   zorch__kvs_free(&p->params);
+  zorch__strv_clear(&p->entrypoint);
   zorch__map_free(p->by_name);
   free(p->name);
   free(p);
 }
 
 const char *zorch_pipeline_name(const zorch_pipeline *p) { return p ? p->name : NULL; }
+
+int zorch_pipeline_set_entrypoint(zorch_pipeline *p, const char *const *argv) {
+  if (!p) return zorch__error_set(ZORCH_EINVALID, "zorch_pipeline_set_entrypoint: pipeline is NULL");
+  zorch__strv v = {0};
+  for (size_t i = 0; argv && argv[i]; i++) {
+    if (!argv[i][0] && i == 0) {
+      zorch__strv_clear(&v);
+      return zorch__error_set(ZORCH_EINVALID,
+                              "pipeline '%s': the entrypoint's program (argv[0]) is empty", p->name);
+    }
+    if (zorch__strv_push(&v, argv[i]) != ZORCH_OK) {
+      zorch__strv_clear(&v);
+      return ZORCH_ENOMEM;
+    }
+  }
+  zorch__strv_clear(&p->entrypoint);
+  p->entrypoint = v;
+  return ZORCH_OK;
+}
 
 /* Parse JSON text strictly (any value, not only objects or arrays). */
 static int check_json(const char *what, const char *name, const char *text) {

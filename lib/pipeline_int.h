@@ -79,6 +79,7 @@ struct zorch_pipeline {
   size_t n_steps, cap_steps;
   zorch__map *by_name;
   zorch_step defaults;
+  zorch__strv entrypoint; /* zorch_pipeline_set_entrypoint(); empty: the program itself */
 };
 
 /** Topological order of the steps (indices into pipeline->steps); validates.

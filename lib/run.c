@@ -399,10 +399,11 @@ int zorch_run_start(zorch_run **out, zorch_client *client, const zorch_pipeline 
   for (size_t i = 0; i < pipeline->n_steps; i++)
     if (pipeline->steps[i]->kind == ZORCH__STEP_FUNCTION) has_function = true;
   if (has_function && strcmp(stack.orchestrator_flavor, "local") != 0 &&
-      !atomic_load(&zorch__entrypoint_registered)) {
+      !pipeline->entrypoint.n && !atomic_load(&zorch__entrypoint_registered)) {
     rc = zorch__error_set(ZORCH_EINVALID,
                           "pipeline '%s' has function steps, which flavor '%s' runs by starting "
-                          "this program again as a step: call zorch_main() first in main()",
+                          "this program again as a step: call zorch_main() first in main() "
+                          "(or name the program with zorch_pipeline_set_entrypoint())",
                           pipeline->name, stack.orchestrator_flavor);
     zorch__stack_clear(&stack);
     return rc;

@@ -73,6 +73,18 @@ ZORCH_API size_t zorch_pipeline_step_count(const zorch_pipeline *pipeline);
  *  Inputs, outputs and params cannot be set on it.  Ownership: borrowed. */
 ZORCH_API zorch_step *zorch_pipeline_defaults(zorch_pipeline *pipeline);
 
+/** The command that starts this pipeline's program as one step, for
+ *  flavors that run function steps outside the calling process (see
+ *  entrypoint.h).  `argv` is NULL-terminated and copied; the flavor appends
+ *  "--zorch-step NAME --zorch-deployment URI --zorch-run ID" to it.  By
+ *  default the command is the running program's own path, which is right
+ *  for a compiled program that calls zorch_main(); an interpreter sets its
+ *  own (the Python binding: {"python3", "-m", "zorch", ...}).  A pipeline
+ *  with an entrypoint may run its function steps on any flavor without
+ *  zorch_main() having been called in this process.  NULL or an empty argv
+ *  restores the default.  Since ZORCH_1.1. */
+ZORCH_API int zorch_pipeline_set_entrypoint(zorch_pipeline *pipeline, const char *const *argv);
+
 /** Check the whole pipeline: every input wired to an existing output of an
  *  existing step, no step depending on itself, no cycle (the message names
  *  the steps in it, in order), every used param declared.  Returns

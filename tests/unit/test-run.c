@@ -222,6 +222,17 @@ START_TEST(remote_flavors_need_the_entrypoint_and_report_submit_errors) {
   /* this program never called zorch_main(): its function steps cannot run remotely */
   zt_assert_rc(zorch_run_start(&r, c, p, &o), ZORCH_EINVALID);
   zt_assert_msg_has("call zorch_main() first in main()");
+  /* a pipeline that names its own entrypoint (an interpreter's) passes that
+   * check and reaches the flavor */
+  const char *entry[] = {"python3", "-m", "zorch", NULL};
+  zt_ok(zorch_pipeline_set_entrypoint(p, entry));
+  zt_assert_rc(zorch_run_start(&r, c, p, &o), ZORCH_ENOTSUPPORTED);
+  zt_assert_msg_has("the fixture flavor runs nothing");
+  ck_assert_ptr_null(r);
+  /* and an empty argv restores the default: refused again */
+  const char *none[] = {NULL};
+  zt_ok(zorch_pipeline_set_entrypoint(p, none));
+  zt_assert_rc(zorch_run_start(&r, c, p, &o), ZORCH_EINVALID);
   zorch_pipeline_free(p);
   /* a command-only pipeline reaches the flavor, whose error is reported with its origin */
   zt_ok(zorch_pipeline_new(&p, "cmdonly"));
@@ -237,6 +248,33 @@ START_TEST(remote_flavors_need_the_entrypoint_and_report_submit_errors) {
 }
 END_TEST
 
+START_TEST(the_deployment_carries_the_pipeline_entrypoint) {
+  zorch_client *c = zt_client();
+  zorch_pipeline *p = build();
+  const char *entry[] = {"/usr/bin/python3", "-m", "zorch", "--zorch-module", "my app.py", NULL};
+  const char *empty_prog[] = {"", NULL};
+  zt_assert_rc(zorch_pipeline_set_entrypoint(p, empty_prog), ZORCH_EINVALID);
+  zt_assert_msg_has("argv[0]");
+  zt_ok(zorch_pipeline_set_entrypoint(p, entry));
+  zorch_run *r = NULL;
+  zt_ok(zorch_pipeline_run(&r, c, p, NULL));
+  const char *dep = zorch_run_deployment(r);
+  ck_assert_ptr_nonnull(dep);
+  char want[512];
+  snprintf(want, sizeof want,
+           "\"function\":[\"/usr/bin/python3\",\"-m\",\"zorch\",\"--zorch-module\",\"my app.py\","
+           "\"--zorch-step\",\"{step}\",\"--zorch-deployment\",\"%s/store/runs/%s/deployment.json\","
+           "\"--zorch-run\",\"%s\"]",
+           zorch_client_home(c), zorch_run_id(r), zorch_run_id(r));
+  ck_assert_msg(strstr(dep, want), "no %s in %s", want, dep);
+  /* command steps keep the zorch CLI as their entrypoint */
+  ck_assert_msg(strstr(dep, "\"command\":[\""), "%s", dep);
+  zorch_run_free(r);
+  zorch_pipeline_free(p);
+  zorch_client_free(c);
+}
+END_TEST
+
 Suite *run_suite(void) {
   Suite *s = suite_create("run");
   TCase *tc = tcase_create("api");
@@ -246,6 +284,7 @@ Suite *run_suite(void) {
   tcase_add_test(tc, sigint_cancels_and_records_stopped);
   tcase_add_test(tc, options_are_checked);
   tcase_add_test(tc, remote_flavors_need_the_entrypoint_and_report_submit_errors);
+  tcase_add_test(tc, the_deployment_carries_the_pipeline_entrypoint);
   suite_add_tcase(s, tc);
   return s;
 }
