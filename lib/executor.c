@@ -718,8 +718,11 @@ static void *worker_main(void *arg) {
       continue;
     }
     const zorch__pstep *s = &x->plan->steps[i];
-    if (s->timeout > 0) x->xs[i].deadline_ns = zorch__mono_ns() + (int64_t)(s->timeout * 1e9);
     x->xs[i].started = true;
+    if (s->timeout > 0) { /* the loop learns the deadline only now: wake it */
+      x->xs[i].deadline_ns = zorch__mono_ns() + (int64_t)(s->timeout * 1e9);
+      wake_loop(x);
+    }
     uint32_t attempt = x->recs[i].attempts;
     pthread_mutex_unlock(&x->lock);
     run_function(x, i, attempt);

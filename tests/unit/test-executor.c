@@ -374,6 +374,17 @@ START_TEST(timeouts_kill_commands_and_stop_functions) {
   ck_assert(strstr(rec(&r, "looper")->error, "timed out after 0.3 s"));
   zorch__exec_free(r.x);
   zorch_pipeline_free(p);
+
+  /* a function step alone: nothing else wakes the loop when its deadline is set */
+  p = newp("timeout_fn");
+  zt_ok(zorch_pipeline_add_function_step(&f, p, "looper", polite_loop, NULL));
+  zt_ok(zorch_step_set_timeout(f, 0.3));
+  r = run_pipeline(p, 0, 4, 0, 0);
+  ck_assert_int_eq(rec(&r, "looper")->status, ZORCH_STATUS_FAILED);
+  ck_assert_msg(r.wall < 3, "a lone function step's timeout took %.1f s", r.wall);
+  ck_assert(strstr(rec(&r, "looper")->error, "timed out after 0.3 s"));
+  zorch__exec_free(r.x);
+  zorch_pipeline_free(p);
 }
 END_TEST
 
