@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 import threading
+import weakref
 from ctypes import byref, c_size_t, c_void_p
 from dataclasses import dataclass
 
@@ -58,6 +59,8 @@ class Client:
                  log_level: int = 0):
         self._lock = threading.RLock()
         self._ptr = None
+        self._live_runs = 0        # zorch_client_free() only after every run is freed
+        self._close_pending = False
         L = lib()
         opts = ClientOptions()
         check(L.client_options_init(byref(opts), 1))
@@ -72,9 +75,23 @@ class Client:
     def close(self):
         """Free the client.  Runs opened from it keep it alive until they are freed."""
         with self._lock:
+            if self._live_runs > 0:
+                self._close_pending = True
+                return
             if self._ptr is not None and not sys.is_finalizing():
                 lib().client_free(self._ptr)
             self._ptr = None
+
+    def _run_opened(self):
+        with self._lock:
+            self._live_runs += 1
+
+    def _run_closed(self):
+        with self._lock:
+            self._live_runs -= 1
+            if self._live_runs == 0 and self._close_pending:
+                self._close_pending = False
+                self.close()
 
     def __del__(self):
         try:
@@ -203,7 +220,7 @@ class StepRun:
     def __init__(self, run: "Run", index: int):
         L = lib()
         p = run.handle
-        self.run = run
+        self._run = weakref.ref(run)
         self.index = index
         self.name = _dec(L.run_step_name(p, index))
         self.status = STATUS_NAMES[L.run_step_status(p, index)]
@@ -226,6 +243,13 @@ class StepRun:
         return f"<StepRun {self.name} {self.status}>"
 
     @property
+    def run(self) -> "Run":
+        run = self._run()
+        if run is None:
+            raise ValueError(f"the run of step '{self.name}' was freed: keep the Run object")
+        return run
+
+    @property
     def logs(self) -> str:
         return self.run.logs(self.name)
 
@@ -242,8 +266,10 @@ class Run:
     def __init__(self, client: Client, ptr: c_void_p):
         self.client = client  # keeps the client alive while the run lives
         self._ptr = ptr
+        client._run_opened()
         self._lock = threading.RLock()
         self._deployment = None
+        self._built = None
         self._snapshot()
 
     def _snapshot(self):
@@ -269,9 +295,13 @@ class Run:
 
     def close(self):
         with self._lock:
-            if self._ptr is not None and not sys.is_finalizing():
+            if self._ptr is None:
+                return
+            if not sys.is_finalizing():
                 lib().run_free(self._ptr)
             self._ptr = None
+            self._built = None  # the step payloads, only after the run is freed
+        self.client._run_closed()
 
     def __del__(self):
         try:

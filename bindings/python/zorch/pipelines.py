@@ -106,6 +106,8 @@ def _norm_settings(where: str, kw: dict) -> dict:
                 v = Resources(**v)
             elif not isinstance(v, Resources):
                 raise TypeError(f"{where}: resources must be a dict or zorch.Resources")
+            if v.memory is not None:
+                parse_memory(v.memory)  # refuse a bad size now, not when the run starts
             out["resources"] = v
         elif k == "image":
             out["image"] = str(v)
