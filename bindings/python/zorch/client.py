@@ -404,6 +404,7 @@ class Run:
             m = _mat.for_type(type)
         elif out_meta:
             m = _mat.by_id(out_meta["materializer"])
+            type = _BUILTIN_TYPES.get(out_meta.get("type"))
             if m.id == "pickle" and not _pickle_ok(out_meta.get("type", "")):
                 raise MaterializerError(
                     f"output '{name}' of step '{step}' is a pickled {out_meta.get('type')}: "
@@ -422,6 +423,9 @@ class Run:
 
     def cancel(self) -> None:
         check(lib().run_cancel(self.handle))
+
+
+_BUILTIN_TYPES = {f"builtins.{t.__name__}": t for t in (tuple, list, dict, bytearray)}
 
 
 def _pickle_ok(qualified: str) -> bool:

@@ -177,7 +177,7 @@ def _unannotated(t):
     return typing.get_args(t)[0] if typing.get_origin(t) is typing.Annotated else t
 
 
-def _output_specs(func, hints, overrides) -> list[OutputSpec]:
+def _output_specs(func, hints, overrides, resolve=True) -> list[OutputSpec]:
     ret = hints.get("return", inspect.Signature.empty)
     if ret is None or ret is type(None):
         items = []
@@ -199,8 +199,10 @@ def _output_specs(func, hints, overrides) -> list[OutputSpec]:
             m = overrides[name]
         elif overrides is not None and not isinstance(overrides, dict):
             m = overrides
-        else:
+        elif resolve:
             m = _mat.for_type(t)
+        else:
+            m = None  # looked up when the pipeline is built
         if isinstance(m, type):
             m = m()
             if not m.id:
@@ -420,7 +422,10 @@ class Step:
         except Exception:  # noqa: BLE001 - unresolvable forward references
             self.hints = dict(getattr(func, "__annotations__", {}))
         self._output_materializers = output_materializers
-        self.outputs = _output_specs(func, self.hints, output_materializers)
+        # output names now; materializers when a pipeline is built, so that
+        # register_materializer()/allow_pickle() may come after the decorator
+        self.outputs = _output_specs(func, self.hints, output_materializers, resolve=False)
+        self._resolved = None
         self.settings = _norm_settings(f"step '{self.name}'", settings)
         self._settings_kw = settings
         self._version = None
@@ -429,6 +434,12 @@ class Step:
         self.__name__ = getattr(func, "__name__", self.name)
         self.__qualname__ = getattr(func, "__qualname__", self.name)
         self.__module__ = getattr(func, "__module__", None)
+
+    def resolved_outputs(self) -> list[OutputSpec]:
+        """The outputs with their materializers (MaterializerError when a type has none)."""
+        if self._resolved is None:
+            self._resolved = _output_specs(self.func, self.hints, self._output_materializers)
+        return self._resolved
 
     def _is_context_arg(self, arg):
         return self.hints.get(arg) is StepContext
@@ -578,12 +589,19 @@ def _save_output(ctx, spec: OutputSpec, value):
         m.save(value, p.value.decode())
 
 
+def _producer_materializer(out: "StepOutput") -> _mat.Materializer:
+    for spec in out.invocation.step.resolved_outputs():
+        if spec.name == out.spec.name:
+            return spec.materializer
+    raise MaterializerError(f"step '{out.invocation.name}' has no output '{out.spec.name}'")
+
+
 def _execute(ctx, inv: _Invocation) -> None:
     step_ = inv.step
     values = {}
     for arg, (kind, what) in inv.bindings.items():
         if kind == "input":
-            meta = {"materializer": what.spec.materializer.id}
+            meta = {"materializer": _producer_materializer(what).id}
             ann = step_.hints.get(arg, inspect.Parameter.empty)
             values[arg] = _load_input(ctx, arg, meta, _unannotated(ann))
         elif kind == "param":
@@ -602,7 +620,7 @@ def _execute(ctx, inv: _Invocation) -> None:
             kwargs[p.name] = values.pop(p.name)
     kwargs.update(values)  # the rest go to **kwargs
     result = step_.func(*args, **kwargs)
-    outs = step_.outputs
+    outs = step_.resolved_outputs()
     if not outs:
         return
     if len(outs) == 1:
@@ -788,19 +806,20 @@ class Pipeline:
             sp = c_void_p()
             check(L.pipeline_add_function_step(byref(sp), ptr, inv.name.encode(), _trampoline,
                                                c_void_p(pid)))
+            outputs = inv.step.resolved_outputs()
             meta = {"function": inv.step.func.__qualname__,
                     "outputs": {o.name: {"materializer": o.materializer.id,
                                          "type": _mat.type_name(o.type)}
-                                for o in inv.step.outputs},
+                                for o in outputs},
                     "args": {}}
-            for o in inv.step.outputs:
+            for o in outputs:
                 check(L.step_add_output(sp, o.name.encode()))
             for arg, (kind, what) in sorted(inv.bindings.items()):
                 if kind == "input":
                     check(L.step_add_input(sp, arg.encode(), what.invocation.name.encode(),
                                            what.spec.name.encode()))
                     meta["args"][arg] = {"input": f"{what.invocation.name}.{what.spec.name}",
-                                         "materializer": what.spec.materializer.id}
+                                         "materializer": _producer_materializer(what).id}
                 elif kind == "param":
                     check(L.step_use_param(sp, what.encode()))
                     meta["args"][arg] = {"param": what}
