@@ -330,6 +330,9 @@ struct zorch__exec {
   uint32_t pre_step;
   const zorch__buf *pre_line;
   bool pre_cache_done;
+  char **env_base;           /* see step_env */
+  size_t n_env_base;
+  const char **env_base_of;
 };
 
 /* Set on an executor's event-loop thread: it needs no wake-up from itself,
@@ -916,6 +919,40 @@ char *zorch__file_tail(const char *path, int lines) {
   return *p ? zorch__strdup(p) : NULL;
 }
 
+/* The step's own variables followed by the inherited ones it does not
+ * override.  The environment of the steps that set none of their own (most)
+ * is merged once, when the run spawns its first process, and kept; other
+ * steps get a fresh array (the caller frees it when it is not x->env_base).
+ * NULL on OOM.  Loop thread only. */
+static char **step_env(zorch__exec *x, const zorch__pstep *s, size_t *n) {
+  if (x->env_base && x->env_base_of == s->env) {
+    *n = x->n_env_base;
+    return x->env_base;
+  }
+  size_t ne = 0, nown = 0;
+  while (environ[ne]) ne++;
+  while (s->env && s->env[nown]) nown++;
+  char **v = malloc((ne + nown + 1) * sizeof *v);
+  if (!v) return NULL;
+  size_t k = 0;
+  for (size_t q = 0; q < nown; q++) v[k++] = (char *)s->env[q];
+  for (size_t q = 0; q < ne; q++) {
+    size_t l = strcspn(environ[q], "=");
+    bool shadow = false;
+    for (size_t t = 0; t < nown && !shadow; t++)
+      shadow = !strncmp(s->env[t], environ[q], l) && s->env[t][l] == '=';
+    if (!shadow) v[k++] = environ[q];
+  }
+  v[k] = NULL;
+  *n = k;
+  if (!x->env_base && s->env == x->plan->defaults.env) {
+    x->env_base = v;
+    x->n_env_base = k;
+    x->env_base_of = s->env;
+  }
+  return v;
+}
+
 /* Spawn the process of command step i.  Not under the lock. */
 static int spawn_command(zorch__exec *x, uint32_t i, pid_t *pid_out, char **err) {
   const zorch__pstep *s = &x->plan->steps[i];
@@ -945,20 +982,36 @@ static int spawn_command(zorch__exec *x, uint32_t i, pid_t *pid_out, char **err)
     free_scratch(xs, s->n_outputs, true);
     return rc;
   }
-  /* environment: the step's own vars and zorch's override the inherited ones */
-  size_t ne = 0, nenv = 0;
-  while (environ[ne]) ne++;
-  while (s->env && s->env[nenv]) nenv++;
-  char **envp = calloc(ne + nenv + extra.n + 1, sizeof *envp);
+  /* environment: zorch's variables override the step's and the inherited
+   * ones (merged once per run, see step_env); all of zorch's start with
+   * ZORCH_, so only such inherited ones need a look */
+  size_t nbase = 0;
+  char **base = step_env(x, s, &nbase);
+  char **envp = base ? malloc((nbase + extra.n + 1) * sizeof *envp) : NULL;
   size_t k = 0;
-  for (size_t q = 0; q < extra.n; q++) envp[k++] = extra.v[q];
-  for (size_t q = 0; q < nenv; q++) envp[k++] = (char *)s->env[q];
-  for (size_t q = 0; q < ne; q++) {
-    size_t l = strcspn(environ[q], "=");
-    bool shadow = false;
-    for (size_t t = 0; t < k && !shadow; t++)
-      shadow = !strncmp(envp[t], environ[q], l) && envp[t][l] == '=';
-    if (!shadow) envp[k++] = environ[q];
+  if (envp) {
+    for (size_t q = 0; q < extra.n; q++) envp[k++] = extra.v[q];
+    for (size_t q = 0; q < nbase; q++) {
+      const char *e = base[q];
+      bool shadow = false;
+      if (!strncmp(e, "ZORCH_", 6)) {
+        size_t l = strcspn(e, "=");
+        for (size_t t = 0; t < extra.n && !shadow; t++)
+          shadow = !strncmp(extra.v[t], e, l) && extra.v[t][l] == '=';
+      }
+      if (!shadow) envp[k++] = (char *)e;
+    }
+    envp[k] = NULL;
+  }
+  if (base != x->env_base) free(base);
+  if (!envp) {
+    *err = zorch__asprintf("cannot prepare the step: out of memory");
+    close(logfd);
+    close(xs->outfd);
+    xs->outfd = -1;
+    zorch__strv_clear(&extra);
+    free_scratch(xs, s->n_outputs, true);
+    return ZORCH_ENOMEM;
   }
   posix_spawn_file_actions_t fa;
   posix_spawnattr_t attr;
@@ -1489,6 +1542,7 @@ static void exec_destroy(zorch__exec *x) {
   free(x->run_message);
   zorch__map_free(x->exe_cache);
   zorch__strv_clear(&x->exe_names);
+  free(x->env_base);
   zorch__plan_free(x->plan);
   pthread_mutex_destroy(&x->lock);
   pthread_cond_destroy(&x->work_cv);

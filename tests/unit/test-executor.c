@@ -610,6 +610,43 @@ START_TEST(no_cache_still_records_keys_and_entries) {
 }
 END_TEST
 
+/* What a command step sees: zorch's variables over the step's own and the
+ * pipeline defaults', those over the inherited environment. */
+START_TEST(command_step_environment) {
+  setenv("ZB_INHERITED", "outer", 1);
+  setenv("ZB_SHADOW", "outer", 1);
+  setenv("ZORCH_STEP_NAME", "inherited-wrong", 1);
+  zorch_pipeline *p = newp("envs");
+  zt_ok(zorch_step_set_env(zorch_pipeline_defaults(p), "ZB_SHADOW", "default"));
+  const char *script = "printf '%s|%s|%s|%s' \"$ZB_OWN\" \"$ZB_SHADOW\" \"$ZB_INHERITED\" "
+                       "\"$ZORCH_STEP_NAME\" > \"$ZORCH_OUTPUT_O\"";
+  /* in this order: the steps without variables of their own share one
+   * merged environment, which must not leak into the last one */
+  const char *names[] = {"plain1", "plain2", "own"};
+  const char *want[] = {"|default|outer|plain1", "|default|outer|plain2", "mine|default|outer|own"};
+  for (int k = 0; k < 3; k++) {
+    zorch_step *c = cmd(p, names[k], script);
+    zt_ok(zorch_step_add_output(c, "o"));
+    if (k == 2) zt_ok(zorch_step_set_env(c, "ZB_OWN", "mine"));
+    if (k > 0) zt_ok(zorch_step_after(c, names[k - 1]));
+  }
+  result r = run_pipeline(p, 0, 2, ZORCH_RUN_NO_CACHE, 0);
+  unsetenv("ZB_INHERITED");
+  unsetenv("ZB_SHADOW");
+  unsetenv("ZORCH_STEP_NAME");
+  ck_assert_int_eq(r.status, ZORCH_STATUS_COMPLETED);
+  for (int k = 0; k < 3; k++) {
+    char *ap = zorch__store_artifact_path(r.store, rec(&r, names[k])->outputs[0].digest), *text = NULL;
+    zt_ok(zorch__read_file(ap, &text, NULL));
+    ck_assert_str_eq(text, want[k]);
+    free(text);
+    free(ap);
+  }
+  zorch__exec_free(r.x);
+  zorch_pipeline_free(p);
+}
+END_TEST
+
 START_TEST(params_reach_command_steps_as_text) {
   zorch_pipeline *p = newp("params");
   zt_ok(zorch_pipeline_add_param(p, "rate", "0.1"));
@@ -644,6 +681,7 @@ Suite *executor_suite(void) {
   tcase_add_test(tc, fail_fast_stops_running_steps);
   tcase_add_test(tc, retries_with_delay_and_backoff);
   tcase_add_test(tc, no_cache_still_records_keys_and_entries);
+  tcase_add_test(tc, command_step_environment);
   tcase_add_test(tc, timeouts_kill_commands_and_stop_functions);
   tcase_add_test(tc, cancel_kills_processes_and_records_stopped);
   tcase_add_test(tc, missing_output_and_missing_program_fail_clearly);
