@@ -330,6 +330,7 @@ struct zorch__exec {
   uint32_t pre_step;
   const zorch__buf *pre_line;
   bool pre_cache_done;
+  int devnull;               /* stdin of command steps, -1 until the first */
   char **env_base;           /* see step_env */
   size_t n_env_base;
   const char **env_base_of;
@@ -1016,7 +1017,10 @@ static int spawn_command(zorch__exec *x, uint32_t i, pid_t *pid_out, char **err)
   posix_spawn_file_actions_t fa;
   posix_spawnattr_t attr;
   posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  /* stdin: /dev/null, opened once per run (no path lookup in every child) */
+  if (x->devnull < 0) x->devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (x->devnull >= 0) posix_spawn_file_actions_adddup2(&fa, x->devnull, 0);
+  else posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_adddup2(&fa, logfd, 1);
   posix_spawn_file_actions_adddup2(&fa, logfd, 2);
   posix_spawnattr_init(&attr);
@@ -1520,6 +1524,7 @@ static void *loop_main(void *arg) {
 static void exec_destroy(zorch__exec *x) {
   if (!x) return;
   if (x->evfd >= 0) close(x->evfd);
+  if (x->devnull >= 0) close(x->devnull);
   if (x->epfd >= 0) close(x->epfd);
   if (x->xs)
     for (uint32_t i = 0; i < x->n; i++) free_scratch(&x->xs[i], x->plan->steps[i].n_outputs, true);
@@ -1565,7 +1570,7 @@ int zorch__exec_start(zorch__exec **out, zorch__plan *plan, zorch__store *store,
   x->remote = opts->remote;
   x->opts.remote = NULL;
   x->n = plan->n_steps;
-  x->evfd = x->epfd = -1;
+  x->evfd = x->epfd = x->devnull = -1;
   pthread_mutex_init(&x->lock, NULL);
   pthread_cond_init(&x->work_cv, NULL);
   pthread_cond_init(&x->done_cv, NULL);

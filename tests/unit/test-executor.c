@@ -630,6 +630,10 @@ START_TEST(command_step_environment) {
     if (k == 2) zt_ok(zorch_step_set_env(c, "ZB_OWN", "mine"));
     if (k > 0) zt_ok(zorch_step_after(c, names[k - 1]));
   }
+  /* and stdin is /dev/null */
+  zorch_step *in = cmd(p, "stdin", "readlink /proc/$$/fd/0 | tr -d '\\n' > \"$ZORCH_OUTPUT_O\"");
+  zt_ok(zorch_step_add_output(in, "o"));
+  zt_ok(zorch_step_after(in, "own"));
   result r = run_pipeline(p, 0, 2, ZORCH_RUN_NO_CACHE, 0);
   unsetenv("ZB_INHERITED");
   unsetenv("ZB_SHADOW");
@@ -642,6 +646,11 @@ START_TEST(command_step_environment) {
     free(text);
     free(ap);
   }
+  char *ap = zorch__store_artifact_path(r.store, rec(&r, "stdin")->outputs[0].digest), *text = NULL;
+  zt_ok(zorch__read_file(ap, &text, NULL));
+  ck_assert_str_eq(text, "/dev/null");
+  free(text);
+  free(ap);
   zorch__exec_free(r.x);
   zorch_pipeline_free(p);
 }
