@@ -22,17 +22,10 @@ if [[ ! -r $data ]] || ! "$py" -c 'import sklearn, numpy' 2>/dev/null; then
   exit 77
 fi
 
-home=$(mktemp -d "${TMPDIR:-/tmp}/zorch-iris-py-test.XXXXXX")
-trap 'rm -rf "$home"' EXIT
-export ZORCH_HOME=$home
-unset XDG_DATA_HOME
-
-fail=0
-check() { # check DESCRIPTION COMMAND...
-  if "${@:2}"; then echo "ok: $1"; else echo "FAIL: $1"; fail=1; fi
-}
+# shellcheck source=examples/test-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../test-lib.sh"
+example_home iris-py-test
 statuses() { awk '$1 ~ /^(load|split|scale|train|evaluate)$/ { printf "%s %s ", $1, $2 }' "$1"; }
-accuracy() { sed -n 's/^test accuracy: \([0-9.]*\).*/\1/p' "$1"; }
 
 for run in 1 2; do
   out=$home/run$run.out
