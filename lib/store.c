@@ -15,10 +15,11 @@
  *   Readers therefore see either nothing or a complete artifact, after kill -9
  *   as after power loss.  A single file artifact is always 0444: its digest
  *   covers the content only, so the executable bit cannot be part of it.
- *   A file copy is made in the kernel (copy_file_range, falling back to a
- *   read/write loop) with writeback started every 8 MiB (sync_file_range),
- *   then the copy itself is hashed while the disk writes it, so the final
- *   fsync is short and the digest is of the stored bytes; a tree starts writeback of all its files before it
+ *   A file copy is read into a ring of buffers and written out, with
+ *   writeback started every 8 MiB (sync_file_range), while a second thread
+ *   hashes each buffer once it is written (copy_and_hash): every byte is
+ *   read once, the final fsync is short and the digest is of the stored
+ *   bytes; a tree starts writeback of all its files before it
  *   fsyncs them one by one, so that few journal commits cover them all.
  *   take=true of a file with other hard links copies it (another name could
  *   change it later); take=true across filesystems falls back to a copy.
@@ -436,118 +437,127 @@ int zorch__store_put_bytes(zorch__store *st, const void *data, size_t len,
   return rc;
 }
 
-/* Hashing a copy while it is being made: the copier publishes how many bytes
- * exist, a hasher thread reads them back from the page cache behind it. */
+/* A file copy hashed by a second thread: the copier reads the source into
+ * one of RING buffers and writes it out, the hasher hashes the same buffer
+ * and hands it back.  The digest is therefore of exactly the bytes written,
+ * even if the source changes meanwhile; no byte is read twice (the copier's
+ * read and write are the only copies, the hasher only hashes), and copying,
+ * hashing and the disk all overlap. */
+enum { RING = 8, RING_BUF = 2u << 20 };
+#define STREAM_MIN (64u << 20) /* files from this size on stream (see copy_and_hash) */
+
 typedef struct {
   pthread_mutex_t mu;
   pthread_cond_t cv;
-  uint64_t copied;  /* bytes in the copy so far */
-  bool done;        /* the copier finished (or failed) */
-  int rd;           /* read descriptor of the copy */
-  unsigned char *buf;
+  unsigned char *buf[RING];
+  size_t len[RING];
+  uint64_t filled;  /* buffers handed to the hasher so far */
+  uint64_t hashed;  /* buffers the hasher gave back */
+  bool done;        /* the copier will hand over no more */
   zorch__sha256 *h;
-  uint64_t hashed;
-  int err;          /* errno of a failed read */
-} copy_hash;
+} copy_ring;
 
-static void *hash_behind(void *arg) {
-  copy_hash *c = arg;
+static void *ring_hasher(void *arg) {
+  copy_ring *c = arg;
+  pthread_mutex_lock(&c->mu);
   for (;;) {
-    pthread_mutex_lock(&c->mu);
-    while (c->hashed == c->copied && !c->done) pthread_cond_wait(&c->cv, &c->mu);
-    uint64_t avail = c->copied - c->hashed;
-    bool done = c->done;
+    while (c->hashed == c->filled && !c->done) pthread_cond_wait(&c->cv, &c->mu);
+    if (c->hashed == c->filled) break;
+    unsigned slot = (unsigned)(c->hashed % RING);
     pthread_mutex_unlock(&c->mu);
-    if (avail == 0 && done) break;
-    while (avail > 0) {
-      size_t want = avail > ZORCH__IO_BUF ? ZORCH__IO_BUF : (size_t)avail;
-      ssize_t r = pread(c->rd, c->buf, want, (off_t)c->hashed);
-      if (r < 0 && errno == EINTR) continue;
-      if (r <= 0) {
-        c->err = r < 0 ? errno : EIO;
-        return NULL;
-      }
-      zorch__sha256_update(c->h, c->buf, (size_t)r);
-      c->hashed += (uint64_t)r;
-      avail -= (uint64_t)r;
-    }
+    zorch__sha256_update(c->h, c->buf[slot], c->len[slot]);
+    pthread_mutex_lock(&c->mu);
+    c->hashed++;
+    pthread_cond_broadcast(&c->cv);
   }
+  pthread_mutex_unlock(&c->mu);
   return NULL;
 }
 
-/* Copy `in` into `out` in the kernel (copy_file_range: no pass through user
- * memory), starting writeback as it goes, while a second thread hashes the
- * copy right behind it: the digest is of the bytes we stored even if the
- * source changes meanwhile, and copying, hashing and the disk all overlap.
- * Returns 1 (nothing done) where the kernel cannot copy between these
- * files; the caller then streams. */
-static int copy_then_hash(int in, const char *in_path, int out, const char *out_path,
-                          unsigned char *buf, char digest[ZORCH__DIGEST_HEX], uint64_t *size) {
-  const size_t chunk = 8u << 20;
-  ssize_t n;
-  /* the first chunk decides whether the kernel can copy at all */
-  while ((n = copy_file_range(in, NULL, out, NULL, chunk, 0)) < 0 && errno == EINTR) {
-  }
-  if (n < 0) {
-    if (errno == EXDEV || errno == ENOSYS || errno == EINVAL || errno == EOPNOTSUPP ||
-        errno == EBADF)
-      return 1;
-    return zorch__error_errno(ZORCH_EIO, errno, "cannot copy '%s' to '%s'", in_path, out_path);
-  }
-  copy_hash c;
+/* Copy `in` to `out` while a second thread hashes what was written.  Starts
+ * writeback of every 8 MiB written.  Returns 1 (nothing done) when it cannot
+ * set up its buffers or thread; the caller then streams in one thread. */
+static int copy_and_hash(int in, const char *in_path, int out, const char *out_path,
+                         char digest[ZORCH__DIGEST_HEX], uint64_t *size) {
+  copy_ring c;
   memset(&c, 0, sizeof c);
+  unsigned char *mem = malloc((size_t)RING * RING_BUF);
+  c.h = mem ? zorch__sha256_new() : NULL;
+  if (!c.h) {
+    free(mem);
+    return 1;
+  }
+  for (unsigned k = 0; k < RING; k++) c.buf[k] = mem + (size_t)k * RING_BUF;
   pthread_mutex_init(&c.mu, NULL);
   pthread_cond_init(&c.cv, NULL);
-  c.buf = buf;
-  c.copied = (uint64_t)n;
-  c.done = n == 0;
-  c.rd = open(out_path, O_RDONLY | O_CLOEXEC);
-  c.h = zorch__sha256_new();
-  int rc = ZORCH_OK;
   pthread_t t;
-  bool threaded = false;
-  if (c.rd < 0) {
-    rc = zorch__error_errno(ZORCH_EIO, errno, "cannot reopen '%s'", out_path);
-  } else if (!c.h) {
-    rc = zorch__error_oom();
-  } else {
-    threaded = pthread_create(&t, NULL, hash_behind, &c) == 0;
-    if (!threaded) hash_behind(&c); /* no thread: hash what exists, then the rest below */
+  if (pthread_create(&t, NULL, ring_hasher, &c) != 0) {
+    pthread_mutex_destroy(&c.mu);
+    pthread_cond_destroy(&c.cv);
+    zorch__sha256_final_hex(c.h, digest);
+    free(mem);
+    return 1;
   }
-  if (n > 0) (void)sync_file_range(out, 0, n, SYNC_FILE_RANGE_WRITE);
-  uint64_t total = (uint64_t)n;
-  while (!rc && n > 0) {
-    n = copy_file_range(in, NULL, out, NULL, chunk, 0);
-    if (n < 0) {
-      if (errno == EINTR) {
-        n = 1;
-        continue;
-      }
-      rc = zorch__error_errno(ZORCH_EIO, errno, "cannot copy '%s' to '%s'", in_path, out_path);
-      break;
-    }
-    if (n == 0) break;
-    (void)sync_file_range(out, (off_t)total, (off_t)n, SYNC_FILE_RANGE_WRITE);
-    total += (uint64_t)n;
+  (void)posix_fadvise(in, 0, 0, POSIX_FADV_SEQUENTIAL);
+  /* A big file streams through the page cache: once a chunk is on the disk
+   * its pages are dropped, so the copy reuses a few MiB of recently freed
+   * memory instead of claiming a fresh page for every byte (on a VM, a page
+   * the guest has not touched lately costs a trip to the host).  Readers of
+   * the artifact read it from the disk. */
+  struct stat sb;
+  bool stream = fstat(in, &sb) == 0 && sb.st_size >= (off_t)STREAM_MIN;
+  const uint64_t wb_chunk = 8u << 20;
+  uint64_t total = 0, wb_done = 0, dropped = 0;
+  int rc = ZORCH_OK;
+  for (;;) {
     pthread_mutex_lock(&c.mu);
-    c.copied = total;
-    pthread_cond_signal(&c.cv);
+    while (c.filled - c.hashed == RING) pthread_cond_wait(&c.cv, &c.mu);
+    unsigned slot = (unsigned)(c.filled % RING);
     pthread_mutex_unlock(&c.mu);
-    if (!threaded) hash_behind(&c);
+    size_t got = 0;
+    while (got < RING_BUF) {
+      ssize_t r = read_some(in, c.buf[slot] + got, RING_BUF - got);
+      if (r < 0) {
+        rc = zorch__error_errno(ZORCH_EIO, errno, "cannot read '%s'", in_path);
+        break;
+      }
+      if (r == 0) break;
+      got += (size_t)r;
+    }
+    if (rc || got == 0) break;
+    if ((rc = write_all(out, c.buf[slot], got, out_path))) break;
+    total += got;
+    if (total - wb_done >= wb_chunk) {
+      /* start writeback now: the disk works while we copy and hash, and
+       * the final fsync has little left to do */
+      (void)sync_file_range(out, (off_t)wb_done, (off_t)(total - wb_done), SYNC_FILE_RANGE_WRITE);
+      wb_done = total;
+      /* two chunks behind: wait for it to reach the disk, then drop it */
+      if (stream && wb_done >= dropped + 3 * wb_chunk) {
+        uint64_t len = wb_done - 2 * wb_chunk - dropped;
+        (void)sync_file_range(out, (off_t)dropped, (off_t)len,
+                              SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                                  SYNC_FILE_RANGE_WAIT_AFTER);
+        (void)posix_fadvise(out, (off_t)dropped, (off_t)len, POSIX_FADV_DONTNEED);
+        dropped += len;
+      }
+    }
+    pthread_mutex_lock(&c.mu);
+    c.len[slot] = got;
+    c.filled++;
+    pthread_cond_broadcast(&c.cv);
+    pthread_mutex_unlock(&c.mu);
+    if (got < RING_BUF) break; /* end of file */
   }
   pthread_mutex_lock(&c.mu);
   c.done = true;
-  pthread_cond_signal(&c.cv);
+  pthread_cond_broadcast(&c.cv);
   pthread_mutex_unlock(&c.mu);
-  if (threaded) pthread_join(t, NULL);
-  else if (c.h && c.rd >= 0) hash_behind(&c);
-  if (c.h) zorch__sha256_final_hex(c.h, digest);
-  if (c.rd >= 0) close(c.rd);
-  if (!rc && c.err) rc = zorch__error_errno(ZORCH_EIO, c.err, "cannot read back '%s'", out_path);
-  if (!rc && c.hashed != total)
-    rc = zorch__error_set(ZORCH_EIO, "'%s' changed size while it was stored", out_path);
+  pthread_join(t, NULL);
+  zorch__sha256_final_hex(c.h, digest);
   pthread_mutex_destroy(&c.mu);
   pthread_cond_destroy(&c.cv);
+  free(mem);
   if (size) *size = total;
   return rc;
 }
@@ -567,8 +577,8 @@ static int put_file_copy(zorch__store *st, const char *path, unsigned char *buf,
     close(in);
     return rc;
   }
-  rc = copy_then_hash(in, path, out, tmp, buf, digest, size);
-  if (rc == 1) rc = stream_hash(in, path, out, tmp, buf, digest, size); /* no kernel copy here */
+  rc = copy_and_hash(in, path, out, tmp, digest, size);
+  if (rc == 1) rc = stream_hash(in, path, out, tmp, buf, digest, size); /* one thread */
   close(in);
   int k = rc ? 0 : exists_as(st, digest, false);
   if (rc || k != 0) {
