@@ -93,7 +93,7 @@ static void forward_signal(int sig) {
  * (which the flavor collects into the step log). */
 static bool run_command(zorch__store *st, const zorch__plan *plan, uint32_t i,
                         const zorch__step_rec *recs, zorch__output_rec *outs, int *exit_code,
-                        char **err) {
+                        int *signal_no, char **err) {
   const zorch__pstep *s = &plan->steps[i];
   zorch__strv extra = {0};
   char **scratch = calloc(s->n_outputs + 1, sizeof *scratch);
@@ -110,7 +110,11 @@ static bool run_command(zorch__store *st, const zorch__plan *plan, uint32_t i,
     int src = posix_spawnp(&pid, s->argv[0], NULL, NULL, (char *const *)s->argv, environ);
     if (src != 0) {
       *exit_code = 127;
-      *err = zorch__asprintf("cannot run command '%s': %s", s->argv[0], strerror(src));
+      const char *path = getenv("PATH");
+      *err = zorch__asprintf("cannot run command '%s': %s%s%s%s", s->argv[0], strerror(src),
+                             strchr(s->argv[0], '/') ? "" : " (looked in PATH=",
+                             strchr(s->argv[0], '/') ? "" : path ? path : "(unset)",
+                             strchr(s->argv[0], '/') ? "" : "; in a container, the image must hold it)");
     } else {
       child_pid = pid;
       struct sigaction sa = {.sa_handler = forward_signal};
@@ -122,6 +126,7 @@ static bool run_command(zorch__store *st, const zorch__plan *plan, uint32_t i,
       }
       child_pid = 0;
       *exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      if (WIFSIGNALED(status)) *signal_no = WTERMSIG(status);
       if (WIFSIGNALED(status))
         *err = zorch__asprintf("command '%s' was killed by signal %d (%s)", s->argv[0],
                                WTERMSIG(status), strsignal(WTERMSIG(status)));
@@ -241,9 +246,10 @@ static int run_step(const char *dep_path, const char *run_id, const char *step,
   zorch_step_ctx ctx;
   char *err = NULL;
   bool ok = false;
+  int killed_by = 0;
   if (!build) {
     int code = -1;
-    ok = run_command(st, plan, (uint32_t)i, recs, r->outputs, &code, &err);
+    ok = run_command(st, plan, (uint32_t)i, recs, r->outputs, &code, &killed_by, &err);
     r->exit_code = code;
   } else if (zorch__ctx_init(&ctx, st, plan, (uint32_t)i, r->attempts, recs, &cancelled, run_dir) != ZORCH_OK) {
     err = zorch__strdup(zorch_error_last()->message);
@@ -276,7 +282,9 @@ static int run_step(const char *dep_path, const char *run_id, const char *step,
       zorch__cache_close(cache);
     }
   }
-  exit_code = ok ? ZORCH_EXIT_OK : ZORCH_EXIT_STEP_FAILED;
+  /* a command killed by a signal: exit as a shell would (128 + signal), so
+   * that the flavor sees e.g. 137 for the OOM killer's SIGKILL */
+  exit_code = ok ? ZORCH_EXIT_OK : killed_by ? 128 + killed_by : ZORCH_EXIT_STEP_FAILED;
 out:
   free(text);
   if (recs) zorch__step_recs_free(recs, plan->n_steps);

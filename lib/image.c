@@ -23,7 +23,8 @@ int zorch_image_build(const char *name, const zorch_image_options *opts, char **
   if (!opts->no_zorch && !rc) {
     /* the command-step entrypoint and the flavors it may load */
     const char *zc = getenv("ZORCH_COMMAND");
-    zcmd = zc && *zc ? zorch__strdup(zc) : zorch__asprintf("%s/zorch", ZORCH_BINDIR);
+    zcmd = zc && *zc ? (zc[0] == '/' ? zorch__strdup(zc) : realpath(zc, NULL))
+                     : zorch__asprintf("%s/zorch", ZORCH_BINDIR);
     if (zcmd && access(zcmd, X_OK) == 0 && strcmp(zcmd, prog) != 0) rc = zorch__strv_push(&progs, zcmd);
     const char *pp = getenv("ZORCH_PLUGIN_PATH");
     char *ppc = pp ? zorch__strdup(pp) : NULL;

@@ -444,7 +444,11 @@ int zorch_run_start(zorch_run **out, zorch_client *client, const zorch_pipeline 
   sub->pipeline = pipeline;
   sub->config = zorch__strdup(stack.orchestrator_config ? stack.orchestrator_config : "{}");
   const char *zc = zorch__getenv(client, "ZORCH_COMMAND");
-  sub->zorch_command = zc && *zc ? zorch__strdup(zc) : zorch__asprintf("%s/zorch", ZORCH_BINDIR);
+  /* absolute: steps may run with another working directory (a container) */
+  char *zc_abs = zc && *zc && zc[0] != '/' ? realpath(zc, NULL) : NULL;
+  sub->zorch_command = zc_abs ? zc_abs
+                       : zc && *zc ? zorch__strdup(zc)
+                                   : zorch__asprintf("%s/zorch", ZORCH_BINDIR);
   sub->exec_opts.max_parallel = opts->max_parallel;
   sub->exec_opts.flags = opts->flags;
   sub->exec_opts.progress_cb = opts->progress_cb;

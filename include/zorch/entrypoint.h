@@ -48,7 +48,8 @@ ZORCH_API int zorch_main(int argc, char **argv, zorch_build_cb build, void *payl
  *  environment, runs it with this process's stdout and stderr, stores the
  *  outputs it wrote, writes the step record and the cache entry.  SIGTERM
  *  and SIGINT are passed on to the command.  Returns a ZORCH_EXIT_* code
- *  (the command's own exit status is in the step record). */
+ *  (the command's own exit status is in the step record), or 128 + N when
+ *  the command was killed by signal N (137: SIGKILL, e.g. the OOM killer). */
 ZORCH_API int zorch_command_step_main(int argc, char **argv);
 
 ZORCH_END_DECLS

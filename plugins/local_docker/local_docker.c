@@ -304,9 +304,21 @@ static int on_log_chunk(const char *data, size_t n, void *p) {
   return 0;
 }
 
-/* the last `lines` lines of the tail, malloc'd */
+/* the last `lines` lines of the tail, malloc'd; zorch's own "step failed"
+ * line is left out (its text is in the step's error already) */
 static char *tail_lines(ld_attempt *a, int lines) {
   size_t n = a->tail_len;
+  for (;;) {
+    size_t e = n;
+    while (e > 0 && (a->tail[e - 1] == '\n' || a->tail[e - 1] == '\r')) e--;
+    size_t b = e;
+    while (b > 0 && a->tail[b - 1] != '\n') b--;
+    if (e > b && e - b > 13 && !memcmp(a->tail + b, "zorch: step '", 13)) {
+      n = b;
+      continue;
+    }
+    break;
+  }
   while (n > 0 && (a->tail[n - 1] == '\n' || a->tail[n - 1] == '\r')) n--;
   size_t start = n;
   int seen = 0;
@@ -386,7 +398,12 @@ static void *attempt_main(void *arg) {
   rc = p ? zh_do(http, &st, NULL, &e) : ZH_ENOMEM;
   free(p);
   if (rc != ZH_OK) {
-    snprintf(buf, sizeof buf, "cannot start the step's container %.12s: %s", id, e.message);
+    bool no_entry = strstr(e.message, "no such file or directory") && strstr(e.message, "exec");
+    snprintf(buf, sizeof buf, "cannot start the step's container %.12s: %s%s%s%s", id, e.message,
+             no_entry ? "; the image '" : "", no_entry ? a->image : "",
+             no_entry ? "' lacks the step's entrypoint: build it with `zorch image build` (it adds "
+                        "the program and the zorch CLI at their own paths)"
+                      : "");
     msg = strdup(buf);
     goto remove;
   }
