@@ -510,6 +510,15 @@ static int ld_launch(void *data, const zorch_step_launch *L) {
     free(a->step), free(a->image), free(a->log_path), free(a->name), free(a->create_body), free(a);
     return fail(h, ZORCH_ENOMEM, "out of memory");
   }
+  { /* ZORCH_LOG_LEVEL=debug shows what the engine is asked for */
+    size_t ml = strlen(a->create_body) + strlen(a->name) + 64;
+    char *m = malloc(ml);
+    if (m) {
+      snprintf(m, ml, "POST /containers/create?name=%s %s", a->name, a->create_body);
+      h->log(h, 4, m);
+      free(m);
+    }
+  }
   pthread_mutex_lock(&run->lock);
   a->next = run->attempts;
   run->attempts = a;

@@ -176,6 +176,27 @@ check "cancel leaves no container of the run" test -z "$(docker ps -aq --filter 
 "$zorch" run show "$sid" >"$work/sleepy-show.out" 2>&1
 check "the cancelled run is recorded as stopped" grep -qE "Status: +stopped" "$work/sleepy-show.out"
 
+# ---- 5b. GPUs (DeviceRequests) and free-form run_args in the create request
+cat >"$work/gpu.json" <<'JSON'
+{"zorch_pipeline": 1, "name": "gpu",
+ "settings": {"image": "zorch-tools:test"},
+ "steps": [
+  {"name": "g", "command": ["sh", "-c", "pwd"],
+   "settings": {"resources": {"gpu": 1},
+                "flavor": {"local_docker": {"run_args": {"WorkingDir": "/tmp",
+                                                         "HostConfig": {"CapAdd": ["SYS_NICE"]}}}}}}
+ ]}
+JSON
+ZORCH_LOG_LEVEL=debug "$zorch" pipeline run "$work/gpu.json" --stack dock >"$work/gpu.out" 2>&1
+rc=$?
+check "GPU step: the engine accepted the request (Podman ignores GPUs it lacks)" test $rc -eq 0
+check "GPU step: DeviceRequests from resources.gpu" \
+  has "$work/gpu.out" '"DeviceRequests":[{"Driver":"","Count":1,"Capabilities":[["gpu"]]}]'
+check "run_args merged into the request (top level and HostConfig)" \
+  grep -qE '"WorkingDir":"/tmp".*"CapAdd":\["SYS_NICE"\]|"CapAdd":\["SYS_NICE"\].*"WorkingDir":"/tmp"' "$work/gpu.out"
+"$zorch" run logs "$(run_id "$work/gpu.out")" g >"$work/gpu.log" 2>&1
+check "run_args took effect (WorkingDir /tmp)" grep -qx "/tmp" "$work/gpu.log"
+
 # ---- 6. a failing step and an OOM-killed one: exit codes and last log lines
 cat >"$work/fail.json" <<'JSON'
 {"zorch_pipeline": 1, "name": "fail",
