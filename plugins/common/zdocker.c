@@ -146,7 +146,11 @@ int zd_image_exists(zd_engine *e, const char *ref, zh_error *err) {
   int rc = zh_do(e->http, &rq, NULL, err);
   free(path);
   if (rc == ZH_OK) return 1;
-  if (rc == ZH_EHTTP && err->status == 404) return 0;
+  if (rc == ZH_EHTTP && err->status == 404) {
+    zh_error_clear(err); /* not an error: no such image */
+    err->status = 404;
+    return 0;
+  }
   return -1;
 }
 

@@ -605,6 +605,7 @@ static int ensure_default_image(ld_run *run, json_t *dep) {
     zh_error_clear(&e);
     return rc;
   }
+  zh_error_clear(&e);
   run->default_image = strdup(ref);
   if (have) return ZORCH_OK;
   const char *progs[256];
@@ -761,6 +762,7 @@ static int ld_submit(void **out_run, void *payload, zorch_submission *sub) {
       zh_error_clear(&e);
       goto fail;
     }
+    zh_error_clear(&e);
   }
   if (need_default && (rc = ensure_default_image(run, dep))) goto fail;
   json_decref(dep);
