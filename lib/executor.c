@@ -1384,15 +1384,17 @@ int zorch__exec_remote_done(zorch__exec *x, uint64_t attempt_id, int exit_code, 
     err = message && *message ? zorch__strdup(message)
                               : zorch__asprintf("the step process exited with status %d", exit_code);
   }
+  uint32_t n = x->n;
   pthread_mutex_lock(&x->lock);
   /* still the same attempt? (a cancel may not end it twice) */
   if (x->xs && x->xs[i].started && x->recs[i].attempts == attempt) {
     attempt_done(x, i, ok, err, code, ok ? r->outputs : NULL);
     err = NULL;
   }
+  /* the run may end with this step: x may be freed once the lock is released */
   pthread_mutex_unlock(&x->lock);
   free(err);
-  zorch__step_recs_free(tmp, x->n);
+  zorch__step_recs_free(tmp, n);
   return ZORCH_OK;
 }
 

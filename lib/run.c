@@ -206,9 +206,10 @@ static void exec_finished(int status, const char *message, void *payload) {
   zorch__submission_set_status(payload, status, message);
 }
 
-int zorch__executor_start_host(void **out, zorch_submission *sub, const char *options_json) {
-  if (!out || !sub) return zorch__error_set(ZORCH_EINVALID, "executor_start: NULL argument");
-  *out = NULL;
+/* The executor options of a submission: the run's own, "max_parallel" from
+ * the flavor's options (the run's --max-parallel wins), the end reported as
+ * the run's status. */
+static zorch__exec_opts exec_opts_of(zorch_submission *sub, const char *options_json) {
   zorch__exec_opts eo = sub->exec_opts;
   if (options_json && *options_json) {
     json_t *o = json_loads(options_json, 0, NULL);
@@ -219,6 +220,13 @@ int zorch__executor_start_host(void **out, zorch_submission *sub, const char *op
   }
   eo.finish_cb = exec_finished;
   eo.finish_payload = sub;
+  return eo;
+}
+
+int zorch__executor_start_host(void **out, zorch_submission *sub, const char *options_json) {
+  if (!out || !sub) return zorch__error_set(ZORCH_EINVALID, "executor_start: NULL argument");
+  *out = NULL;
+  zorch__exec_opts eo = exec_opts_of(sub, options_json);
   /* the run's plan, loaded from the deployment document when the run started */
   zorch__plan *plan = zorch__plan_ref(sub->run->plan);
   int rc = zorch__plan_bind(plan, sub->pipeline);
@@ -277,16 +285,7 @@ int zorch__executor_start_remote_host(void **out, zorch_submission *sub, const c
                             ops->version);
   if (sub->run->flags & ZORCH_RUN_EPHEMERAL)
     return zorch__error_set(ZORCH_EINVALID, "remote steps need the run's records: an ephemeral run cannot launch them");
-  zorch__exec_opts eo = sub->exec_opts;
-  if (options_json && *options_json) {
-    json_t *o = json_loads(options_json, 0, NULL);
-    json_t *mp = json_object_get(o, "max_parallel");
-    if (json_is_integer(mp) && json_integer_value(mp) > 0 && !eo.max_parallel)
-      eo.max_parallel = (uint32_t)json_integer_value(mp);
-    json_decref(o);
-  }
-  eo.finish_cb = exec_finished;
-  eo.finish_payload = sub;
+  zorch__exec_opts eo = exec_opts_of(sub, options_json);
   zorch__remote *rm = calloc(1, sizeof *rm);
   if (!rm) return zorch__error_oom();
   rm->ops = ops;
