@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # A private Podman API service (Docker-compatible Engine API) for tests.
 #
-#   podman-service.sh start DIR   start it; prints DOCKER_HOST=unix://DIR/podman.sock
-#   podman-service.sh stop DIR    stop it and delete its containers and storage
-#   podman-service.sh env DIR     print the DOCKER_HOST line again
+#   podman-service.sh start DIR [tcp]   start it; prints DOCKER_HOST=unix://DIR/podman.sock
+#                                       (with "tcp": DOCKER_HOST=tcp://127.0.0.1:PORT, a free port)
+#   podman-service.sh stop DIR          stop it and delete its containers and storage
+#   podman-service.sh env DIR           print the DOCKER_HOST line again
 #
 # Everything lives under DIR: containers.conf, storage (--root), run state
 # (--runroot), the socket, the service's pid and log.  Nothing is shared with
@@ -16,12 +17,19 @@ set -euo pipefail
 cmd=${1:-}
 dir=${2:-}
 if [[ -z $cmd || -z $dir ]]; then
-  echo "usage: $0 start|stop|env DIR" >&2
+  echo "usage: $0 start|stop|env DIR [tcp]" >&2
   exit 2
 fi
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 sock=$dir/podman.sock
+uri=unix://$sock
+ping() { curl -sf --unix-socket "$sock" http://d/_ping >/dev/null 2>&1; }
+if [[ ${3:-} == tcp || ( $cmd != start && -f $dir/tcp-port ) ]]; then
+  [[ -f $dir/tcp-port ]] || python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' >"$dir/tcp-port"
+  uri=tcp://127.0.0.1:$(cat "$dir/tcp-port")
+  ping() { curl -sf "http://${uri#tcp://}/_ping" >/dev/null 2>&1; }
+fi
 
 podman_cmd() {
   CONTAINERS_CONF=$dir/containers.conf podman --root "$dir/storage" --runroot "$dir/run" \
@@ -36,7 +44,7 @@ start)
     exit 77
   fi
   if [[ -f $dir/podman.pid ]] && kill -0 "$(cat "$dir/podman.pid")" 2>/dev/null; then
-    echo "DOCKER_HOST=unix://$sock"
+    echo "DOCKER_HOST=$uri"
     exit 0
   fi
   cat >"$dir/containers.conf" <<'CONF'
@@ -50,11 +58,11 @@ CONF
   TMPDIR=$dir/tmp setsid bash -c 'exec "$@"' _ env CONTAINERS_CONF="$dir/containers.conf" \
     podman --root "$dir/storage" --runroot "$dir/run" --cgroup-manager=cgroupfs \
     --events-backend=file --tmpdir "$dir/tmp" \
-    system service --time=0 "unix://$sock" >"$dir/podman.log" 2>&1 </dev/null &
+    system service --time=0 "$uri" >"$dir/podman.log" 2>&1 </dev/null &
   echo $! >"$dir/podman.pid"
   for _ in $(seq 1 300); do
-    if [[ -S $sock ]] && curl -sf --unix-socket "$sock" http://d/_ping >/dev/null 2>&1; then
-      echo "DOCKER_HOST=unix://$sock"
+    if ping; then
+      echo "DOCKER_HOST=$uri"
       exit 0
     fi
     if ! kill -0 "$(cat "$dir/podman.pid")" 2>/dev/null; then break; fi
@@ -76,10 +84,10 @@ stop)
   fi
   # storage holds overlay mounts: unmount them through podman before deleting
   podman_cmd system reset -f >/dev/null 2>&1 || true
-  rm -rf "$dir/storage" "$dir/run" "$dir/tmp" "$sock"
+  rm -rf "$dir/storage" "$dir/run" "$dir/tmp" "$sock" "$dir/tcp-port"
   ;;
 env)
-  echo "DOCKER_HOST=unix://$sock"
+  echo "DOCKER_HOST=$uri"
   ;;
 *)
   echo "usage: $0 start|stop|env DIR" >&2

@@ -29,6 +29,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/zorch-docker-test.XXXXXX")
 svc=$work/podman
 cleanup() {
   "$here/podman-service.sh" stop "$svc" >/dev/null 2>&1
+  [[ -d $work/tcp ]] && "$here/podman-service.sh" stop "$work/tcp" >/dev/null 2>&1
   [[ -n ${ZORCH_TEST_KEEP:-} ]] || rm -rf "$work"
 }
 trap cleanup EXIT
@@ -234,6 +235,22 @@ check "... with the HTTP status" grep -qE "answered HTTP [45][0-9][0-9]" "$work/
 "$zorch" orchestrator register typo --flavor local_docker -c shm_sise=1 >"$work/typo.out" 2>&1
 check "config schema: an unknown key is refused" has "$work/typo.out" "shm_sise"
 check "no container left at the end" test "$(leftovers)" -eq 0
+
+# ---- 7b. an engine over TCP (DOCKER_HOST=tcp://...), named in the orchestrator's config
+tcp_host=$("$here/podman-service.sh" start "$work/tcp" tcp)
+tcp_host=${tcp_host#DOCKER_HOST=}
+check "a second engine listens on TCP" test "${tcp_host#tcp://}" != "$tcp_host"
+"$zorch" image build zorch-tools:tcp --docker-host "$tcp_host" --program "$(command -v sh)" --add seq \
+  --add wc --add cat --add tr --add sleep --add head --add id >"$work/tcp-build.out" 2>&1
+check "zorch image build --docker-host tcp://..." has "$work/tcp-build.out" "zorch-tools:tcp sha256:"
+"$zorch" orchestrator register tcpdock --flavor local_docker -c docker_host="$tcp_host" -c image=zorch-tools:tcp >/dev/null
+"$zorch" stack register tcpdock -o tcpdock >/dev/null
+sed 's/"image": "zorch-tools:test"//; s/"settings": {},//' "$work/etl.json" >"$work/etl-tcp.json"
+"$zorch" pipeline run "$work/etl-tcp.json" --stack tcpdock --no-cache >"$work/etl-tcp.out" 2>&1
+check "a command pipeline on the TCP engine completes" has "$work/etl-tcp.out" "4 completed"
+check "... and says where it ran" has "$work/etl-tcp.out" "$tcp_host (given in the config)"
+check "no container left on the TCP engine" test -z "$(DOCKER_HOST=$tcp_host docker ps -aq)"
+"$here/podman-service.sh" stop "$work/tcp" >/dev/null 2>&1
 
 # ---- 8. per-step container overhead: a chain of 5 'true' steps
 python3 - >"$work/chain.json" <<'PY'
