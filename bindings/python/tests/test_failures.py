@@ -127,6 +127,58 @@ class FailureTest(HomeTestCase):
             failing.with_options(stack="absent")()
         self.assertIn("absent", str(cm.exception))
 
+    def test_ctrl_c_while_waiting_cancels_the_run_and_raises(self):
+        import os
+        import signal
+        import subprocess
+        import sys
+        import time
+        from support import python_env
+        marker = os.path.join(self.home, "started")
+        script = os.path.join(self.home, "interrupted.py")
+        with open(script, "w") as f:
+            f.write(f"""
+import time
+from zorch import get_step_context, pipeline, step
+
+@step
+def long_step() -> int:
+    open({marker!r}, "w").close()
+    ctx = get_step_context()
+    for _ in range(3000):
+        if ctx.cancelled:
+            return 0
+        time.sleep(0.01)
+    return 1
+
+@pipeline
+def interrupted():
+    long_step()
+
+interrupted()
+""")
+        proc = subprocess.Popen([sys.executable, script], env=python_env(),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            for _ in range(300):
+                if os.path.exists(marker) or proc.poll() is not None:
+                    break
+                time.sleep(0.05)
+            self.assertTrue(os.path.exists(marker), "the step never started")
+            t = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        self.assertLess(time.monotonic() - t, 10)
+        self.assertNotEqual(proc.returncode, 0)
+        self.assertIn("KeyboardInterrupt", err)
+        runs = self.client.runs("interrupted")
+        self.assertEqual(len(runs), 1)
+        self.assertEqual(runs[0].status, "stopped")
+
     def test_a_cancelled_step_context_and_timeouts(self):
         @step(timeout=0.3)
         def slow() -> int:

@@ -92,6 +92,20 @@ class WiringTest(HomeTestCase):
         self.assertEqual(run.load("stats_2", "total"), 6)
         self.assertEqual(run.load("numbers_2"), [1, 2, 3, 4, 5])
 
+    def test_thousands_of_calls_of_one_step_build_in_linear_time(self):
+        import time
+
+        @pipeline
+        def wide():
+            for i in range(5000):
+                numbers(1)
+
+        t = time.monotonic()
+        built = wide.build()
+        took = time.monotonic() - t
+        del built
+        self.assertLess(took, 2.5, f"5000 calls took {took:.2f} s to build")
+
     def test_after_orders_steps_without_data(self):
         order = []
 

@@ -296,16 +296,18 @@ class _Builder:
         self.pipeline = pipeline
         self.invocations: list[_Invocation] = []
         self.names: set[str] = set()
+        self.next_suffix: dict[str, int] = {}
 
     def add(self, step: "Step", args, kwargs) -> typing.Any:
         explicit = kwargs.pop("id", None)
         after = kwargs.pop("after", None)
         name = explicit or step.name
         if explicit is None:
-            for n in itertools.count(2):
-                if name not in self.names:
-                    break
+            n = self.next_suffix.get(step.name, 2)  # not a scan from 2: pipelines of 1000s of calls
+            while name in self.names:
                 name = f"{step.name}_{n}"
+                n += 1
+            self.next_suffix[step.name] = n
         elif name in self.names:
             raise InvalidError(-3, f"pipeline '{self.pipeline.name}': two steps have id '{name}'")
         if not _NAME_RE.match(name):
