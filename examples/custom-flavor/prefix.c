@@ -207,7 +207,8 @@ typedef struct attempt {
   uint64_t attempt_id;
   pid_t pid;
   pthread_t waiter;
-  int ended; /* under run->lock */
+  int ended;    /* under run->lock: the process ended (2: no waiter thread) */
+  int reported; /* under run->lock: executor_step_done returned, the waiter exits */
 } attempt;
 
 typedef struct run {
@@ -295,9 +296,36 @@ static void *waiter_main(void *arg) {
   pthread_mutex_lock(&r->lock);
   a->ended = 1;
   pthread_mutex_unlock(&r->lock);
-  /* After this call the executor may end the run: touch nothing of it. */
   host->executor_step_done(a->executor, a->attempt_id, code, msg[0] ? msg : NULL);
+  /* release() joins this thread before it frees the run, so `a` is alive */
+  pthread_mutex_lock(&r->lock);
+  a->reported = 1;
+  pthread_mutex_unlock(&r->lock);
   return NULL;
+}
+
+/* Join and free the attempts whose waiter is done, so a long run keeps
+ * threads and memory only for the attempts still going. */
+static void reap(run *r) {
+  attempt *done = NULL;
+  pthread_mutex_lock(&r->lock);
+  for (attempt **pp = &r->attempts; *pp;) {
+    attempt *a = *pp;
+    if (a->reported || a->ended == 2) {
+      *pp = a->next;
+      a->next = done;
+      done = a;
+    } else {
+      pp = &a->next;
+    }
+  }
+  pthread_mutex_unlock(&r->lock);
+  while (done) {
+    attempt *next = done->next;
+    if (done->ended != 2) pthread_join(done->waiter, NULL);
+    r->host->free(done);
+    done = next;
+  }
 }
 
 /* Start one attempt: <prefix> <entrypoint argv>, output appended to the log. */
@@ -305,6 +333,7 @@ static int px_launch(void *data, const zorch_step_launch *step) {
   run *r = data;
   const zorch_host *host = r->host;
   const px_config *c = &r->config;
+  reap(r);
   size_t nargv = 0;
   while (step->argv[nargv]) nargv++;
   size_t nenv = 0, nextra = 0;
@@ -382,7 +411,9 @@ static int px_launch(void *data, const zorch_step_launch *step) {
     if (err) { /* cannot happen often; reap the child here, report it failed */
       kill(-a->pid, SIGKILL);
       waitpid(a->pid, NULL, 0);
+      pthread_mutex_lock(&r->lock);
       a->ended = 2; /* no thread to join */
+      pthread_mutex_unlock(&r->lock);
       host->error_set(host, ZORCH_EIO, "cannot create a thread to wait for the step");
       rc = ZORCH_EIO;
     }
@@ -413,7 +444,7 @@ static const zorch_step_launcher px_launcher = {
 
 static void run_free(run *r) {
   const zorch_host *host = r->host;
-  for (attempt *a = r->attempts, *next; a; a = next) {
+  for (attempt *a = r->attempts, *next; a; a = next) { /* all ended with the run */
     next = a->next;
     if (a->ended != 2) pthread_join(a->waiter, NULL);
     host->free(a);
