@@ -235,7 +235,10 @@ static int run_step(const char *dep_path, const char *run_id, const char *step,
   char *lp = zorch__asprintf("%s/%s.log", logs, step);
   free(logs);
   zorch__step_rec *r = &recs[i];
-  r->attempts = r->attempts + 1;
+  /* The executor that launched this attempt journaled its start (running,
+   * with this attempt's number) before launching it; a step started by hand
+   * is one attempt more than its last record. */
+  if (r->status != ZORCH_STATUS_RUNNING || r->attempts == 0) r->attempts = r->attempts + 1;
   r->status = ZORCH_STATUS_RUNNING;
   r->started = zorch__now();
   r->finished = 0;

@@ -145,7 +145,8 @@ art=$store/artifacts/${digest:0:2}/$digest
 show=$(zorch run show "$run")
 printf '%s\n' "$show"
 grep -q '^Status: *completed$' <<<"$show" || fail "run show does not say completed"
-grep -Eq "^report +completed .* report=${digest:0:12} " <<<"$show" || fail "run show lacks report's output"
+grep -Eq "^report +completed +1 .* report=${digest:0:12} " <<<"$show" ||
+  fail "run show lacks report's output, or counts other than 1 attempt"
 logs=$(zorch run logs "$run" sort)
 grep -q '^\[queue-wrapper\] running on queue gpu-7$' <<<"$logs" || fail "the prefix's output is not in the step log: $logs"
 python3 - "$store/runs/$run/run.json" "$ex/queue-wrapper.sh" <<'PY' || fail "the run record lacks the flavor's metadata"
@@ -182,6 +183,16 @@ grep -q "step 'boom' failed" "$tmp/run4.out" || fail "the failure does not name 
 grep -q "exited with status 3" "$tmp/run4.out" || fail "the failure does not give the command's exit status"
 run=$(sed -n 's/^Run: \([^ ]*\) (id \([0-9a-f]*\))$/\2/p' "$tmp/run4.out")
 [[ $(zorch run logs "$run" boom) == *"going down"* ]] || fail "the failing step's output is not in its log"
+
+step "a retried step: two attempts through the prefix"
+cat >"$tmp/flaky.json" <<EOF
+{"zorch_pipeline": 1, "name": "flaky",
+ "steps": [{"name": "flaky", "command": ["sh", "-c", "[ -e $tmp/flaky.seen ] || { touch $tmp/flaky.seen; exit 1; }"],
+            "settings": {"retries": {"max": 1, "delay": 0}}}]}
+EOF
+zorch pipeline run "$tmp/flaky.json" >"$tmp/run6.out" 2>&1 || { cat "$tmp/run6.out"; fail "the retried step did not complete"; }
+run=$(sed -n 's/^Run: \([^ ]*\) (id \([0-9a-f]*\))$/\2/p' "$tmp/run6.out")
+zorch run show "$run" | grep -Eq '^flaky +completed +2 ' || { zorch run show "$run"; fail "run show does not count 2 attempts of the retried step"; }
 
 step "Ctrl-C stops the run and the step's process group"
 cat >"$tmp/slow.json" <<EOF

@@ -21,6 +21,9 @@ PROBE(plugin_desc, zorch_plugin_desc)
 PROBE(flavor_desc, zorch_flavor_desc)
 PROBE(orchestrator_ops, zorch_orchestrator_ops)
 PROBE(host, zorch_host)
+/* plugin ABI 1.1 (host version 2) */
+PROBE(step_launch, zorch_step_launch)
+PROBE(step_launcher, zorch_step_launcher)
 
 ZORCH_PLUGIN_EXPORT zorch_plugin_describe_fn zorch_plugin_abi_probe_describe(zorch_plugin_describe_fn f);
 ZORCH_PLUGIN_EXPORT zorch_plugin_describe_fn zorch_plugin_abi_probe_describe(zorch_plugin_describe_fn f) {
