@@ -3,6 +3,7 @@
 #define ZORCH_DEPLOYMENT_H
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdatomic.h>
 
 #include "map.h"
@@ -74,7 +75,11 @@ typedef struct zorch__plan {
   uint32_t n_steps;
   zorch__pstep *steps;      /* in topological order */
   uint32_t *succ;
-  zorch__map *by_name;      /* name -> (uintptr_t)index+1 */
+  /* name -> (uintptr_t)index+1: made when the plan is loaded from a
+   * document, and on the first zorch__plan_find() of a plan the compiler
+   * built (a local run may never need it) */
+  _Atomic(zorch__map *) by_name;
+  pthread_mutex_t find_mu;  /* making by_name */
   zorch__pstep defaults;    /* settings of steps that set none of their own */
   const char *default_version;
   json_t *empty;            /* {} for steps without params */
@@ -112,7 +117,9 @@ typedef struct zorch__step_def {
   void *payload;
 } zorch__step_def;
 
-int zorch__plan_builder_new(zorch__plan_builder **out);
+/** `trusted`: the steps come from a validated pipeline (the compiler): their
+ *  names are not checked again and no name map is made while building. */
+int zorch__plan_builder_new(zorch__plan_builder **out, bool trusted);
 /** Parse the next piece of the document's text. */
 int zorch__plan_builder_feed(zorch__plan_builder *b, const char *text, size_t len);
 /** Add a step; the text fed so far must end inside the "steps" array. */

@@ -62,7 +62,8 @@ void zorch__plan_free(zorch__plan *plan) {
   }
   free(plan->steps);
   free(plan->succ);
-  zorch__map_free(plan->by_name);
+  zorch__map_free(atomic_load(&plan->by_name));
+  pthread_mutex_destroy(&plan->find_mu);
   free(plan->defaults.env);
   zorch__strv_clear(&plan->strings);
   json_decref(plan->empty);
@@ -76,7 +77,24 @@ void zorch__plan_free(zorch__plan *plan) {
 }
 
 int64_t zorch__plan_find(const zorch__plan *plan, const char *name) {
-  void *v = zorch__map_get(plan->by_name, name);
+  zorch__map *m = atomic_load_explicit(&plan->by_name, memory_order_acquire);
+  if (!m) { /* first use: make the map (the plan is shared, hence the lock) */
+    zorch__plan *pl = (zorch__plan *)plan;
+    pthread_mutex_lock(&pl->find_mu);
+    m = atomic_load_explicit(&pl->by_name, memory_order_acquire);
+    if (!m && (m = zorch__map_new(pl->n_steps))) {
+      for (uint32_t i = 0; i < pl->n_steps; i++)
+        if (zorch__map_put(m, pl->steps[i].name, (void *)(uintptr_t)(i + 1))) {
+          zorch__map_free(m);
+          m = NULL;
+          break;
+        }
+      if (m) atomic_store_explicit(&pl->by_name, m, memory_order_release);
+    }
+    pthread_mutex_unlock(&pl->find_mu);
+    if (!m) return -1;
+  }
+  void *v = zorch__map_get(m, name);
   return v ? (int64_t)((uintptr_t)v - 1) : -1;
 }
 
@@ -135,6 +153,7 @@ typedef struct {
   uint32_t *pred_off;      /* per step: first index into preds */
   size_t cap_steps;
   bool header_done;
+  bool trusted;            /* steps from the compiler: names known valid and unique */
   int err_code;
   char err[1024];
 } reader;
@@ -261,10 +280,12 @@ static int step_done(reader *r) {
   /* the step's place, for error messages only (formatted when one is made) */
 #define where step_where(r, where_buf, sizeof where_buf)
   if (!r->name) return fail(r, ZORCH_EINVALID, "%s: name missing", where);
-  if (zorch__check_name("step", r->name))
-    return fail(r, ZORCH_EINVALID, "%s: %s", where, zorch_error_last()->message);
-  if (zorch__map_get(pl->by_name, r->name))
-    return fail(r, ZORCH_EINVALID, "%s: duplicate step name", where);
+  if (!r->trusted) {
+    if (zorch__check_name("step", r->name))
+      return fail(r, ZORCH_EINVALID, "%s: %s", where, zorch_error_last()->message);
+    if (zorch__map_get(atomic_load(&pl->by_name), r->name))
+      return fail(r, ZORCH_EINVALID, "%s: duplicate step name", where);
+  }
   if (pl->n_steps == r->cap_steps) {
     size_t nc = r->cap_steps ? r->cap_steps * 2 : 256;
     zorch__pstep *ns = realloc(pl->steps, nc * sizeof *ns);
@@ -348,7 +369,8 @@ static int step_done(reader *r) {
     s->image = pl->defaults.image;
   }
   pl->n_steps++;
-  if (zorch__map_put(pl->by_name, s->name, (void *)(uintptr_t)(i + 1)))
+  zorch__map *m = atomic_load(&pl->by_name); /* once made, kept current */
+  if (m && zorch__map_put(m, s->name, (void *)(uintptr_t)(i + 1)))
     return fail(r, ZORCH_ENOMEM, "out of memory");
   step_reset(r);
   return 1;
@@ -640,7 +662,7 @@ static void builder_free(zorch__plan_builder *b) {
 
 void zorch__plan_builder_free(zorch__plan_builder *b) { builder_free(b); }
 
-int zorch__plan_builder_new(zorch__plan_builder **out) {
+int zorch__plan_builder_new(zorch__plan_builder **out, bool trusted) {
   *out = NULL;
   zorch__plan_builder *b = calloc(1, sizeof *b);
   zorch__plan *pl = calloc(1, sizeof *pl);
@@ -650,13 +672,15 @@ int zorch__plan_builder_new(zorch__plan_builder **out) {
     return zorch__error_oom();
   }
   atomic_init(&pl->refs, 1);
+  pthread_mutex_init(&pl->find_mu, NULL);
   b->r.pl = pl;
+  b->r.trusted = trusted;
   pl->doc = json_object();
   pl->empty = json_object();
-  pl->by_name = zorch__map_new(1024);
+  atomic_init(&pl->by_name, trusted ? NULL : zorch__map_new(1024));
   b->r.pred_off = calloc(1, sizeof *b->r.pred_off);
   b->h = yajl_alloc(&callbacks, NULL, &b->r);
-  if (!pl->doc || !pl->empty || !pl->by_name || !b->r.pred_off || !b->h) {
+  if (!pl->doc || !pl->empty || (!trusted && !atomic_load(&pl->by_name)) || !b->r.pred_off || !b->h) {
     builder_free(b);
     return zorch__error_oom();
   }
@@ -800,7 +824,7 @@ int zorch__plan_builder_finish(zorch__plan_builder *b, zorch__plan **out) {
 int zorch__plan_load(zorch__plan **out, const char *text) {
   *out = NULL;
   zorch__plan_builder *b;
-  int rc = zorch__plan_builder_new(&b);
+  int rc = zorch__plan_builder_new(&b, false);
   if (rc) return rc;
   rc = zorch__plan_builder_feed(b, text, strlen(text));
   if (rc) {
