@@ -77,6 +77,53 @@ void zorch__strv_clear(zorch__strv *s) {
   memset(s, 0, sizeof *s);
 }
 
+/* The pipeline's string arena: names of 'after' dependencies are copied
+ * here (a large pipeline then costs no allocation per edge). */
+typedef struct str_chunk {
+  struct str_chunk *next;
+  size_t used, cap;
+  char data[];
+} str_chunk;
+
+static char *pipeline_str(zorch_pipeline *p, const char *s) {
+  size_t n = strlen(s) + 1;
+  str_chunk *c = p->strings;
+  if (!c || c->cap - c->used < n) {
+    size_t cap = n > 65536 ? n : 65536;
+    str_chunk *nc = malloc(sizeof *nc + cap);
+    if (!nc) return NULL;
+    nc->next = c;
+    nc->used = 0;
+    nc->cap = cap;
+    p->strings = c = nc;
+  }
+  char *d = c->data + c->used;
+  memcpy(d, s, n);
+  c->used += n;
+  return d;
+}
+
+static int names_push(zorch_pipeline *p, zorch__names *l, const char *s) {
+  if (l->n + 1 >= l->cap) {
+    size_t nc = l->cap ? l->cap * 2 : 4;
+    char **nv = realloc(l->v, nc * sizeof *nv);
+    if (!nv) return zorch__error_oom();
+    l->v = nv;
+    l->cap = nc;
+  }
+  char *d = pipeline_str(p, s);
+  if (!d) return zorch__error_oom();
+  l->v[l->n++] = d;
+  l->v[l->n] = NULL;
+  return ZORCH_OK;
+}
+
+static bool names_has(const zorch__names *l, const char *s) {
+  for (size_t i = 0; i < l->n; i++)
+    if (strcmp(l->v[i], s) == 0) return true;
+  return false;
+}
+
 const zorch__settings zorch__no_settings;
 
 /* The step's own settings block, made on first use; NULL on OOM. */
@@ -123,7 +170,7 @@ int zorch_pipeline_new(zorch_pipeline **out, const char *name) {
 }
 
 static void step_free(zorch_step *s) {
-  free(s->name);
+  if (s->kind == ZORCH__STEP_DEFAULTS) free(s->name); /* else allocated with the step */
   zorch__strv_clear(&s->argv);
   zorch__strv_clear(&s->outputs);
   for (size_t i = 0; i < s->n_inputs; i++) {
@@ -132,7 +179,7 @@ static void step_free(zorch_step *s) {
     free(s->inputs[i].from_output);
   }
   free(s->inputs);
-  zorch__strv_clear(&s->after);
+  free(s->after.v);
   zorch__strv_clear(&s->use_params);
   zorch__kvs_free(&s->params);
   settings_free(s->settings);
@@ -150,6 +197,11 @@ void zorch_pipeline_free(zorch_pipeline *p) {
   zorch__strv_clear(&p->entrypoint);
   zorch__map_free(p->by_name);
   free(p->name);
+  for (str_chunk *c = p->strings; c;) {
+    str_chunk *n = c->next;
+    free(c);
+    c = n;
+  }
   free(p);
 }
 
@@ -213,14 +265,14 @@ static int add_step(zorch_step **out, zorch_pipeline *p, const char *name, int k
     p->steps = ns;
     p->cap_steps = nc;
   }
-  zorch_step *s = calloc(1, sizeof *s);
+  size_t nl = strlen(name) + 1;
+  zorch_step *s = calloc(1, sizeof *s + nl); /* the name lives right after the step */
   if (!s) return zorch__error_oom();
   s->pipeline = p;
   s->kind = kind;
   s->settings = (zorch__settings *)&zorch__no_settings;
-  s->name = zorch__strdup(name);
-  if (!s->name || zorch__map_put(p->by_name, s->name, s)) {
-    free(s->name);
+  s->name = memcpy((char *)(s + 1), name, nl);
+  if (zorch__map_put(p->by_name, s->name, s)) {
     free(s);
     return zorch__error_oom();
   }
@@ -332,8 +384,8 @@ int zorch_step_after(zorch_step *s, const char *upstream) {
   if (rc) return rc;
   if ((rc = zorch__check_name("step", upstream)))
     return zorch__error_prefix("step '%s': after", s->name);
-  if (zorch__strv_has(&s->after, upstream)) return ZORCH_OK;
-  return zorch__strv_push(&s->after, upstream);
+  if (names_has(&s->after, upstream)) return ZORCH_OK;
+  return names_push(s->pipeline, &s->after, upstream);
 }
 
 int zorch_step_use_param(zorch_step *s, const char *param) {

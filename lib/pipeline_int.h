@@ -28,6 +28,13 @@ int zorch__strv_push(zorch__strv *s, const char *str);
 bool zorch__strv_has(const zorch__strv *s, const char *str);
 void zorch__strv_clear(zorch__strv *s);
 
+/** A list of names whose strings belong to the pipeline (its string arena):
+ *  only the array is the list's own. */
+typedef struct zorch__names {
+  char **v; /* NULL-terminated */
+  size_t n, cap;
+} zorch__names;
+
 /** Per-step settings; has_* tell which were set (defaults fill the rest). */
 typedef struct zorch__settings {
   bool has_cpu, has_memory, has_gpu, has_retry, has_timeout, has_cache;
@@ -64,7 +71,7 @@ struct zorch_step {
   zorch__strv outputs;
   zorch__input *inputs;
   size_t n_inputs, cap_inputs;
-  zorch__strv after;
+  zorch__names after;  /* names in the pipeline's string arena */
   zorch__strv use_params;
   zorch__kvs params; /* step-local params */
   /* &zorch__no_settings until the first setting is set (most steps have
@@ -80,6 +87,7 @@ struct zorch_pipeline {
   zorch__map *by_name;
   zorch_step defaults;
   zorch__strv entrypoint; /* zorch_pipeline_set_entrypoint(); empty: the program itself */
+  void *strings; /* arena of names shared by the steps (freed with the pipeline) */
 };
 
 /** Topological order of the steps (indices into pipeline->steps); validates.
