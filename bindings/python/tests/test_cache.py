@@ -133,6 +133,18 @@ class CacheTest(HomeTestCase):
         exec("def k(x):\n    return x * 4\n", ns2 := {})
         self.assertNotEqual(zorch.code_version(ns["k"]), zorch.code_version(ns2["k"]))
 
+    def test_settings_in_the_decorator_are_not_code(self):
+        def body(x):
+            return x
+
+        a = zorch.code_version(body)
+
+        @step(retry=3, timeout=10)
+        def body(x):
+            return x
+
+        self.assertEqual(zorch.code_version(body.func), a)
+
     def test_an_explicit_version_replaces_the_derived_one(self):
         @step(version="v7")
         def pinned() -> int:

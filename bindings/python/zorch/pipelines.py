@@ -9,6 +9,7 @@ runs on the active stack like any other.
 """
 from __future__ import annotations
 
+import ast
 import ctypes
 import hashlib
 import inspect
@@ -225,13 +226,27 @@ def _code_digest(code: types.CodeType, h) -> None:
             h.update(repr(c).encode())
 
 
+def _source_without_decorators(func) -> str:
+    src = textwrap.dedent(inspect.getsource(func))
+    try:
+        tree = ast.parse(src)
+    except SyntaxError:
+        return src
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            return "\n".join(src.splitlines()[node.lineno - 1:])  # from the `def` line
+    return src
+
+
 def code_version(func) -> str:
-    """A step's code version: the SHA-256 of the function's source text (its
-    decorators included), or of its bytecode when there is no source.  Any
-    change to the function's body changes it, and so misses the cache."""
+    """A step's code version: the SHA-256 of the function's source text from
+    its ``def`` line on (decorators and their settings are left out, as
+    settings are for C steps), or of its bytecode when there is no source.
+    Any change to the function's signature or body changes it, and so
+    misses the cache."""
     h = hashlib.sha256()
     try:
-        src = textwrap.dedent(inspect.getsource(func))
+        src = _source_without_decorators(func)
         h.update(src.encode())
         kind = "py-src"
     except (OSError, TypeError):
