@@ -125,5 +125,55 @@ class EntrypointTest(HomeTestCase):
         self.assertEqual(again.load("double"), 8)
 
 
+    def test_a_script_class_pickles_under_main_in_both_processes(self):
+        script = os.path.join(self.home, "shapes.py")
+        with open(script, "w") as f:
+            f.write(textwrap.dedent('''
+                import zorch
+                from zorch import pipeline, step
+
+                class Box:
+                    def __init__(self, w, h):
+                        self.w, self.h = w, h
+
+                zorch.allow_pickle(Box)
+
+                @step
+                def make_box() -> Box:
+                    return Box(3, 4)
+
+                @step
+                def area(b: Box) -> int:
+                    return b.w * b.h
+
+                @pipeline
+                def shapes():
+                    area(make_box())
+
+                if __name__ == "__main__":
+                    import sys
+                    if len(sys.argv) > 1:  # load an output of a run, as the client does
+                        print(zorch.get_client().get_run(sys.argv[1]).load("make_box").h)
+                    else:
+                        print(shapes().id)
+            '''))
+        r = subprocess.run([sys.executable, script], capture_output=True, text=True,
+                           timeout=120, env=python_env())
+        self.assertEqual(r.returncode, 0, r.stderr)
+        run = self.client.get_run(r.stdout.strip().splitlines()[-1])
+        self.assertEqual(run._py_meta("make_box")["outputs"]["output"]["type"], "__main__.Box")
+        for step_ in ("area", "make_box"):  # unpickles a __main__.Box, pickles one
+            r = self.run_step(self.step_command(run, step_))
+            self.assertEqual(r.returncode, 0, r.stderr)
+        again = self.client.get_run(run.id)
+        self.assertEqual(again.load("area"), 12)
+        self.assertEqual(again.steps["make_box"].attempts, 2)
+        # the Box pickled by the step process loads in the script
+        r = subprocess.run([sys.executable, script, run.id], capture_output=True, text=True,
+                           timeout=120, env=python_env())
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.strip().splitlines()[-1], "4")
+
+
 if __name__ == "__main__":
     unittest.main()

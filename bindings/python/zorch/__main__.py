@@ -46,6 +46,14 @@ def _resolve(target: str):
             sys.modules["__zorch_main__"] = mod
             sys.path.insert(0, os.path.dirname(os.path.abspath(where)))
             spec.loader.exec_module(mod)
+            # The program ran the script as __main__: its classes are
+            # __main__.X in type names and in pickles.  Give them the same
+            # names here (multiprocessing's spawn does the like).
+            sys.modules["__main__"] = mod
+            for value in list(vars(mod).values()):
+                if getattr(value, "__module__", None) == "__zorch_main__" and \
+                        isinstance(value, type):
+                    value.__module__ = "__main__"
         else:
             mod = importlib.import_module(where)
     except SystemExit:
