@@ -2,6 +2,8 @@
 #   example_home NAME   a fresh ZORCH_HOME in $home, removed on exit
 #   check DESCRIPTION COMMAND...   prints ok:/FAIL:, sets fail=1 on failure
 #   accuracy FILE       the "test accuracy: X" value an iris example printed
+#   check_accuracy LABEL FILE   check that it is above 0.9
+#   check_same_accuracy FILE1 FILE2   check that two runs printed the same one
 # shellcheck shell=bash
 
 fail=0
@@ -19,3 +21,13 @@ check() { # check DESCRIPTION COMMAND...
 }
 
 accuracy() { sed -n 's/^test accuracy: \([0-9.]*\).*/\1/p' "$1"; }
+
+check_accuracy() {
+  local acc
+  acc=$(accuracy "$2")
+  check "$1: test accuracy '$acc' > 0.9" awk -v a="$acc" 'BEGIN { exit !(a != "" && a > 0.9) }'
+}
+
+check_same_accuracy() {
+  check "both runs report the same accuracy" test "$(accuracy "$1")" = "$(accuracy "$2")"
+}
