@@ -75,6 +75,27 @@ class WiringTest(HomeTestCase):
                                               "unnamed_pair": "cached", "describe": "completed"})
         self.assertEqual(run.load("describe"), "b: total=10 mean=2.5 range=1..4")
 
+    def test_a_step_context_argument_is_given_the_running_step(self):
+        @step
+        def who(ctx: zorch.StepContext, suffix: str) -> str:
+            ctx.log("logged through the context")
+            return f"{ctx.step_name}/{ctx.attempt}/{ctx.run_id}/{suffix}"
+
+        @pipeline
+        def p():
+            who(suffix="s")
+
+        run = p()
+        self.assertEqual(run.load("who"), f"who/1/{run.id}/s")
+        self.assertIn("logged through the context", run.steps["who"].logs)
+        with self.assertRaises(TypeError) as cm:
+            @pipeline
+            def q():
+                who()
+
+            q()
+        self.assertIn("'suffix' is missing", str(cm.exception))
+
     def test_calling_a_step_outside_a_pipeline_calls_the_function(self):
         self.assertEqual(stats([1, 2, 3]), (6, 2.0))
 

@@ -330,7 +330,7 @@ class _Builder:
                                "and have only letters, digits, '_' and '-' (at most 63)")
         inv = _Invocation(step, name)
         try:
-            bound = step.signature.bind(*args, **kwargs)
+            bound = step.signature.bind_partial(*args, **kwargs)  # missing ones: below
         except TypeError as e:
             raise TypeError(f"step '{name}': {e}") from None
         for arg, value in bound.arguments.items():
