@@ -141,6 +141,10 @@ int cmd_run_show(const cli_cmd *cmd, int argc, char **argv);
 int cmd_run_logs(const cli_cmd *cmd, int argc, char **argv);
 int cmd_step_run(const cli_cmd *cmd, int argc, char **argv);
 int cmd_image_build(const cli_cmd *cmd, int argc, char **argv);
+int cmd_pipeline_schedule(const cli_cmd *cmd, int argc, char **argv);
+int cmd_schedule_list(const cli_cmd *cmd, int argc, char **argv);
+int cmd_schedule_delete(const cli_cmd *cmd, int argc, char **argv);
+int cmd_deployment_run(const cli_cmd *cmd, int argc, char **argv);
 
 /** Parse the only positional arguments of a command with no options:
  *  exactly `min`..`max` words into out[].  Returns -1 to go on, else the

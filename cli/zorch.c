@@ -115,6 +115,38 @@ static const cli_cmd commands[] = {
      "\n"
      "Prints the image name and its id.\n",
      cmd_image_build, NULL},
+    {"pipeline schedule", "FILE --cron SCHEDULE [--stack STACK] [--name NAME]",
+     "Run a JSON pipeline spec on a cron schedule (flavors with schedules: kubernetes)",
+     "The pipeline is compiled now and stored in the artifact store as\n"
+     "schedules/<name>/deployment.json; the orchestrator starts it as a new run at\n"
+     "each time of the schedule (on kubernetes: a CronJob).\n"
+     "\n"
+     "Options:\n"
+     "  -c, --cron SCHEDULE      five cron fields, e.g. '0 3 * * *', or @daily ...\n"
+     "  -s, --stack STACK        the stack (default: the active stack)\n"
+     "  -n, --name NAME          the schedule's name (default: <pipeline>-<time>-<random>)\n"
+     "\n"
+     "Prints the schedule's id.\n",
+     cmd_pipeline_schedule, NULL},
+    {"schedule list", "[--stack STACK]", "List the schedules of a stack's orchestrator",
+     "Options:\n"
+     "  -s, --stack STACK   the stack (default: the active stack)\n",
+     cmd_schedule_list, NULL},
+    {"schedule delete", "ID [--stack STACK]", "Delete a schedule",
+     "Options:\n"
+     "  -s, --stack STACK   the stack (default: the active stack)\n",
+     cmd_schedule_delete, NULL},
+    {"deployment run", "PATH [--stack STACK | --flavor FLAVOR [--config JSON | --config-env VAR]] [--new-run]",
+     "Run a deployment stored in an artifact store (what an orchestrator pod runs)",
+     "Continues the run the deployment names (same id), or with --new-run starts a\n"
+     "new run from it (what a scheduled job does).  With --flavor the command makes\n"
+     "a stack 'deployment' in its home: the orchestrator FLAVOR with the config\n"
+     "given (--config JSON, or the JSON in the environment variable --config-env\n"
+     "names) and the artifact store at the deployment's path.  Flavors start this\n"
+     "command in the cluster; it is not meant to be typed.\n"
+     "\n"
+     "Exit status: 0 completed, 1 failed (or an error), 130 stopped.\n",
+     cmd_deployment_run, NULL},
 };
 #define NCOMMANDS (sizeof commands / sizeof *commands)
 

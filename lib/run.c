@@ -362,11 +362,54 @@ static const zorch_orchestrator_ops *ops_of(const zorch__flavor *f) {
   return (const zorch_orchestrator_ops *)f->desc->ops;
 }
 
-int zorch_run_start(zorch_run **out, zorch_client *client, const zorch_pipeline *pipeline,
-                    const zorch_run_options *opts) {
+/* What a run starts from: a pipeline compiled now, or a deployment stored
+ * earlier (an orchestrator pod, a scheduled run); and whether it runs now
+ * or becomes a schedule. */
+typedef struct start_src {
+  const zorch_pipeline *pipeline; /* compile this ... */
+  json_t *doc;                    /* ... or run this deployment document */
+  const char *doc_path;           /* where it was read */
+  const char *cron;               /* schedule instead of running */
+  char **schedule_id;             /* the flavor's id of the new schedule */
+} start_src;
+
+/* A stored deployment as a new run: new id and name, the entrypoint
+ * templates pointed at the new run's copy of the document. */
+static int rebase_deployment(json_t *doc, const char *store_root, const char *old_id, const char *new_id,
+                             const char *new_name, double created) {
+  json_t *run = json_object_get(doc, "run");
+  if (!json_is_object(run)) return zorch__error_set(ZORCH_EINVALID, "deployment has no run object");
+  json_object_set_new(run, "id", json_string(new_id));
+  json_object_set_new(run, "name", json_string(new_name));
+  json_object_set_new(run, "created", json_real(created));
+  char *newdp = zorch__asprintf("%s/runs/%s/deployment.json", store_root, new_id);
+  if (!newdp) return zorch__error_oom();
+  json_t *ep = json_object_get(doc, "entrypoint");
+  const char *k;
+  json_t *argv;
+  json_object_foreach(ep, k, argv) {
+    size_t i;
+    json_t *a;
+    bool next_dp = false, next_run = false;
+    json_array_foreach(argv, i, a) {
+      const char *v = json_string_value(a);
+      if (!v) continue;
+      if (next_dp) json_array_set_new(argv, i, json_string(newdp));
+      if (next_run || (old_id && !strcmp(v, old_id))) json_array_set_new(argv, i, json_string(new_id));
+      next_dp = !strcmp(v, "--zorch-deployment");
+      next_run = !strcmp(v, "--zorch-run");
+    }
+  }
+  free(newdp);
+  return ZORCH_OK;
+}
+
+static int run_start_common(zorch_run **out, zorch_client *client, start_src *src,
+                            const zorch_run_options *opts) {
   if (!out) return zorch__error_set(ZORCH_EINVALID, "zorch_run_start: out is NULL");
   *out = NULL;
-  if (!client || !pipeline)
+  const zorch_pipeline *pipeline = src->pipeline;
+  if (!client || (!pipeline && !src->doc))
     return zorch__error_set(ZORCH_EINVALID, "zorch_run_start: client or pipeline is NULL");
   zorch_run_options d = ZORCH_RUN_OPTIONS_INIT;
   if (!opts) opts = &d;
@@ -376,8 +419,10 @@ int zorch_run_start(zorch_run **out, zorch_client *client, const zorch_pipeline 
   if (opts->failure_mode < ZORCH_CONTINUE_ON_FAILURE || opts->failure_mode > ZORCH_FAIL_FAST)
     return zorch__error_set(ZORCH_EINVALID, "invalid failure mode %d", opts->failure_mode);
   if (opts->run_name && zorch__check_name("run", opts->run_name)) return ZORCH_EINVALID;
-  if (!pipeline->n_steps)
+  if (pipeline && !pipeline->n_steps)
     return zorch__error_set(ZORCH_EINVALID, "pipeline '%s' has no steps", pipeline->name);
+  const char *pname = pipeline ? pipeline->name : json_string_value(json_object_get(src->doc, "pipeline"));
+  if (!pname) return zorch__error_set(ZORCH_EINVALID, "%s: not a deployment (no pipeline)", src->doc_path);
   int rc; /* compiling the deployment below validates the pipeline */
 
   zorch__stack stack;
@@ -395,15 +440,40 @@ int zorch_run_start(zorch_run **out, zorch_client *client, const zorch_pipeline 
     return rc;
   }
   bool has_function = false;
-  for (size_t i = 0; i < pipeline->n_steps; i++)
-    if (pipeline->steps[i]->kind == ZORCH__STEP_FUNCTION) has_function = true;
-  if (has_function && strcmp(stack.orchestrator_flavor, "local") != 0 &&
+  if (pipeline) {
+    for (size_t i = 0; i < pipeline->n_steps; i++)
+      if (pipeline->steps[i]->kind == ZORCH__STEP_FUNCTION) has_function = true;
+  } else {
+    size_t i;
+    json_t *st;
+    json_array_foreach(json_object_get(src->doc, "steps"), i, st) {
+      const char *kind = json_string_value(json_object_get(st, "kind"));
+      if (kind && !strcmp(kind, "function")) has_function = true;
+    }
+  }
+  if (pipeline && has_function && strcmp(stack.orchestrator_flavor, "local") != 0 &&
       !pipeline->entrypoint.n && !atomic_load(&zorch__entrypoint_registered)) {
     rc = zorch__error_set(ZORCH_EINVALID,
                           "pipeline '%s' has function steps, which flavor '%s' runs by starting "
                           "this program again as a step: call zorch_main() first in main() "
                           "(or name the program with zorch_pipeline_set_entrypoint())",
                           pipeline->name, stack.orchestrator_flavor);
+    zorch__stack_clear(&stack);
+    return rc;
+  }
+  if (!pipeline && has_function && !strcmp(stack.orchestrator_flavor, "local")) {
+    rc = zorch__error_set(ZORCH_EINVALID,
+                          "%s has function steps: a stored deployment runs on a flavor that starts "
+                          "the program as a step elsewhere, not on 'local' (stack '%s')",
+                          src->doc_path, stack.name);
+    zorch__stack_clear(&stack);
+    return rc;
+  }
+  const zorch_orchestrator_ops *fops = ops_of(fl);
+  if (src->cron && (fops->version < 2 || !fops->schedule_create)) {
+    rc = zorch__error_set(ZORCH_ENOTSUPPORTED,
+                          "orchestrator '%s' (flavor %s) cannot run pipelines on a schedule",
+                          stack.orchestrator_name, stack.orchestrator_flavor);
     zorch__stack_clear(&stack);
     return rc;
   }
@@ -422,8 +492,23 @@ int zorch_run_start(zorch_run **out, zorch_client *client, const zorch_pipeline 
   r->created = r->started = zorch__now();
   char idbuf[33];
   random_hex(idbuf, 16);
-  r->id = zorch__strdup(idbuf);
-  if (opts->run_name) {
+  const char *doc_id = src->doc ? json_string_value(json_object_get(json_object_get(src->doc, "run"), "id")) : NULL;
+  const char *doc_name =
+      src->doc ? json_string_value(json_object_get(json_object_get(src->doc, "run"), "name")) : NULL;
+  bool fresh = !src->doc || (opts->flags & ZORCH_RUN_NEW_ID);
+  if (!fresh && (!doc_id || !doc_name)) {
+    rc = zorch__error_set(ZORCH_EINVALID, "%s: the deployment has no run id or name", src->doc_path);
+    free(r);
+    free(sub);
+    zorch__stack_clear(&stack);
+    return rc;
+  }
+  r->id = zorch__strdup(fresh ? idbuf : doc_id);
+  if (!fresh) {
+    r->name = zorch__strdup(doc_name);
+    json_t *cr = json_object_get(json_object_get(src->doc, "run"), "created");
+    if (json_is_number(cr)) r->created = json_number_value(cr);
+  } else if (opts->run_name) {
     r->name = zorch__strdup(opts->run_name);
   } else {
     time_t t = (time_t)r->created;
@@ -431,9 +516,9 @@ int zorch_run_start(zorch_run **out, zorch_client *client, const zorch_pipeline 
     gmtime_r(&t, &tm);
     char ts[32];
     strftime(ts, sizeof ts, "%Y%m%d-%H%M%S", &tm);
-    r->name = zorch__asprintf("%s-%s-%.6s", pipeline->name, ts, idbuf);
+    r->name = zorch__asprintf("%s-%s-%.6s", pname, ts, idbuf);
   }
-  r->pipeline = zorch__strdup(pipeline->name);
+  r->pipeline = zorch__strdup(pname);
   r->stack = zorch__strdup(stack.name);
   r->orchestrator = zorch__strdup(stack.orchestrator_name);
   r->flavor_name = zorch__strdup(stack.orchestrator_flavor);
@@ -457,30 +542,74 @@ int zorch_run_start(zorch_run **out, zorch_client *client, const zorch_pipeline 
     zorch__error_prefix("artifact store '%s'", stack.store_name);
     goto fail;
   }
-  zorch__compile_info ci = {.run_id = r->id,
-                            .run_name = r->name,
-                            .params_json = opts->params_json,
-                            .stack = stack.name,
-                            .orchestrator = stack.orchestrator_name,
-                            .flavor = stack.orchestrator_flavor,
-                            .store_path = zorch__store_root(r->store),
-                            .failure_mode = opts->failure_mode,
-                            .zorch_command = sub->zorch_command,
-                            .created = r->created};
-  if ((rc = zorch__deployment_compile(&r->deployment, &r->plan, pipeline, &ci))) goto fail;
+  if (pipeline) {
+    zorch__compile_info ci = {.run_id = r->id,
+                              .run_name = r->name,
+                              .params_json = opts->params_json,
+                              .stack = stack.name,
+                              .orchestrator = stack.orchestrator_name,
+                              .flavor = stack.orchestrator_flavor,
+                              .store_path = zorch__store_root(r->store),
+                              .failure_mode = opts->failure_mode,
+                              .zorch_command = sub->zorch_command,
+                              .created = r->created};
+    if ((rc = zorch__deployment_compile(&r->deployment, &r->plan, pipeline, &ci))) goto fail;
+  } else {
+    const char *dstore = json_string_value(json_object_get(json_object_get(src->doc, "artifact_store"), "path"));
+    if (!dstore || strcmp(dstore, zorch__store_root(r->store)) != 0) {
+      rc = zorch__error_set(ZORCH_EINVALID,
+                            "%s uses the artifact store at %s, but stack '%s' has its store at %s: use a "
+                            "stack whose store is at the deployment's path",
+                            src->doc_path, dstore ? dstore : "(none)", stack.name, zorch__store_root(r->store));
+      goto fail;
+    }
+    if (fresh && (rc = rebase_deployment(src->doc, dstore, doc_id, r->id, r->name, r->created))) goto fail;
+    r->deployment = json_dumps(src->doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    if (!r->deployment) {
+      rc = zorch__error_oom();
+      goto fail;
+    }
+  }
+  if (!r->plan && (rc = zorch__plan_load(&r->plan, r->deployment))) goto fail;
   /* r->recs: made when the run is waited for or refreshed */
-  sub->deployment_path = zorch__asprintf("%s/runs/%s/deployment.json", zorch__store_root(r->store), r->id);
+  sub->deployment_path =
+      src->cron ? zorch__asprintf("%s/schedules/%s/deployment.json", zorch__store_root(r->store), r->name)
+                : zorch__asprintf("%s/runs/%s/deployment.json", zorch__store_root(r->store), r->id);
   if (!sub->deployment_path || !r->id || !r->name) {
     rc = zorch__error_oom();
     goto fail;
   }
   zorch__kvs_set(&r->metadata, "orchestrator", stack.orchestrator_flavor);
-  if (!(opts->flags & ZORCH_RUN_EPHEMERAL)) {
-    char *rel = zorch__asprintf("runs/%s/deployment.json", r->id);
+  if (src->cron) {
+    /* a schedule: the deployment is a template each scheduled run copies */
+    char *rel = zorch__asprintf("schedules/%s/deployment.json", r->name);
     rc = rel ? zorch__store_write_doc(r->store, rel, r->deployment, strlen(r->deployment), true)
              : zorch__error_oom();
     free(rel);
     if (rc) goto fail;
+    char *id = NULL;
+    rc = fops->schedule_create(fl->payload, sub, src->cron, &id);
+    if (rc) {
+      zorch__error_prefix("orchestrator '%s' (flavor %s) could not create the schedule",
+                          stack.orchestrator_name, stack.orchestrator_flavor);
+      goto fail;
+    }
+    *src->schedule_id = id ? zorch__strdup(id) : zorch__strdup(r->name);
+    free(id);
+    run_free_fields(r);
+    submission_free(sub);
+    free(r);
+    zorch__stack_clear(&stack);
+    return *src->schedule_id ? ZORCH_OK : zorch__error_oom();
+  }
+  if (!(opts->flags & ZORCH_RUN_EPHEMERAL)) {
+    if (fresh) {
+      char *rel = zorch__asprintf("runs/%s/deployment.json", r->id);
+      rc = rel ? zorch__store_write_doc(r->store, rel, r->deployment, strlen(r->deployment), true)
+               : zorch__error_oom();
+      free(rel);
+      if (rc) goto fail;
+    }
     if ((rc = write_run_record(r))) goto fail;
     free(r->deployment); /* stored and loaded: read back on demand */
     r->deployment = NULL;
@@ -491,7 +620,7 @@ int zorch_run_start(zorch_run **out, zorch_client *client, const zorch_pipeline 
                           stack.name, stack.orchestrator_flavor);
     goto fail;
   }
-  rc = ops_of(fl)->submit(&r->flavor_run, fl->payload, sub);
+  rc = fops->submit(&r->flavor_run, fl->payload, sub);
   if (rc) {
     zorch__error_prefix("orchestrator '%s' (flavor %s) could not start the run",
                         stack.orchestrator_name, stack.orchestrator_flavor);
@@ -518,6 +647,117 @@ fail:
     free(r);
     zorch__error_set(rc, "%s", msg);
   }
+  return rc;
+}
+
+int zorch_run_start(zorch_run **out, zorch_client *client, const zorch_pipeline *pipeline,
+                    const zorch_run_options *opts) {
+  start_src src = {.pipeline = pipeline};
+  if (!pipeline) {
+    if (out) *out = NULL;
+    return zorch__error_set(ZORCH_EINVALID, "zorch_run_start: client or pipeline is NULL");
+  }
+  return run_start_common(out, client, &src, opts);
+}
+
+int zorch_run_start_deployment(zorch_run **out, zorch_client *client, const char *deployment_path,
+                               const zorch_run_options *opts) {
+  if (out) *out = NULL;
+  if (!out || !client || !deployment_path)
+    return zorch__error_set(ZORCH_EINVALID, "zorch_run_start_deployment: NULL argument");
+  char *text = NULL;
+  size_t len = 0;
+  int rc = zorch__read_file(deployment_path, &text, &len);
+  if (rc) return zorch__error_prefix("deployment %s", deployment_path), rc;
+  json_error_t je;
+  json_t *doc = json_loadb(text, len, 0, &je);
+  free(text);
+  if (!json_is_object(doc)) {
+    json_decref(doc);
+    return zorch__error_set(ZORCH_EINVALID, "%s: not a deployment document: %s (line %d)", deployment_path,
+                            je.text, je.line);
+  }
+  json_t *v = json_object_get(doc, "zorch_deployment");
+  if (!json_is_integer(v) || json_integer_value(v) != 1) {
+    json_decref(doc);
+    return zorch__error_set(ZORCH_EVERSION, "%s: deployment version %s is not supported (this library reads 1)",
+                            deployment_path, json_is_integer(v) ? "newer than 1" : "(missing)");
+  }
+  start_src src = {.doc = doc, .doc_path = deployment_path};
+  rc = run_start_common(out, client, &src, opts);
+  json_decref(doc);
+  return rc;
+}
+
+/* ---- schedules ------------------------------------------------------------------------------ */
+
+int zorch_schedule_create(char **out_id, zorch_client *client, const zorch_pipeline *pipeline, const char *cron,
+                          const zorch_run_options *opts) {
+  if (out_id) *out_id = NULL;
+  if (!out_id || !client || !pipeline || !cron || !*cron)
+    return zorch__error_set(ZORCH_EINVALID, "zorch_schedule_create: NULL argument");
+  int fields = 0;
+  for (const char *p = cron; *p;) {
+    while (*p == ' ' || *p == '\t') p++;
+    if (!*p) break;
+    fields++;
+    while (*p && *p != ' ' && *p != '\t') p++;
+  }
+  if (fields != 5 && cron[0] != '@')
+    return zorch__error_set(ZORCH_EINVALID,
+                            "schedule '%s': a cron schedule has 5 fields (minute hour day-of-month month "
+                            "day-of-week), e.g. '0 3 * * *'",
+                            cron);
+  zorch_run *r = NULL;
+  start_src src = {.pipeline = pipeline, .cron = cron, .schedule_id = out_id};
+  return run_start_common(&r, client, &src, opts);
+}
+
+static int schedule_flavor(zorch_client *client, const char *stack_name, zorch__stack *stack,
+                           const zorch__flavor **fl, const char *what) {
+  memset(stack, 0, sizeof *stack);
+  int rc = zorch__stack_resolve(stack, client, stack_name);
+  if (rc) return rc;
+  *fl = zorch__registry_find(client->registry, ZORCH_COMPONENT_ORCHESTRATOR, stack->orchestrator_flavor);
+  const zorch_orchestrator_ops *ops = *fl ? ops_of(*fl) : NULL;
+  bool has = ops && ops->version >= 2 &&
+             (strcmp(what, "list") ? ops->schedule_delete != NULL : ops->schedule_list != NULL);
+  if (!has) {
+    rc = zorch__error_set(*fl ? ZORCH_ENOTSUPPORTED : ZORCH_ENOTFOUND,
+                          "stack '%s': orchestrator '%s' (flavor %s) %s", stack->name, stack->orchestrator_name,
+                          stack->orchestrator_flavor,
+                          *fl ? "has no schedules" : "is not provided by any loaded plugin");
+    zorch__stack_clear(stack);
+  }
+  return rc;
+}
+
+int zorch_schedule_list(char **out_json, zorch_client *client, const char *stack_name) {
+  if (out_json) *out_json = NULL;
+  if (!out_json || !client) return zorch__error_set(ZORCH_EINVALID, "zorch_schedule_list: NULL argument");
+  zorch__stack stack;
+  const zorch__flavor *fl;
+  int rc = schedule_flavor(client, stack_name, &stack, &fl, "list");
+  if (rc) return rc;
+  char *json = NULL;
+  rc = ops_of(fl)->schedule_list(fl->payload, stack.orchestrator_config ? stack.orchestrator_config : "{}", &json);
+  if (!rc) {
+    *out_json = zorch__strdup(json ? json : "[]");
+    if (!*out_json) rc = zorch__error_oom();
+  }
+  free(json);
+  zorch__stack_clear(&stack);
+  return rc;
+}
+
+int zorch_schedule_delete(zorch_client *client, const char *stack_name, const char *id) {
+  if (!client || !id || !*id) return zorch__error_set(ZORCH_EINVALID, "zorch_schedule_delete: NULL argument");
+  zorch__stack stack;
+  const zorch__flavor *fl;
+  int rc = schedule_flavor(client, stack_name, &stack, &fl, "delete");
+  if (rc) return rc;
+  rc = ops_of(fl)->schedule_delete(fl->payload, stack.orchestrator_config ? stack.orchestrator_config : "{}", id);
+  zorch__stack_clear(&stack);
   return rc;
 }
 

@@ -51,7 +51,7 @@ typedef struct zorch_flavor_desc zorch_flavor_desc;
 /** Component types a flavor can implement. */
 #define ZORCH_COMPONENT_ORCHESTRATOR "orchestrator"
 
-#define ZORCH_ORCHESTRATOR_OPS_VERSION 1
+#define ZORCH_ORCHESTRATOR_OPS_VERSION 2
 
 /** Operations of an orchestrator flavor.  `flavor_payload` is the pointer
  *  given to host->add_flavor().  Only append slots; the host checks
@@ -75,6 +75,19 @@ typedef struct zorch_orchestrator_ops {
   int (*cancel)(void *run);
   /** Free the run handle (after it ended, or to detach from it). */
   void (*release)(void *run);
+  /* ---- version 2 (all optional: NULL when the flavor has no schedules) ---- */
+  /** Make a recurring schedule that runs the submission's deployment (a
+   *  template stored at "deployment_path"; each scheduled run starts it as a
+   *  new run: `zorch deployment run PATH --new-run`) by `cron` (five fields
+   *  or @daily ...).  The submission has no run of its own: report no
+   *  status.  *out_id (host->alloc'd): the schedule's id on the backend. */
+  int (*schedule_create)(void *flavor_payload, zorch_submission *sub, const char *cron, char **out_id);
+  /** List the schedules of the orchestrator `config_json` points at, as a
+   *  JSON array of {"id", "cron", "pipeline", "created", "deployment"}
+   *  (host->alloc'd). */
+  int (*schedule_list)(void *flavor_payload, const char *config_json, char **out_json);
+  /** Delete one schedule by id; ZORCH_ENOTFOUND when there is none. */
+  int (*schedule_delete)(void *flavor_payload, const char *config_json, const char *id);
 } zorch_orchestrator_ops;
 
 #define ZORCH_FLAVOR_DESC_VERSION 1

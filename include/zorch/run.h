@@ -56,7 +56,10 @@ enum {
    *  be opened later. */
   ZORCH_RUN_EPHEMERAL = 1u << 1,
   /** While zorch_run_wait() blocks, turn SIGINT into zorch_run_cancel(). */
-  ZORCH_RUN_HANDLE_SIGINT = 1u << 2
+  ZORCH_RUN_HANDLE_SIGINT = 1u << 2,
+  /** zorch_run_start_deployment(): start the stored deployment as a new
+   *  run (new id and name) instead of continuing the run it names. */
+  ZORCH_RUN_NEW_ID = 1u << 3
 };
 
 /** Called when a step changes status.  Calls are serialised (never two at
@@ -95,6 +98,31 @@ ZORCH_API int zorch_run_start(zorch_run **out, zorch_client *client,
  *  run was started, even if it failed, so it can be inspected. */
 ZORCH_API int zorch_pipeline_run(zorch_run **out, zorch_client *client,
                                  const zorch_pipeline *pipeline, const zorch_run_options *opts);
+
+/** Start a run from a deployment document stored earlier (what an
+ *  orchestrator pod or a scheduled job does): the run it names continues
+ *  under the same id, or, with ZORCH_RUN_NEW_ID in opts->flags, a new run
+ *  starts from it.  The stack (opts->stack or the active one) must keep its
+ *  artifact store where the deployment says.  Function steps run only on a
+ *  flavor that starts the program elsewhere, not on `local`. */
+ZORCH_API int zorch_run_start_deployment(zorch_run **out, zorch_client *client,
+                                         const char *deployment_path, const zorch_run_options *opts);
+
+/** Run `pipeline` on a cron schedule (five fields, e.g. "0 3 * * *", or
+ *  @daily ...) on the stack's orchestrator, where the flavor supports it
+ *  (ZORCH_ENOTSUPPORTED otherwise).  The compiled deployment is stored as
+ *  schedules/<name>/deployment.json; opts->run_name names the schedule.
+ *  Ownership: *out_id is new (the schedule's id); free with zorch_free(). */
+ZORCH_API int zorch_schedule_create(char **out_id, zorch_client *client, const zorch_pipeline *pipeline,
+                                    const char *cron, const zorch_run_options *opts);
+
+/** The schedules of a stack's orchestrator (NULL: the active stack) as a
+ *  JSON array of {"id", "cron", "pipeline", "created", "deployment"}.
+ *  Ownership: *out_json is new; free with zorch_free(). */
+ZORCH_API int zorch_schedule_list(char **out_json, zorch_client *client, const char *stack);
+
+/** Delete a schedule by id. */
+ZORCH_API int zorch_schedule_delete(zorch_client *client, const char *stack, const char *id);
 
 /** Wait for the run to end, at most `timeout_ms` milliseconds (-1: no limit).
  *  Returns ZORCH_OK when it completed, ZORCH_ESTEP when steps failed

@@ -621,7 +621,8 @@ static int st_cancel(void *r) {
   return ZORCH_OK;
 }
 static void st_release(void *r) { (void)r; }
-static const zorch_orchestrator_ops st_ops = {1, NULL, st_submit, st_wait, st_cancel, st_release};
+static const zorch_orchestrator_ops st_ops = {
+    .version = 1, .submit = st_submit, .wait = st_wait, .cancel = st_cancel, .release = st_release};
 static const zorch_flavor_desc st_flavor = {
     1, "orchestrator", "static_one", "test", "a static flavor", "{\"type\":\"object\"}", &st_ops,
     {0}};
