@@ -1,6 +1,7 @@
 # Sourced by the kubernetes tests: a private Podman service and the
 # Kubernetes API simulator on top of it, both stopped on exit.
-#   cluster_start DIR [SIMULATOR-ARGS...]   sets SIM_DIR, KUBECONFIG, PODMAN_SOCK, SIM_URL
+#   cluster_start DIR [SIMULATOR-ARGS...]   sets SIM_DIR, KUBECONFIG, DOCKER_HOST, PODMAN_SOCK, SIM_URL
+# (Podman comes from tests/podman/podman-service.sh.)
 #   cluster_image NAME FILE...              imports an image holding FILE... and their libraries
 # Under CI (CI=true) a missing tool is a failure; elsewhere the test is skipped (77).
 
@@ -20,42 +21,27 @@ cluster_need() {
 
 cluster_stop() {
   [[ -n ${SIM_PID:-} ]] && kill "$SIM_PID" 2>/dev/null && wait "$SIM_PID" 2>/dev/null
-  [[ -n ${PODMAN_PID:-} ]] && kill "$PODMAN_PID" 2>/dev/null && wait "$PODMAN_PID" 2>/dev/null
-  if [[ -n ${CLUSTER_DIR:-} && -d $CLUSTER_DIR/storage ]]; then
-    CONTAINERS_CONF=$CLUSTER_DIR/containers.conf podman --root "$CLUSTER_DIR/storage" \
-      --runroot "$CLUSTER_DIR/run" rm -af >/dev/null 2>&1 || true
-    CONTAINERS_CONF=$CLUSTER_DIR/containers.conf podman --root "$CLUSTER_DIR/storage" \
-      --runroot "$CLUSTER_DIR/run" system reset -f >/dev/null 2>&1 || true
-  fi
-  SIM_PID= PODMAN_PID=
+  SIM_PID=
+  [[ -n ${CLUSTER_DIR:-} ]] && "$CLUSTER_FIXTURES/podman/podman-service.sh" stop "$CLUSTER_DIR/podman" >/dev/null 2>&1
+  return 0
 }
+
+CLUSTER_FIXTURES=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 cluster_start() {
   CLUSTER_DIR=$1
   shift
-  cluster_need podman runc openssl /usr/bin/python3
+  cluster_need podman runc openssl /usr/bin/python3 curl
   mkdir -p "$CLUSTER_DIR"
-  cat >"$CLUSTER_DIR/containers.conf" <<'CONF'
-[containers]
-default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
-[engine]
-runtime = "runc"
-CONF
-  export CONTAINERS_CONF=$CLUSTER_DIR/containers.conf
-  PODMAN_SOCK=$CLUSTER_DIR/podman.sock
-  podman --root "$CLUSTER_DIR/storage" --runroot "$CLUSTER_DIR/run" system service --time=0 \
-    "unix://$PODMAN_SOCK" >"$CLUSTER_DIR/podman.log" 2>&1 &
-  PODMAN_PID=$!
-  local i
-  for i in $(seq 100); do
-    curl -sf --unix-socket "$PODMAN_SOCK" http://d/v1.41/_ping >/dev/null 2>&1 && break
-    sleep 0.1
-  done
-  if ! curl -sf --unix-socket "$PODMAN_SOCK" http://d/v1.41/_ping >/dev/null; then
-    echo "FAIL: podman service did not start:"; cat "$CLUSTER_DIR/podman.log"; exit 1
-  fi
+  local line i
+  line=$("$CLUSTER_FIXTURES/podman/podman-service.sh" start "$CLUSTER_DIR/podman") || {
+    echo "FAIL: podman service did not start: $line"
+    exit 1
+  }
+  export DOCKER_HOST=${line#DOCKER_HOST=}
+  PODMAN_SOCK=${DOCKER_HOST#unix://}
   SIM_DIR=$CLUSTER_DIR/sim
-  /usr/bin/python3 "$(dirname "${BASH_SOURCE[0]}")/k8s-sim.py" --dir "$SIM_DIR" \
+  /usr/bin/python3 "$CLUSTER_FIXTURES/kubernetes/k8s-sim.py" --dir "$SIM_DIR" \
     --podman-socket "$PODMAN_SOCK" "$@" >"$CLUSTER_DIR/sim.log" 2>&1 &
   SIM_PID=$!
   for i in $(seq 200); do
@@ -64,7 +50,9 @@ CONF
     sleep 0.1
   done
   if [[ ! -f $SIM_DIR/ready ]]; then
-    echo "FAIL: the simulator did not start:"; cat "$CLUSTER_DIR/sim.log"; exit 1
+    echo "FAIL: the simulator did not start:"
+    cat "$CLUSTER_DIR/sim.log"
+    exit 1
   fi
   SIM_URL=$(cat "$SIM_DIR/ready")
   export KUBECONFIG=$SIM_DIR/kubeconfig
