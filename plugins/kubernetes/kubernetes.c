@@ -560,7 +560,11 @@ static void delete_object(krun *r, const char *kind, const char *name, int grace
                    : xasprintf("/api/v1/namespaces/%s/pods/%s?gracePeriodSeconds=%d", r->ns, name, grace);
   zh_error e;
   memset(&e, 0, sizeof e);
-  zk_json(r->k, "DELETE", path, NULL, NULL, &e);
+  if (zk_json(r->k, "DELETE", path, NULL, NULL, &e) != 0 && e.status != 404) {
+    char msg[1200];
+    snprintf(msg, sizeof msg, "cannot delete %s %s/%s: %s", kind, r->ns, name, e.message);
+    r->host->log(r->host, ZORCH_LOG_WARNING, msg);
+  }
   zh_error_clear(&e);
   free(path);
 }
@@ -1142,9 +1146,9 @@ static int k_check_config(void *payload, const char *config_json) {
   return rc;
 }
 
-static int k_submit(void **out_run, void *payload, zorch_submission *sub) {
-  const zorch_host *h = ((kctx *)payload)->host;
-  *out_run = NULL;
+/* A run handle with its config read and the cluster connected and probed. */
+static int krun_setup(const zorch_host *h, zorch_submission *sub, const char *cfg, krun **out) {
+  *out = NULL;
   krun *r = calloc(1, sizeof *r);
   if (!r) {
     h->error_set(h, ZORCH_ENOMEM, "out of memory");
@@ -1153,7 +1157,6 @@ static int k_submit(void **out_run, void *payload, zorch_submission *sub) {
   pthread_mutex_init(&r->lock, NULL);
   r->host = h;
   r->sub = sub;
-  const char *cfg = h->submission_get(sub, "config");
   r->cfg = json_loads(cfg ? cfg : "{}", 0, NULL);
   if (!r->cfg) r->cfg = json_object();
   const char *mode = jstr(r->cfg, "mode");
@@ -1167,21 +1170,18 @@ static int k_submit(void **out_run, void *payload, zorch_submission *sub) {
   else
     r->fail_reasons = json_pack("[s,s,s,s,s]", "InvalidImageName", "ErrImagePull", "ImagePullBackOff",
                                 "CreateContainerConfigError", "CreateContainerError");
-  r->run_id = strdup(h->submission_get(sub, "run_id"));
-  r->run_name = strdup(h->submission_get(sub, "run_name"));
-  r->pipeline = strdup(h->submission_get(sub, "pipeline"));
-  const char *sp = h->submission_get(sub, "store_path");
+  const char *v;
+  r->run_id = strdup(sub && (v = h->submission_get(sub, "run_id")) ? v : "");
+  r->run_name = strdup(sub && (v = h->submission_get(sub, "run_name")) ? v : "");
+  r->pipeline = strdup(sub && (v = h->submission_get(sub, "pipeline")) ? v : "");
+  const char *sp = sub ? h->submission_get(sub, "store_path") : NULL;
   r->store_path = strdup(sp ? sp : "");
-  int rc = k_check_config(payload, cfg ? cfg : "{}");
-  if (!rc && !sp) {
+  kctx k = {.host = h};
+  int rc = k_check_config(&k, cfg ? cfg : "{}");
+  if (!rc && sub && !sp) {
     seterr(h, ZORCH_EINVALID, "the kubernetes flavor needs an artifact store the cluster can mount (a local "
            "store directory shared with the nodes, or a PVC)");
     rc = ZORCH_EINVALID;
-  }
-  if (!rc && h->version < 2) {
-    seterr(h, ZORCH_EVERSION, "this libzorch is too old for the kubernetes flavor (host table version %u, needs 2)",
-           h->version);
-    rc = ZORCH_EVERSION;
   }
   if (!rc) rc = connect_cluster(h, r->cfg, &r->k);
   if (!rc) {
@@ -1192,9 +1192,22 @@ static int k_submit(void **out_run, void *payload, zorch_submission *sub) {
     krun_free(r);
     return rc;
   }
-  char *m = xasprintf("%s/%s", r->k->cfg.server, r->ns);
+  *out = r;
+  return ZORCH_OK;
+}
+
+static int k_submit(void **out_run, void *payload, zorch_submission *sub) {
+  const zorch_host *h = ((kctx *)payload)->host;
+  *out_run = NULL;
+  if (h->version < 2) {
+    seterr(h, ZORCH_EVERSION, "this libzorch is too old for the kubernetes flavor (host table version %u, needs 2)",
+           h->version);
+    return ZORCH_EVERSION;
+  }
+  krun *r;
+  int rc = krun_setup(h, sub, h->submission_get(sub, "config"), &r);
+  if (rc) return rc;
   h->submission_set_metadata(sub, "kubernetes_namespace", r->ns);
-  free(m);
   if (r->orchestrator_mode) {
     rc = orchestrator_submit(r);
   } else {
@@ -1248,6 +1261,114 @@ static void k_release(void *p) {
   krun_free(r);
 }
 
+/* ---- schedules: CronJobs running the orchestrator Job ------------------------ */
+
+static int k_schedule_create(void *payload, zorch_submission *sub, const char *cron, char **out_id) {
+  const zorch_host *h = ((kctx *)payload)->host;
+  *out_id = NULL;
+  krun *r;
+  int rc = krun_setup(h, sub, h->submission_get(sub, "config"), &r);
+  if (rc) return rc;
+  const char *zc = h->submission_get(sub, "zorch_command");
+  const char *dp = h->submission_get(sub, "deployment_path");
+  json_t *tpl = orchestrator_template(r, zc, dp, true, "scheduled-run", &rc);
+  if (!tpl) {
+    krun_free(r);
+    return rc;
+  }
+  char name[64];
+  zk_sanitize_name(name, 53, r->run_name);
+  json_t *job = job_of(tpl, name, 0, r->cfg);
+  json_t *jt = json_pack("{s:O, s:O}", "metadata", json_object_get(job, "metadata"), "spec", json_object_get(job, "spec"));
+  json_object_del(json_object_get(jt, "metadata"), "name");
+  json_decref(job);
+  json_t *cj = json_pack("{s:s, s:s, s:{s:s, s:{s:s, s:s}, s:{s:s, s:s}}, s:{s:s, s:s, s:o}}", "apiVersion",
+                         "batch/v1", "kind", "CronJob", "metadata", "name", name, "labels", LABEL_MANAGED, "zorch",
+                         LABEL_SCHEDULE, name, "annotations", ANN_PIPELINE, r->pipeline, "zorch.dev/deployment", dp,
+                         "spec", "schedule", cron, "concurrencyPolicy", "Forbid", "jobTemplate", jt);
+  char *path = xasprintf("/apis/batch/v1/namespaces/%s/cronjobs?fieldValidation=Strict", r->ns);
+  zh_error e;
+  memset(&e, 0, sizeof e);
+  rc = zk_json(r->k, "POST", path, cj, NULL, &e);
+  free(path);
+  json_decref(cj);
+  if (rc) {
+    seterr(h, e.status == 409 ? ZORCH_EEXISTS : ZORCH_EIO, "cannot create CronJob %s/%s: %s", r->ns, name,
+           e.message);
+    rc = e.status == 409 ? ZORCH_EEXISTS : ZORCH_EIO;
+  } else {
+    *out_id = h->alloc(strlen(name) + 1);
+    if (*out_id) strcpy(*out_id, name);
+  }
+  zh_error_clear(&e);
+  krun_free(r);
+  return rc;
+}
+
+static int k_schedule_list(void *payload, const char *config_json, char **out_json) {
+  const zorch_host *h = ((kctx *)payload)->host;
+  *out_json = NULL;
+  krun *r;
+  int rc = krun_setup(h, NULL, config_json, &r);
+  if (rc) return rc;
+  char *sel = zh_escape(LABEL_MANAGED "=zorch");
+  char *path = xasprintf("/apis/batch/v1/namespaces/%s/cronjobs?labelSelector=%s", r->ns, sel);
+  free(sel);
+  json_t *list = NULL;
+  zh_error e;
+  memset(&e, 0, sizeof e);
+  rc = zk_json(r->k, "GET", path, NULL, &list, &e);
+  free(path);
+  if (rc) {
+    seterr(h, ZORCH_EIO, "cannot list CronJobs in %s: %s", r->ns, e.message);
+    zh_error_clear(&e);
+    krun_free(r);
+    return ZORCH_EIO;
+  }
+  json_t *out = json_array();
+  size_t i;
+  json_t *x;
+  json_array_foreach(json_object_get(list, "items"), i, x) {
+    json_t *meta = json_object_get(x, "metadata"), *ann = json_object_get(meta, "annotations");
+    json_array_append_new(out, json_pack("{s:s?, s:s?, s:s?, s:s?, s:s?}", "id", jstr(meta, "name"), "cron",
+                                         jstr(json_object_get(x, "spec"), "schedule"), "pipeline",
+                                         jstr(ann, ANN_PIPELINE), "created", jstr(meta, "creationTimestamp"),
+                                         "deployment", jstr(ann, "zorch.dev/deployment")));
+  }
+  char *text = json_dumps(out, JSON_COMPACT);
+  json_decref(out);
+  json_decref(list);
+  *out_json = h->alloc(strlen(text) + 1);
+  if (*out_json) strcpy(*out_json, text);
+  free(text);
+  krun_free(r);
+  return *out_json ? ZORCH_OK : ZORCH_ENOMEM;
+}
+
+static int k_schedule_delete(void *payload, const char *config_json, const char *id) {
+  const zorch_host *h = ((kctx *)payload)->host;
+  krun *r;
+  int rc = krun_setup(h, NULL, config_json, &r);
+  if (rc) return rc;
+  char *esc = zh_escape(id);
+  char *path = xasprintf("/apis/batch/v1/namespaces/%s/cronjobs/%s?propagationPolicy=Background", r->ns, esc);
+  free(esc);
+  zh_error e;
+  memset(&e, 0, sizeof e);
+  rc = zk_json(r->k, "DELETE", path, NULL, NULL, &e);
+  free(path);
+  if (rc) {
+    rc = e.status == 404 ? ZORCH_ENOTFOUND : ZORCH_EIO;
+    if (e.status == 404)
+      seterr(h, rc, "no schedule '%s' in namespace %s (see `zorch schedule list`)", id, r->ns);
+    else
+      seterr(h, rc, "cannot delete CronJob %s/%s: %s", r->ns, id, e.message);
+  }
+  zh_error_clear(&e);
+  krun_free(r);
+  return rc;
+}
+
 static const zorch_orchestrator_ops k_ops = {
     .version = ZORCH_ORCHESTRATOR_OPS_VERSION,
     .check_config = k_check_config,
@@ -1255,6 +1376,9 @@ static const zorch_orchestrator_ops k_ops = {
     .wait = k_wait,
     .cancel = k_cancel,
     .release = k_release,
+    .schedule_create = k_schedule_create,
+    .schedule_list = k_schedule_list,
+    .schedule_delete = k_schedule_delete,
 };
 
 static const zorch_flavor_desc k_flavor = {

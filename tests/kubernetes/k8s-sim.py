@@ -1189,11 +1189,16 @@ class PodRunner(threading.Thread):
                 return
             self.cids[c['name']] = out['Id']
             sim.event(pod, 'Normal', 'Created', 'Created container %s' % c['name'])
+        start_errors = {}
         for c in cs:
             st, out = sim.engine.call('POST', '/containers/%s/start' % self.cids[c['name']])
             if st not in (204, 304):
-                log('start %s: %s %s' % (c['name'], st, out))
-            sim.event(pod, 'Normal', 'Started', 'Started container %s' % c['name'])
+                # as the kubelet reports a container the runtime could not start
+                start_errors[c['name']] = (out or {}).get('message', str(out))
+                sim.event(pod, 'Warning', 'Failed', 'Error: failed to start container "%s": %s'
+                          % (c['name'], start_errors[c['name']]))
+            else:
+                sim.event(pod, 'Normal', 'Started', 'Started container %s' % c['name'])
         ts = now_iso()
 
         def running(o):
@@ -1208,8 +1213,8 @@ class PodRunner(threading.Thread):
                              image_id=image_ids.get(c['name'], '')) for c in cs]
         pod = self.upd(running)
         # Wait for every container; a deletion stops them with the grace period.
-        results = {}
-        pending = set(self.cids)
+        results = {n: {'ExitCode': 128, 'StartError': m} for n, m in start_errors.items()}
+        pending = set(self.cids) - set(start_errors)
         while pending:
             if self.killed.is_set():
                 for n in list(pending):
@@ -1221,6 +1226,9 @@ class PodRunner(threading.Thread):
                 if st == 200 and state.get('Status') in ('exited', 'stopped', 'dead'):
                     results[n] = state
                     pending.discard(n)
+                elif st == 404:  # removed behind our back
+                    results[n] = {'ExitCode': 137, 'Lost': True}
+                    pending.discard(n)
             if pending:
                 self.killed.wait(0.25)
         logs = {n: sim.engine.logs(cid) for n, cid in self.cids.items()}
@@ -1231,11 +1239,20 @@ class PodRunner(threading.Thread):
             s = results[c['name']]
             code = s.get('ExitCode', 1)
             reason = 'Completed' if code == 0 else 'Error'
-            if code == 137 and (s.get('OOMKilled') or oom) and not self.killed.is_set():
+            # as containerd reports it: an OOM kill in the container's cgroup
+            # (of its main process or of a child) makes the reason OOMKilled
+            if code != 0 and (s.get('OOMKilled') or oom) and not self.killed.is_set():
                 reason = 'OOMKilled'
             all_ok = all_ok and code == 0
+            if s.get('StartError'):
+                reason = 'StartError'
+            elif s.get('Lost'):
+                reason = 'ContainerStatusUnknown'
             term = {'exitCode': code, 'reason': reason, 'startedAt': ts, 'finishedAt': now_iso(),
                     'containerID': 'podman://' + self.cids[c['name']]}
+            if s.get('StartError'):
+                term['message'] = s['StartError']
+                term['startedAt'] = '1970-01-01T00:00:00Z'
             statuses.append(self.cstatus(c, {'terminated': term}, image_id=image_ids.get(c['name'], ''),
                                          started=False))
         te = now_iso()
@@ -1319,7 +1336,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         n = int(self.headers.get('Content-Length') or 0)
         data = self.rfile.read(n) if n else b''
         ct = (self.headers.get('Content-Type') or '').split(';')[0].strip()
-        if ct and ct not in ('application/json', 'application/merge-patch+json',
+        if data and ct and ct not in ('application/json', 'application/merge-patch+json',
                              'application/strategic-merge-patch+json', 'application/json-patch+json'):
             raise ApiError(415, 'UnsupportedMediaType', 'the body of the request was in an unknown format - '
                            'accepted media types include: application/json, application/yaml, '
@@ -1524,6 +1541,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
             spec.setdefault('podReplacementPolicy', 'TerminatingOrFailed')
             body['status'] = {}
             o = sim.store.create(res, ns, body)
+
+            def selector(j):  # as the API server defaults it: the job's own uid
+                uid = j['metadata']['uid']
+                j['spec'].setdefault('selector', {'matchLabels': {'batch.kubernetes.io/controller-uid': uid}})
+                lab = j['spec']['template'].setdefault('metadata', {}).setdefault('labels', {})
+                lab.update({'batch.kubernetes.io/controller-uid': uid, 'controller-uid': uid,
+                            'batch.kubernetes.io/job-name': j['metadata']['name'], 'job-name': j['metadata']['name']})
+            o = sim.store.update('jobs', ns, o['metadata']['name'], selector)
             sim.job_created(ns, o['metadata']['name'])
         elif res.plural == 'cronjobs':
             spec = body['spec']
