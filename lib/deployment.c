@@ -335,6 +335,7 @@ int zorch__deployment_compile(char **out, zorch__plan **plan_out, const zorch_pi
     pos = malloc(p->n_steps * sizeof *pos);
     eoff = malloc((p->n_steps + 1) * sizeof *eoff);
     rc = pos && eoff ? zorch__plan_builder_new(&pb, true) : zorch__error_oom();
+    if (!rc) rc = zorch__plan_builder_reserve(pb, (uint32_t)p->n_steps);
     if (!rc) rc = zorch__plan_builder_feed(pb, b.data, b.len);
     if (!rc) {
       for (size_t oi = 0; oi < p->n_steps; oi++) pos[order[oi]] = (uint32_t)oi;

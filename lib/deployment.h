@@ -74,6 +74,7 @@ typedef struct zorch__plan {
   int failure_mode;
   uint32_t n_steps;
   zorch__pstep *steps;      /* in topological order */
+  bool steps_big;           /* steps from zorch__big_calloc */
   uint32_t *succ;
   /* name -> (uintptr_t)index+1: made when the plan is loaded from a
    * document, and on the first zorch__plan_find() of a plan the compiler
@@ -120,6 +121,8 @@ typedef struct zorch__step_def {
 /** `trusted`: the steps come from a validated pipeline (the compiler): their
  *  names are not checked again and no name map is made while building. */
 int zorch__plan_builder_new(zorch__plan_builder **out, bool trusted);
+/** Make room for n_steps steps at once (the compiler knows how many). */
+int zorch__plan_builder_reserve(zorch__plan_builder *b, uint32_t n_steps);
 /** Parse the next piece of the document's text. */
 int zorch__plan_builder_feed(zorch__plan_builder *b, const char *text, size_t len);
 /** Add a step; the text fed so far must end inside the "steps" array. */

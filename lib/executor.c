@@ -45,11 +45,11 @@ zorch__step_rec *zorch__step_recs_new(const zorch__plan *plan) {
   size_t total_out = 0;
   for (uint32_t i = 0; i < n; i++) total_out += plan->steps[i].n_outputs;
   /* one block for the records, one for every output slot */
-  zorch__step_rec *recs = calloc(n ? n : 1, sizeof *recs);
-  zorch__output_rec *outs = calloc(total_out ? total_out : 1, sizeof *outs);
+  zorch__step_rec *recs = zorch__big_calloc(n ? n : 1, sizeof *recs);
+  zorch__output_rec *outs = zorch__big_calloc(total_out ? total_out : 1, sizeof *outs);
   if (!recs || !outs) {
-    free(recs);
-    free(outs);
+    zorch__big_free(recs);
+    zorch__big_free(outs);
     return NULL;
   }
   size_t o = 0;
@@ -66,8 +66,8 @@ zorch__step_rec *zorch__step_recs_new(const zorch__plan *plan) {
 void zorch__step_recs_free(zorch__step_rec *recs, uint32_t n) {
   if (!recs) return;
   for (uint32_t i = 0; i < n; i++) free(recs[i].error);
-  free(recs[0].outputs);
-  free(recs);
+  zorch__big_free(recs[0].outputs);
+  zorch__big_free(recs);
 }
 
 int zorch__step_rec_json(zorch__buf *b, const zorch__plan *plan, uint32_t i,
@@ -1494,7 +1494,7 @@ static void *loop_main(void *arg) {
   for (uint32_t w = 0; w < x->n_workers; w++) pthread_join(x->workers[w], NULL);
   /* the scheduling state is not needed any more: give its memory back now */
   for (uint32_t i = 0; i < x->n; i++) free_scratch(&x->xs[i], x->plan->steps[i].n_outputs, true);
-  free(x->xs);
+  zorch__big_free(x->xs);
   x->xs = NULL;
   free(x->ready.v);
   free(x->fq.v);
@@ -1533,7 +1533,7 @@ static void exec_destroy(zorch__exec *x) {
   zorch__journal_close(x->journal);
   zorch__cache_close(x->cache);
   zorch__step_recs_free(x->recs, x->n);
-  free(x->xs);
+  zorch__big_free(x->xs);
   free(x->ready.v);
   free(x->fq.v);
   free(x->cq.v);
@@ -1580,7 +1580,7 @@ int zorch__exec_start(zorch__exec **out, zorch__plan *plan, zorch__store *store,
   x->max_parallel = opts->max_parallel ? opts->max_parallel : (uint32_t)(cpus > 0 ? cpus : 1);
   int rc = ZORCH_OK;
   x->recs = zorch__step_recs_new(plan);
-  x->xs = calloc(x->n, sizeof *x->xs);
+  x->xs = zorch__big_calloc(x->n, sizeof *x->xs);
   x->work = malloc(x->n * sizeof *x->work);
   x->active = malloc(((x->max_parallel < x->n ? x->max_parallel : x->n) + 1) * sizeof *x->active);
   if (!x->recs || !x->xs || !x->work || !x->active || ring_init(&x->ready, x->n) ||

@@ -43,6 +43,14 @@ int zorch__buf_grow(zorch__buf *b, size_t extra);
 int zorch__buf_put(zorch__buf *b, const void *data, size_t len);
 int zorch__buf_puts(zorch__buf *b, const char *s);
 int zorch__buf_printf(zorch__buf *b, const char *fmt, ...) ZORCH_PRINTF(2, 3);
+/** calloc for large arrays (one per step of a run): from 4 MiB on, fresh
+ *  zeroed pages asked to be backed by transparent huge pages, so that the
+ *  first touch of a million-step array costs hundreds of page faults instead
+ *  of hundreds of thousands.  Free with zorch__big_free(); NULL on overflow
+ *  or OOM. */
+void *zorch__big_calloc(size_t n, size_t size);
+void zorch__big_free(void *p);
+
 /** Append an unsigned decimal integer (no printf: this is on hot paths). */
 int zorch__buf_u64(zorch__buf *b, uint64_t v);
 /** Append a Unix time as seconds with 6 decimals, e.g. 1764100000.123456. */

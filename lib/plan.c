@@ -60,7 +60,8 @@ void zorch__plan_free(zorch__plan *plan) {
     if (s->params && s->params != plan->empty) json_decref(s->params);
     if (s->own_env) free(s->env);
   }
-  free(plan->steps);
+  if (plan->steps_big) zorch__big_free(plan->steps);
+  else free(plan->steps);
   free(plan->succ);
   zorch__map_free(atomic_load(&plan->by_name));
   pthread_mutex_destroy(&plan->find_mu);
@@ -288,6 +289,14 @@ static int step_done(reader *r) {
   }
   if (pl->n_steps == r->cap_steps) {
     size_t nc = r->cap_steps ? r->cap_steps * 2 : 256;
+    if (pl->steps_big) { /* reserved too few: continue in a plain block */
+      zorch__pstep *ns = malloc(nc * sizeof *ns);
+      if (!ns) return fail(r, ZORCH_ENOMEM, "out of memory");
+      memcpy(ns, pl->steps, pl->n_steps * sizeof *ns);
+      zorch__big_free(pl->steps);
+      pl->steps = ns;
+      pl->steps_big = false;
+    }
     zorch__pstep *ns = realloc(pl->steps, nc * sizeof *ns);
     uint32_t *no = realloc(r->pred_off, (nc + 1) * sizeof *no);
     if (ns) pl->steps = ns;
@@ -711,6 +720,18 @@ static int builder_error(zorch__plan_builder *b, const char *text, size_t len) {
   b->rc = zorch__error_set(ZORCH_EINVALID, "deployment: line %zu, column %zu: %s", line, col, m);
   if (msg) yajl_free_error(b->h, msg);
   return b->rc;
+}
+
+int zorch__plan_builder_reserve(zorch__plan_builder *b, uint32_t n_steps) {
+  reader *r = &b->r;
+  zorch__plan *pl = r->pl;
+  if (pl->n_steps || pl->steps || !n_steps) return ZORCH_OK;
+  pl->steps = zorch__big_calloc(n_steps, sizeof *pl->steps);
+  r->pred_off = realloc(r->pred_off, ((size_t)n_steps + 1) * sizeof *r->pred_off);
+  if (!pl->steps || !r->pred_off) return b->rc = zorch__error_oom();
+  pl->steps_big = true;
+  r->cap_steps = n_steps;
+  return ZORCH_OK;
 }
 
 int zorch__plan_builder_feed(zorch__plan_builder *b, const char *text, size_t len) {

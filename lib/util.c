@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -306,4 +307,34 @@ char *zorch__path_join(const char *a, const char *b) {
   size_t la = strlen(a);
   if (la && a[la - 1] == '/') return zorch__asprintf("%s%s", a, b);
   return zorch__asprintf("%s/%s", a, b);
+}
+
+/* ---- large arrays ---- */
+
+#define BIG_MIN ((size_t)4 << 20)
+#define BIG_HDR ((size_t)64) /* keeps the array's alignment; holds the mapping's length */
+
+void *zorch__big_calloc(size_t n, size_t size) {
+  if (size && n > (SIZE_MAX - BIG_HDR) / size) return NULL;
+  size_t bytes = n * size + BIG_HDR;
+  char *base;
+  if (bytes < BIG_MIN) {
+    base = calloc(1, bytes);
+    if (!base) return NULL;
+    *(size_t *)base = 0;
+  } else {
+    base = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (base == MAP_FAILED) return NULL;
+    (void)madvise(base, bytes, MADV_HUGEPAGE); /* best effort */
+    *(size_t *)base = bytes;
+  }
+  return base + BIG_HDR;
+}
+
+void zorch__big_free(void *p) {
+  if (!p) return;
+  char *base = (char *)p - BIG_HDR;
+  size_t bytes = *(size_t *)base;
+  if (bytes) munmap(base, bytes);
+  else free(base);
 }
