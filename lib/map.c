@@ -90,3 +90,22 @@ void *zorch__map_get(const zorch__map *m, const char *key) {
 }
 
 size_t zorch__map_count(const zorch__map *m) { return m ? m->count : 0; }
+
+void *zorch__map_put_new(zorch__map *m, const char *key, void *value, int *rc) {
+  *rc = ZORCH_OK;
+  if ((m->count + 1) * 4 > m->cap * 3 && grow(m) != ZORCH_OK) {
+    *rc = ZORCH_ENOMEM;
+    return NULL;
+  }
+  uint64_t h = zorch__hash_str(key);
+  size_t j = h & (m->cap - 1);
+  while (m->slots[j].key) {
+    if (m->slots[j].hash == h && strcmp(m->slots[j].key, key) == 0) return m->slots[j].value;
+    j = (j + 1) & (m->cap - 1);
+  }
+  m->slots[j].key = key;
+  m->slots[j].value = value;
+  m->slots[j].hash = h;
+  m->count++;
+  return NULL;
+}

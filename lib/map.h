@@ -11,6 +11,10 @@ zorch__map *zorch__map_new(size_t capacity_hint);
 void zorch__map_free(zorch__map *m);
 /** Insert or replace.  ZORCH_ENOMEM on failure. */
 int zorch__map_put(zorch__map *m, const char *key, void *value);
+/** Insert unless the key is there already (one probe): NULL when inserted,
+ *  else the value already there (nothing changed).  *rc: ZORCH_ENOMEM when
+ *  the map could not grow (then NULL and nothing inserted). */
+void *zorch__map_put_new(zorch__map *m, const char *key, void *value, int *rc);
 /** The value, or NULL when absent. */
 void *zorch__map_get(const zorch__map *m, const char *key);
 size_t zorch__map_count(const zorch__map *m);

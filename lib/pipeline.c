@@ -255,9 +255,6 @@ static int add_step(zorch_step **out, zorch_pipeline *p, const char *name, int k
   if (!p) return zorch__error_set(ZORCH_EINVALID, "pipeline is NULL");
   int rc = zorch__check_name("step", name);
   if (rc) return rc;
-  if (zorch__map_get(p->by_name, name))
-    return zorch__error_set(ZORCH_EEXISTS, "pipeline '%s' already has a step named '%s'",
-                            p->name, name);
   if (p->n_steps == p->cap_steps) {
     size_t nc = p->cap_steps ? p->cap_steps * 2 : 8;
     zorch_step **ns = realloc(p->steps, nc * sizeof *ns);
@@ -272,9 +269,11 @@ static int add_step(zorch_step **out, zorch_pipeline *p, const char *name, int k
   s->kind = kind;
   s->settings = (zorch__settings *)&zorch__no_settings;
   s->name = memcpy((char *)(s + 1), name, nl);
-  if (zorch__map_put(p->by_name, s->name, s)) {
+  if (zorch__map_put_new(p->by_name, s->name, s, &rc) || rc) { /* one probe: check and insert */
     free(s);
-    return zorch__error_oom();
+    return rc ? zorch__error_oom()
+              : zorch__error_set(ZORCH_EEXISTS, "pipeline '%s' already has a step named '%s'",
+                                 p->name, name);
   }
   s->index = p->n_steps;
   p->steps[p->n_steps++] = s;
