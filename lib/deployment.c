@@ -212,6 +212,138 @@ static void put_entrypoint(zorch__buf *b, const char *head, const char *dep_path
   zorch__buf_puts(b, "]");
 }
 
+/* One pass over the steps in plan order: their text (when `text`) and
+ * their plan steps (when `pb`). */
+typedef struct step_pass {
+  const zorch_pipeline *p;
+  const size_t *order, *edges, *eoff;
+  const uint32_t *pos;
+  json_t *params;             /* resolved pipeline params (only read) */
+  const char *default_version;
+  zorch__buf *text;           /* NULL: no text */
+  zorch__plan_builder *pb;    /* NULL: no plan */
+  zorch__map *memo;           /* command versions; NULL when no step needs one */
+  zorch__strv *keep;
+  int rc;
+  char err[1024];             /* the message of rc, when run as a thread */
+} step_pass;
+
+static int steps_pass(step_pass *sp) {
+  const zorch_pipeline *p = sp->p;
+  zorch__buf *tb = sp->text;
+  zorch__plan_builder *pb = sp->pb;
+  uint32_t *after = NULL; /* one step's 'after' steps as plan indices */
+  size_t cap_after = 0;
+  int rc = ZORCH_OK;
+  for (size_t oi = 0; oi < p->n_steps && !rc; oi++) {
+    const zorch_step *s = p->steps[sp->order[oi]];
+    zorch__step_def def = {.name = s->name,
+                           .kind = s->kind,
+                           .command = (const char *const *)s->argv.v,
+                           .n_command = (uint32_t)s->argv.n,
+                           .outputs = (const char *const *)s->outputs.v,
+                           .n_outputs = (uint32_t)s->outputs.n,
+                           .fn = s->fn,
+                           .payload = s->payload};
+    if (tb) {
+      zorch__buf_puts(tb, oi ? ",{\"name\":" : "{\"name\":");
+      zorch__buf_json_string(tb, s->name);
+      zorch__buf_puts(tb, s->kind == ZORCH__STEP_COMMAND ? ",\"kind\":\"command\""
+                                                         : ",\"kind\":\"function\"");
+      if (s->kind == ZORCH__STEP_COMMAND) put_strv(tb, "command", s->argv.v, s->argv.n);
+    }
+    if (s->n_inputs) {
+      if (tb) zorch__buf_puts(tb, ",\"inputs\":{");
+      if (pb) def.inputs = json_object();
+      for (size_t i = 0; i < s->n_inputs; i++) {
+        if (tb) {
+          if (i) zorch__buf_put(tb, ",", 1);
+          zorch__buf_json_string(tb, s->inputs[i].name);
+          zorch__buf_puts(tb, ":{\"step\":");
+          zorch__buf_json_string(tb, s->inputs[i].from_step);
+          zorch__buf_puts(tb, ",\"output\":");
+          zorch__buf_json_string(tb, s->inputs[i].from_output);
+          zorch__buf_put(tb, "}", 1);
+        }
+        if (def.inputs)
+          json_object_set_new(def.inputs, s->inputs[i].name,
+                              json_pack("{s:s,s:s}", "step", s->inputs[i].from_step, "output",
+                                        s->inputs[i].from_output));
+      }
+      if (tb) zorch__buf_put(tb, "}", 1);
+    }
+    if (tb && s->outputs.n) put_strv(tb, "outputs", s->outputs.v, s->outputs.n);
+    if (tb && s->after.n) put_strv(tb, "after", s->after.v, s->after.n);
+    if (pb && s->after.n) {
+      if (s->after.n > cap_after) {
+        uint32_t *na = realloc(after, s->after.n * sizeof *na);
+        if (!na) {
+          json_decref(def.inputs);
+          rc = zorch__error_oom();
+          break;
+        }
+        after = na;
+        cap_after = s->after.n;
+      }
+      const size_t *up = sp->edges + sp->eoff[sp->order[oi]] + s->n_inputs;
+      for (size_t k = 0; k < s->after.n; k++) after[k] = sp->pos[up[k]];
+      def.after = after;
+      def.n_after = (uint32_t)s->after.n;
+    }
+    if (tb && s->use_params.n) put_strv(tb, "uses", s->use_params.v, s->use_params.n);
+    if (s->use_params.n || s->params.n) {
+      json_t *spj = json_object();
+      for (size_t i = 0; i < s->use_params.n; i++) {
+        json_t *v = json_object_get(sp->params, s->use_params.v[i]);
+        if (v) json_object_set(spj, s->use_params.v[i], v);
+      }
+      for (size_t i = 0; i < s->params.n; i++)
+        json_object_set_new(spj, s->params.v[i].key, json_text(s->params.v[i].value));
+      if (tb) {
+        zorch__buf_puts(tb, ",\"params\":");
+        put_json(tb, spj);
+      }
+      if (pb) def.params = spj;
+      else json_decref(spj);
+    }
+    const char *ver = s->settings->version ? s->settings->version : NULL;
+    char *autover = NULL;
+    if (!ver && s->kind == ZORCH__STEP_COMMAND && !p->defaults.settings->version) {
+      /* a pass without a memo never meets such a step (see the caller) */
+      autover = sp->memo ? command_version(s->argv.v, sp->memo, sp->keep) : NULL;
+      ver = autover ? autover : "unknown";
+    }
+    if (ver && strcmp(ver, sp->default_version) != 0) {
+      if (tb) {
+        zorch__buf_puts(tb, ",\"version\":");
+        zorch__buf_json_string(tb, ver);
+      }
+      def.version = ver;
+    }
+    if (has_own_settings(s)) {
+      json_t *st = settings_json(s, p->defaults.settings);
+      if (tb) {
+        zorch__buf_puts(tb, ",\"settings\":");
+        put_json(tb, st);
+      }
+      if (pb) def.settings = st;
+      else json_decref(st);
+    }
+    if (tb) zorch__buf_put(tb, "}", 1);
+    if (pb) rc = zorch__plan_builder_step(pb, &def); /* takes inputs, params and settings */
+    free(autover);
+  }
+  free(after);
+  return rc;
+}
+
+static void *steps_pass_thread(void *arg) {
+  step_pass *sp = arg;
+  sp->rc = steps_pass(sp);
+  if (sp->rc) snprintf(sp->err, sizeof sp->err, "%s", zorch_error_last()->message);
+  return NULL;
+}
+
 /* The document lists the steps in topological order.  What most steps share
  * is said once: "defaults" holds the effective settings and code version of a
  * step that sets none of its own, "entrypoint" the command template of each
@@ -329,8 +461,7 @@ int zorch__deployment_compile(char **out, zorch__plan **plan_out, const zorch_pi
   zorch__plan_builder *pb = NULL;
   uint32_t *pos = NULL;   /* pipeline index -> place in the plan */
   size_t *eoff = NULL;    /* pipeline index -> its first entry in edges */
-  uint32_t *after = NULL; /* one step's 'after' steps as plan indices */
-  size_t cap_after = 0;
+  size_t autover_steps = 0; /* command steps whose version is made from their files */
   if (plan_out) {
     pos = malloc(p->n_steps * sizeof *pos);
     eoff = malloc((p->n_steps + 1) * sizeof *eoff);
@@ -340,99 +471,41 @@ int zorch__deployment_compile(char **out, zorch__plan **plan_out, const zorch_pi
     if (!rc) {
       for (size_t oi = 0; oi < p->n_steps; oi++) pos[order[oi]] = (uint32_t)oi;
       eoff[0] = 0;
-      for (size_t i = 0; i < p->n_steps; i++)
-        eoff[i + 1] = eoff[i] + p->steps[i]->n_inputs + p->steps[i]->after.n;
+      for (size_t i = 0; i < p->n_steps; i++) {
+        const zorch_step *s = p->steps[i];
+        eoff[i + 1] = eoff[i] + s->n_inputs + s->after.n;
+        if (s->kind == ZORCH__STEP_COMMAND && !s->settings->version && !p->defaults.settings->version)
+          autover_steps++;
+      }
     }
   }
 
   zorch__map *memo = zorch__map_new(8);
   zorch__strv keep = {0};
-  for (size_t oi = 0; oi < p->n_steps && !rc; oi++) {
-    const zorch_step *s = p->steps[order[oi]];
-    zorch__step_def def = {.name = s->name,
-                           .kind = s->kind,
-                           .command = (const char *const *)s->argv.v,
-                           .n_command = (uint32_t)s->argv.n,
-                           .outputs = (const char *const *)s->outputs.v,
-                           .n_outputs = (uint32_t)s->outputs.n,
-                           .fn = s->fn,
-                           .payload = s->payload};
-    zorch__buf_puts(&b, oi ? ",{\"name\":" : "{\"name\":");
-    zorch__buf_json_string(&b, s->name);
-    zorch__buf_puts(&b, s->kind == ZORCH__STEP_COMMAND ? ",\"kind\":\"command\""
-                                                       : ",\"kind\":\"function\"");
-    if (s->kind == ZORCH__STEP_COMMAND) put_strv(&b, "command", s->argv.v, s->argv.n);
-    if (s->n_inputs) {
-      zorch__buf_puts(&b, ",\"inputs\":{");
-      if (pb) def.inputs = json_object();
-      for (size_t i = 0; i < s->n_inputs; i++) {
-        if (i) zorch__buf_put(&b, ",", 1);
-        zorch__buf_json_string(&b, s->inputs[i].name);
-        zorch__buf_puts(&b, ":{\"step\":");
-        zorch__buf_json_string(&b, s->inputs[i].from_step);
-        zorch__buf_puts(&b, ",\"output\":");
-        zorch__buf_json_string(&b, s->inputs[i].from_output);
-        zorch__buf_put(&b, "}", 1);
-        if (def.inputs)
-          json_object_set_new(def.inputs, s->inputs[i].name,
-                              json_pack("{s:s,s:s}", "step", s->inputs[i].from_step, "output",
-                                        s->inputs[i].from_output));
-      }
-      zorch__buf_put(&b, "}", 1);
+  step_pass text = {.p = p, .order = order, .edges = edges, .eoff = eoff, .pos = pos,
+                    .params = params, .default_version = default_version, .text = &b,
+                    .pb = pb, .memo = memo, .keep = &keep};
+  if (!rc) {
+    /* A large plan is built by a second thread while this one writes the
+     * text (both only read the pipeline).  Not when a command step needs its
+     * version computed from files: that is done once, here. */
+    step_pass plan = text;
+    pthread_t t;
+    bool split = pb && p->n_steps >= 8192 && !autover_steps &&
+                 sysconf(_SC_NPROCESSORS_ONLN) > 1;
+    if (split) {
+      text.pb = NULL;
+      plan.text = NULL;
+      plan.memo = NULL;
+      plan.keep = NULL;
+      split = pthread_create(&t, NULL, steps_pass_thread, &plan) == 0;
+      if (!split) text.pb = pb;
     }
-    if (s->outputs.n) put_strv(&b, "outputs", s->outputs.v, s->outputs.n);
-    if (s->after.n) put_strv(&b, "after", s->after.v, s->after.n);
-    if (pb && s->after.n) {
-      if (s->after.n > cap_after) {
-        uint32_t *na = realloc(after, s->after.n * sizeof *na);
-        if (!na) {
-          json_decref(def.inputs);
-          rc = zorch__error_oom();
-          break;
-        }
-        after = na;
-        cap_after = s->after.n;
-      }
-      const size_t *up = edges + eoff[order[oi]] + s->n_inputs;
-      for (size_t k = 0; k < s->after.n; k++) after[k] = pos[up[k]];
-      def.after = after;
-      def.n_after = (uint32_t)s->after.n;
+    rc = steps_pass(&text);
+    if (split) {
+      pthread_join(t, NULL);
+      if (!rc && plan.rc) rc = zorch__error_set(plan.rc, "%s", plan.err);
     }
-    if (s->use_params.n) put_strv(&b, "uses", s->use_params.v, s->use_params.n);
-    if (s->use_params.n || s->params.n) {
-      json_t *sp = json_object();
-      for (size_t i = 0; i < s->use_params.n; i++) {
-        json_t *v = json_object_get(params, s->use_params.v[i]);
-        if (v) json_object_set(sp, s->use_params.v[i], v);
-      }
-      for (size_t i = 0; i < s->params.n; i++)
-        json_object_set_new(sp, s->params.v[i].key, json_text(s->params.v[i].value));
-      zorch__buf_puts(&b, ",\"params\":");
-      put_json(&b, sp);
-      if (pb) def.params = sp;
-      else json_decref(sp);
-    }
-    const char *ver = s->settings->version ? s->settings->version : NULL;
-    char *autover = NULL;
-    if (!ver && s->kind == ZORCH__STEP_COMMAND && !p->defaults.settings->version) {
-      autover = command_version(s->argv.v, memo, &keep);
-      ver = autover ? autover : "unknown";
-    }
-    if (ver && strcmp(ver, default_version) != 0) {
-      zorch__buf_puts(&b, ",\"version\":");
-      zorch__buf_json_string(&b, ver);
-      def.version = ver;
-    }
-    if (has_own_settings(s)) {
-      json_t *st = settings_json(s, p->defaults.settings);
-      zorch__buf_puts(&b, ",\"settings\":");
-      put_json(&b, st);
-      if (pb) def.settings = st;
-      else json_decref(st);
-    }
-    zorch__buf_put(&b, "}", 1);
-    if (pb) rc = zorch__plan_builder_step(pb, &def); /* takes inputs, params and settings */
-    free(autover);
   }
   zorch__buf_puts(&b, "]}");
   if (pb && !rc) rc = zorch__plan_builder_feed(pb, "]}", 2);
@@ -445,7 +518,6 @@ int zorch__deployment_compile(char **out, zorch__plan **plan_out, const zorch_pi
   free(edges);
   free(pos);
   free(eoff);
-  free(after);
   if (!rc && (!b.data || b.len == 0)) rc = zorch__error_oom();
   if (pb) {
     if (rc) zorch__plan_builder_free(pb);

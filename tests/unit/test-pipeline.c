@@ -293,13 +293,39 @@ static void same_strv(const char **a, const char **b) {
   }
 }
 
+/* A large pipeline: its plan is built by a second thread while the text is
+ * written (function steps only, with inputs, 'after' and params). */
+static zorch_pipeline *large(void) {
+  zorch_pipeline *p = new_pipeline("large");
+  zt_ok(zorch_pipeline_add_param(p, "lr", "0.1"));
+  char name[32], up[32];
+  for (int i = 0; i < 9000; i++) {
+    zorch_step *s;
+    snprintf(name, sizeof name, "s%d", i);
+    zt_ok(zorch_pipeline_add_function_step(&s, p, name, noop, NULL));
+    zt_ok(zorch_step_add_output(s, "o"));
+    if (i >= 1) {
+      snprintf(up, sizeof up, "s%d", (i * 7919) % i);
+      zt_ok(zorch_step_add_input(s, "in", up, "o"));
+    }
+    if (i >= 2) {
+      snprintf(up, sizeof up, "s%d", i - 2);
+      zt_ok(zorch_step_after(s, up));
+    }
+    if (i % 100 == 0) zt_ok(zorch_step_use_param(s, "lr"));
+    if (i % 250 == 0) zt_ok(zorch_step_set_timeout(s, 5));
+  }
+  return p;
+}
+
 START_TEST(compiled_plan_equals_loaded_plan) {
-  zorch_pipeline *p = sample();
+  zorch_pipeline *p = _i ? large() : sample();
   zorch_step *extra;
   const char *argv[] = {"true", NULL};
   zt_ok(zorch_pipeline_add_command_step(&extra, p, "extra", argv));
-  zt_ok(zorch_step_after(extra, "train"));
-  zt_ok(zorch_step_after(extra, "gen"));
+  zt_ok(zorch_step_set_version(extra, "v1"));
+  zt_ok(zorch_step_after(extra, _i ? "s5" : "train"));
+  zt_ok(zorch_step_after(extra, _i ? "s7" : "gen"));
   zt_ok(zorch_step_set_env(extra, "A", "1"));
   zorch__compile_info ci = {.run_id = "r1", .run_name = "run-one", .params_json = "{\"lr\":0.25}",
                             .store_path = "/tmp/store"};
@@ -389,7 +415,7 @@ Suite *pipeline_suite(void) {
   tcase_add_test(tc, cycle_is_named);
   tcase_add_test(tc, wiring_errors);
   tcase_add_test(tc, deployment_round_trip);
-  tcase_add_test(tc, compiled_plan_equals_loaded_plan);
+  tcase_add_loop_test(tc, compiled_plan_equals_loaded_plan, 0, 2);
   tcase_add_test(tc, large_chain_compiles);
   suite_add_tcase(s, tc);
   return s;
