@@ -512,6 +512,31 @@ START_TEST(test_step_run_entrypoint) {
 }
 END_TEST
 
+/* `zorch image build` without an engine: the errors name what is wrong. */
+START_TEST(test_image_build_errors) {
+  const char *home = zt_tmpdir();
+  char *out = zorch_expect(2, home, "image", "build", NULL);
+  assert_has(out, "the image NAME is missing");
+  free(out);
+  out = zorch_expect(2, home, "image", "build", "x:1", NULL);
+  assert_has(out, "--program is missing");
+  free(out);
+  out = zorch_expect(1, home, "image", "build", "x:1", "--program", "/bin/sh", "--add",
+                     "no-such-tool-zorch", "--docker-host", "unix:///nonexistent/engine.sock", NULL);
+  assert_has(out, "cannot add 'no-such-tool-zorch' to the image: no such file (and not found in PATH)");
+  free(out);
+  out = zorch_expect(1, home, "image", "build", "x:1", "--program", "/bin/sh", "--docker-host",
+                     "unix:///nonexistent/engine.sock", NULL);
+  assert_has(out, "no socket at /nonexistent/engine.sock");
+  assert_has(out, "podman system service");
+  free(out);
+  out = zorch_expect(1, home, "image", "build", "x:1", "--program", "/bin/sh", "--docker-host",
+                     "ssh://host", NULL);
+  assert_has(out, "use unix:///path/to.sock or tcp://host:port");
+  free(out);
+}
+END_TEST
+
 START_TEST(test_second_run_is_cached) {
   const char *home = zt_tmpdir();
   char *spec = write_file(zt_tmpdir(), "etl.json", etl_spec);
@@ -863,6 +888,7 @@ Suite *cli_suite(void) {
   tcase_add_test(tc, test_pipeline_run_and_inspect);
   tcase_add_test(tc, test_second_run_is_cached);
   tcase_add_test(tc, test_step_run_entrypoint);
+  tcase_add_test(tc, test_image_build_errors);
   tcase_add_test(tc, test_run_options);
   tcase_add_test(tc, test_failing_step_exits_1);
   tcase_add_test(tc, test_pipe_output_is_plain);
