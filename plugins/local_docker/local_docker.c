@@ -76,6 +76,9 @@ static const char config_schema[] =
     "(unix:///path or tcp://host:port); default: $DOCKER_HOST, else unix:///var/run/docker.sock\"},"
     "\"image\":{\"type\":\"string\",\"description\":\"image for steps whose settings name none; default: "
     "one built from the host program (zorch image build)\"},"
+    "\"image_add\":{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"description\":\"more "
+    "programs (with their libraries) or files for the image built from the host program, e.g. the "
+    "tools command steps run; bare names are looked up in PATH\"},"
     "\"max_parallel\":{\"type\":\"integer\",\"minimum\":1,\"description\":\"how many step containers may "
     "run at once (default: the number of CPUs)\"},"
     "\"network\":{\"type\":\"string\",\"description\":\"network mode or network name (HostConfig.NetworkMode)\"},"
@@ -555,25 +558,6 @@ static const zorch_step_launcher launcher = {
 
 /* ---- the default image ---------------------------------------------------------------- */
 
-/* An image name for this program and zorch: changes when either does. */
-static void default_image_name(char *out, size_t n, const char *pipeline, const char *program_version,
-                               const char *zorch_cmd) {
-  unsigned long long hsh = 1469598103934665603ULL;
-  struct stat st;
-  char buf[512];
-  snprintf(buf, sizeof buf, "%s|%s", program_version ? program_version : "", zorch_cmd ? zorch_cmd : "");
-  if (zorch_cmd && stat(zorch_cmd, &st) == 0)
-    snprintf(buf + strlen(buf), sizeof buf - strlen(buf), "|%lld|%lld", (long long)st.st_size,
-             (long long)st.st_mtime);
-  for (const char *p = buf; *p; p++) hsh = (hsh ^ (unsigned char)*p) * 1099511628211ULL;
-  char lower[128];
-  size_t k = 0;
-  for (const char *p = pipeline; *p && k < sizeof lower - 1; p++)
-    lower[k++] = (*p >= 'A' && *p <= 'Z') ? (char)(*p - 'A' + 'a') : (*p == '_' ? '-' : *p);
-  lower[k] = '\0';
-  snprintf(out, n, "localhost/zorch-%s:%016llx", lower, hsh);
-}
-
 static char *which(const char *cmd) {
   if (strchr(cmd, '/')) return realpath(cmd, NULL);
   const char *path = getenv("PATH");
@@ -589,28 +573,44 @@ static char *which(const char *cmd) {
   return NULL;
 }
 
-/* Build the image of the host program, the zorch CLI and plugins, and the
- * commands of command steps, unless the engine has it already. */
+/* FNV-1a over a file's path, size and modification time */
+static unsigned long long hash_file(unsigned long long h, const char *path) {
+  struct stat st;
+  char buf[PATH_MAX + 64];
+  snprintf(buf, sizeof buf, "|%s", path);
+  if (stat(path, &st) == 0)
+    snprintf(buf + strlen(buf), sizeof buf - strlen(buf), ":%lld:%lld", (long long)st.st_size,
+             (long long)st.st_mtime);
+  for (const char *p = buf; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+  return h;
+}
+
+typedef struct pathlist {
+  char *v[256];
+  size_t n;
+} pathlist;
+
+static void pathlist_add(pathlist *l, char *owned) {
+  if (!owned) return;
+  for (size_t k = 0; k < l->n; k++)
+    if (!strcmp(l->v[k], owned)) {
+      free(owned);
+      return;
+    }
+  if (l->n < 255) l->v[l->n++] = owned;
+  else free(owned);
+}
+
+/* Build the image of the host program, the zorch CLI and plugins, the
+ * commands of command steps and the config's image_add, unless the engine
+ * has it already.  Its tag hashes all of these (path, size, mtime), so a
+ * change to any of them makes a new image. */
 static int ensure_default_image(ld_run *run, json_t *dep) {
   const zorch_host *h = run->host;
   const char *prog = json_string_value(json_object_get(json_object_get(dep, "program"), "path"));
   const char *pver = json_string_value(json_object_get(json_object_get(dep, "program"), "version"));
   const char *zcmd = h->submission_get(run->sub, "zorch_command");
-  char ref[300];
-  default_image_name(ref, sizeof ref, run->pipeline, pver, zcmd);
-  zh_error e = {0};
-  int have = zd_image_exists(&run->eng, ref, &e);
-  if (have < 0) {
-    int rc = fail(h, ZORCH_EIO, "cannot look up image %s: %s", ref, e.message);
-    zh_error_clear(&e);
-    return rc;
-  }
-  zh_error_clear(&e);
-  run->default_image = strdup(ref);
-  if (have) return ZORCH_OK;
-  const char *progs[256];
-  char *owned[256];
-  size_t np = 0, no = 0;
+  pathlist progs = {0}, files = {0};
   bool has_function = false;
   json_t *steps = json_object_get(dep, "steps");
   for (size_t i = 0; i < json_array_size(steps); i++) {
@@ -618,21 +618,24 @@ static int ensure_default_image(ld_run *run, json_t *dep) {
     const char *kind = json_string_value(json_object_get(s, "kind"));
     if (kind && !strcmp(kind, "function")) has_function = true;
     const char *c0 = json_string_value(json_array_get(json_object_get(s, "command"), 0));
-    if (!c0 || no >= 200) continue;
-    char *w = which(c0);
-    if (!w) continue; /* reported by the step when it runs */
-    bool dup = false;
-    for (size_t k = 0; k < no; k++) dup = dup || !strcmp(owned[k], w);
-    if (dup) {
-      free(w);
-      continue;
-    }
-    owned[no++] = w;
-    progs[np++] = w;
+    if (c0) pathlist_add(&progs, which(c0)); /* not found: the step says so when it runs */
   }
-  if (has_function && prog) progs[np++] = prog;
-  if (zcmd) progs[np++] = zcmd;
-  progs[np] = NULL;
+  if (has_function && prog) pathlist_add(&progs, strdup(prog));
+  if (zcmd) pathlist_add(&progs, strdup(zcmd));
+  json_t *extra = json_object_get(run->config, "image_add");
+  for (size_t i = 0; i < json_array_size(extra); i++) {
+    const char *x = json_string_value(json_array_get(extra, i));
+    char *w = x ? (x[0] == '/' ? strdup(x) : which(x)) : NULL;
+    struct stat st;
+    if (!w || stat(w, &st) != 0 || !S_ISREG(st.st_mode)) {
+      free(w);
+      for (size_t k = 0; k < progs.n; k++) free(progs.v[k]);
+      for (size_t k = 0; k < files.n; k++) free(files.v[k]);
+      return fail(h, ZORCH_ENOTFOUND, "image_add: '%s' is not a file%s", x ? x : "?",
+                  x && !strchr(x, '/') ? " (nor a program in PATH)" : "");
+    }
+    pathlist_add((st.st_mode & 0111) ? &progs : &files, w);
+  }
   /* this plugin's own directory: the flavors the image's zorch can load */
   Dl_info di;
   char pdir[PATH_MAX] = "";
@@ -642,17 +645,38 @@ static int ensure_default_image(ld_run *run, json_t *dep) {
     if (sl) *sl = '\0';
     else pdir[0] = '\0';
   }
-  const char *dirs[2] = {pdir[0] ? pdir : NULL, NULL};
-  zd_image_spec spec = {.ref = ref, .programs = progs, .plugin_dirs = dirs};
-  char err[2048];
-  size_t bytes = 0, nf = 0;
-  char msg[512];
-  snprintf(msg, sizeof msg, "building image %s from the host program", ref);
-  h->log(h, 3, msg);
-  int rc = zd_image_build(&run->eng, &spec, NULL, &bytes, &nf, err, sizeof err);
-  for (size_t k = 0; k < no; k++) free(owned[k]);
-  if (rc) return fail(h, ZORCH_EIO, "cannot build the step image %s: %s", ref, err);
-  return ZORCH_OK;
+  unsigned long long hsh = 1469598103934665603ULL;
+  for (const char *p = pver ? pver : ""; *p; p++) hsh = (hsh ^ (unsigned char)*p) * 1099511628211ULL;
+  for (size_t k = 0; k < progs.n; k++) hsh = hash_file(hsh, progs.v[k]);
+  for (size_t k = 0; k < files.n; k++) hsh = hash_file(hsh, files.v[k]);
+  char lower[128];
+  size_t k = 0;
+  for (const char *p = run->pipeline; *p && k < sizeof lower - 1; p++)
+    lower[k++] = (*p >= 'A' && *p <= 'Z') ? (char)(*p - 'A' + 'a') : (*p == '_' ? '-' : *p);
+  lower[k] = '\0';
+  char ref[300];
+  snprintf(ref, sizeof ref, "localhost/zorch-%s:%016llx", lower, hsh);
+  zh_error e = {0};
+  int have = zd_image_exists(&run->eng, ref, &e);
+  int rc = ZORCH_OK;
+  if (have < 0) rc = fail(h, ZORCH_EIO, "cannot look up image %s: %s", ref, e.message);
+  zh_error_clear(&e);
+  run->default_image = strdup(ref);
+  if (!rc && !have) {
+    progs.v[progs.n] = NULL;
+    files.v[files.n] = NULL;
+    const char *dirs[2] = {pdir[0] ? pdir : NULL, NULL};
+    zd_image_spec spec = {.ref = ref, .programs = (const char *const *)progs.v,
+                          .files = (const char *const *)files.v, .plugin_dirs = dirs};
+    char err[2048], msg[512];
+    snprintf(msg, sizeof msg, "building image %s from the host program", ref);
+    h->log(h, 3, msg);
+    if (zd_image_build(&run->eng, &spec, NULL, NULL, NULL, err, sizeof err))
+      rc = fail(h, ZORCH_EIO, "cannot build the step image %s: %s", ref, err);
+  }
+  for (size_t q = 0; q < progs.n; q++) free(progs.v[q]);
+  for (size_t q = 0; q < files.n; q++) free(files.v[q]);
+  return rc;
 }
 
 /* ---- the flavor's operations ------------------------------------------------------------- */

@@ -124,6 +124,19 @@ PY
 check "independent steps ran in parallel containers" has "$work/overlap.out" "overlap"
 check "no container left after the command run" test "$(leftovers)" -eq 0
 
+# ---- 3b. no image named at all: built from the host (zorch) with image_add's tools
+"$zorch" orchestrator register auto --flavor local_docker \
+  -c image_add='["seq", "wc", "tr", "cat", "head", "sleep", "id"]' >/dev/null
+"$zorch" stack register auto -o auto >/dev/null
+sed 's/"image": "zorch-tools:test"//; s/"settings": {},//' "$work/etl.json" >"$work/etl-noimage.json"
+"$zorch" pipeline run "$work/etl-noimage.json" --stack auto --no-cache >"$work/etl-auto.out" 2>&1
+check "command pipeline in an image built from the host (image_add) completes" has "$work/etl-auto.out" "4 completed"
+check "... that image is in the engine" test -n "$(docker images -q 'localhost/zorch-etl')"
+"$zorch" orchestrator register autobad --flavor local_docker -c image_add='["no-such-tool-zorch"]' >/dev/null
+"$zorch" stack register autobad -o autobad >/dev/null
+"$zorch" pipeline run "$work/etl-noimage.json" --stack autobad >"$work/autobad.out" 2>&1
+check "image_add: a missing tool is named" has "$work/autobad.out" "image_add: 'no-such-tool-zorch' is not a file (nor a program in PATH)"
+
 # ---- 4. cache hits across flavors: the local stack finds the container results
 "$zorch" pipeline run "$work/etl.json" >"$work/etl-local.out" 2>&1
 check "local run of the same pipeline: all 4 steps cached" has "$work/etl-local.out" "4 cached"
