@@ -51,6 +51,11 @@ int zorch__buf_printf(zorch__buf *b, const char *fmt, ...) ZORCH_PRINTF(2, 3);
 void *zorch__big_calloc(size_t n, size_t size);
 void zorch__big_free(void *p);
 
+/** A bump allocator: blocks of at least `chunk` bytes chained from *arena
+ *  (NULL when empty), aligned to 16 bytes, freed all at once. */
+void *zorch__arena_alloc(void **arena, size_t n, size_t chunk);
+void zorch__arena_free(void **arena);
+
 /** Append an unsigned decimal integer (no printf: this is on hot paths). */
 int zorch__buf_u64(zorch__buf *b, uint64_t v);
 /** Append a Unix time as seconds with 6 decimals, e.g. 1764100000.123456. */

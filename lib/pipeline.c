@@ -79,28 +79,10 @@ void zorch__strv_clear(zorch__strv *s) {
 
 /* The pipeline's string arena: names of 'after' dependencies are copied
  * here (a large pipeline then costs no allocation per edge). */
-typedef struct str_chunk {
-  struct str_chunk *next;
-  size_t used, cap;
-  char data[];
-} str_chunk;
-
 static char *pipeline_str(zorch_pipeline *p, const char *s) {
   size_t n = strlen(s) + 1;
-  str_chunk *c = p->strings;
-  if (!c || c->cap - c->used < n) {
-    size_t cap = n > 65536 ? n : 65536;
-    str_chunk *nc = malloc(sizeof *nc + cap);
-    if (!nc) return NULL;
-    nc->next = c;
-    nc->used = 0;
-    nc->cap = cap;
-    p->strings = c = nc;
-  }
-  char *d = c->data + c->used;
-  memcpy(d, s, n);
-  c->used += n;
-  return d;
+  char *d = zorch__arena_alloc(&p->strings, n, 65536);
+  return d ? memcpy(d, s, n) : NULL;
 }
 
 static int names_push(zorch_pipeline *p, zorch__names *l, const char *s) {
@@ -197,11 +179,7 @@ void zorch_pipeline_free(zorch_pipeline *p) {
   zorch__strv_clear(&p->entrypoint);
   zorch__map_free(p->by_name);
   free(p->name);
-  for (str_chunk *c = p->strings; c;) {
-    str_chunk *n = c->next;
-    free(c);
-    c = n;
-  }
+  zorch__arena_free(&p->strings);
   free(p);
 }
 

@@ -11,30 +11,9 @@
 #include <errno.h>
 #include <yajl/yajl_parse.h>
 
-/* ---- a bump allocator for the plan's strings and small arrays ---- */
+/* ---- the plan's strings and small arrays: a bump allocator ---- */
 
-typedef struct chunk {
-  struct chunk *next;
-  size_t used, cap;
-  max_align_t data[];
-} chunk;
-
-static void *arena_alloc(zorch__plan *pl, size_t n) {
-  n = (n + 15) & ~(size_t)15;
-  chunk *c = pl->arena;
-  if (!c || c->cap - c->used < n) {
-    size_t cap = n > (1u << 20) ? n : (1u << 20);
-    chunk *nc = malloc(sizeof *nc + cap);
-    if (!nc) return NULL;
-    nc->next = c;
-    nc->used = 0;
-    nc->cap = cap;
-    pl->arena = c = nc;
-  }
-  void *p = (char *)c->data + c->used;
-  c->used += n;
-  return p;
-}
+static void *arena_alloc(zorch__plan *pl, size_t n) { return zorch__arena_alloc(&pl->arena, n, 1u << 20); }
 
 static char *arena_strndup(zorch__plan *pl, const char *s, size_t n) {
   char *d = arena_alloc(pl, n + 1);
@@ -69,11 +48,7 @@ void zorch__plan_free(zorch__plan *plan) {
   zorch__strv_clear(&plan->strings);
   json_decref(plan->empty);
   json_decref(plan->doc);
-  for (chunk *c = plan->arena; c;) {
-    chunk *n = c->next;
-    free(c);
-    c = n;
-  }
+  zorch__arena_free(&plan->arena);
   free(plan);
 }
 

@@ -338,3 +338,37 @@ void zorch__big_free(void *p) {
   if (bytes) munmap(base, bytes);
   else free(base);
 }
+
+/* ---- bump allocator ---- */
+
+typedef struct arena_chunk {
+  struct arena_chunk *next;
+  size_t used, cap;
+  max_align_t data[];
+} arena_chunk;
+
+void *zorch__arena_alloc(void **arena, size_t n, size_t chunk) {
+  n = (n + 15) & ~(size_t)15;
+  arena_chunk *c = *arena;
+  if (!c || c->cap - c->used < n) {
+    size_t cap = n > chunk ? n : chunk;
+    arena_chunk *nc = malloc(sizeof *nc + cap);
+    if (!nc) return NULL;
+    nc->next = c;
+    nc->used = 0;
+    nc->cap = cap;
+    *arena = c = nc;
+  }
+  void *p = (char *)c->data + c->used;
+  c->used += n;
+  return p;
+}
+
+void zorch__arena_free(void **arena) {
+  for (arena_chunk *c = *arena; c;) {
+    arena_chunk *next = c->next;
+    free(c);
+    c = next;
+  }
+  *arena = NULL;
+}

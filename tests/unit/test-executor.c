@@ -610,6 +610,15 @@ START_TEST(no_cache_still_records_keys_and_entries) {
 }
 END_TEST
 
+/* Step `step`'s first output must hold exactly `want`. */
+static void assert_output_text(result *r, const char *step, const char *want) {
+  char *ap = zorch__store_artifact_path(r->store, rec(r, step)->outputs[0].digest), *text = NULL;
+  zt_ok(zorch__read_file(ap, &text, NULL));
+  ck_assert_msg(!strcmp(text, want), "step %s wrote '%s', not '%s'", step, text, want);
+  free(text);
+  free(ap);
+}
+
 /* What a command step sees: zorch's variables over the step's own and the
  * pipeline defaults', those over the inherited environment. */
 START_TEST(command_step_environment) {
@@ -639,18 +648,8 @@ START_TEST(command_step_environment) {
   unsetenv("ZB_SHADOW");
   unsetenv("ZORCH_STEP_NAME");
   ck_assert_int_eq(r.status, ZORCH_STATUS_COMPLETED);
-  for (int k = 0; k < 3; k++) {
-    char *ap = zorch__store_artifact_path(r.store, rec(&r, names[k])->outputs[0].digest), *text = NULL;
-    zt_ok(zorch__read_file(ap, &text, NULL));
-    ck_assert_str_eq(text, want[k]);
-    free(text);
-    free(ap);
-  }
-  char *ap = zorch__store_artifact_path(r.store, rec(&r, "stdin")->outputs[0].digest), *text = NULL;
-  zt_ok(zorch__read_file(ap, &text, NULL));
-  ck_assert_str_eq(text, "/dev/null");
-  free(text);
-  free(ap);
+  for (int k = 0; k < 3; k++) assert_output_text(&r, names[k], want[k]);
+  assert_output_text(&r, "stdin", "/dev/null");
   zorch__exec_free(r.x);
   zorch_pipeline_free(p);
 }
@@ -668,11 +667,7 @@ START_TEST(params_reach_command_steps_as_text) {
   zt_ok(zorch_step_use_param(a, "sizes"));
   result r = run_pipeline(p, 0, 2, 0, 0);
   ck_assert_int_eq(r.status, ZORCH_STATUS_COMPLETED);
-  char *ap = zorch__store_artifact_path(r.store, rec(&r, "show")->outputs[0].digest), *text = NULL;
-  zt_ok(zorch__read_file(ap, &text, NULL));
-  ck_assert_str_eq(text, "0.1|nightly|[64,32]");
-  free(text);
-  free(ap);
+  assert_output_text(&r, "show", "0.1|nightly|[64,32]");
   zorch__exec_free(r.x);
   zorch_pipeline_free(p);
 }
