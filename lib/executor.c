@@ -974,6 +974,32 @@ static int spawn_command(zorch__exec *x, uint32_t i, pid_t *pid_out, char **err)
   xs->scratch = calloc(s->n_outputs + 1, sizeof *xs->scratch);
   int rc = xs->scratch ? zorch__command_env(&extra, x->store, x->plan, i, x->recs, xs->scratch)
                        : zorch__error_oom();
+  /* environment: zorch's variables override the step's and the inherited
+   * ones (merged once per run, see step_env); all of zorch's start with
+   * ZORCH_, so only such inherited ones need a look */
+  char **envp = NULL;
+  if (!rc) {
+    size_t nbase = 0, k = 0;
+    char **base = step_env(x, s, &nbase);
+    envp = base ? malloc((nbase + extra.n + 1) * sizeof *envp) : NULL;
+    if (envp) {
+      for (size_t q = 0; q < extra.n; q++) envp[k++] = extra.v[q];
+      for (size_t q = 0; q < nbase; q++) {
+        const char *e = base[q];
+        bool shadow = false;
+        if (!strncmp(e, "ZORCH_", 6)) {
+          size_t l = strcspn(e, "=");
+          for (size_t t = 0; t < extra.n && !shadow; t++)
+            shadow = !strncmp(extra.v[t], e, l) && extra.v[t][l] == '=';
+        }
+        if (!shadow) envp[k++] = (char *)e;
+      }
+      envp[k] = NULL;
+    } else {
+      rc = zorch__error_oom();
+    }
+    if (base != x->env_base) free(base);
+  }
   if (rc) {
     *err = zorch__asprintf("cannot prepare the step: %s", zorch_error_last()->message);
     close(logfd);
@@ -982,37 +1008,6 @@ static int spawn_command(zorch__exec *x, uint32_t i, pid_t *pid_out, char **err)
     zorch__strv_clear(&extra);
     free_scratch(xs, s->n_outputs, true);
     return rc;
-  }
-  /* environment: zorch's variables override the step's and the inherited
-   * ones (merged once per run, see step_env); all of zorch's start with
-   * ZORCH_, so only such inherited ones need a look */
-  size_t nbase = 0;
-  char **base = step_env(x, s, &nbase);
-  char **envp = base ? malloc((nbase + extra.n + 1) * sizeof *envp) : NULL;
-  size_t k = 0;
-  if (envp) {
-    for (size_t q = 0; q < extra.n; q++) envp[k++] = extra.v[q];
-    for (size_t q = 0; q < nbase; q++) {
-      const char *e = base[q];
-      bool shadow = false;
-      if (!strncmp(e, "ZORCH_", 6)) {
-        size_t l = strcspn(e, "=");
-        for (size_t t = 0; t < extra.n && !shadow; t++)
-          shadow = !strncmp(extra.v[t], e, l) && extra.v[t][l] == '=';
-      }
-      if (!shadow) envp[k++] = (char *)e;
-    }
-    envp[k] = NULL;
-  }
-  if (base != x->env_base) free(base);
-  if (!envp) {
-    *err = zorch__asprintf("cannot prepare the step: out of memory");
-    close(logfd);
-    close(xs->outfd);
-    xs->outfd = -1;
-    zorch__strv_clear(&extra);
-    free_scratch(xs, s->n_outputs, true);
-    return ZORCH_ENOMEM;
   }
   posix_spawn_file_actions_t fa;
   posix_spawnattr_t attr;
