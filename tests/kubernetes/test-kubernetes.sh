@@ -27,6 +27,7 @@ fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/zorch-k8s-test.XXXXXX")
 trap 'cluster_stop; rm -rf "$work"' EXIT
+cd "$work" || exit 1
 cluster_start "$work/cluster" --node-cpu 2 --node-memory 3Gi --node-label disk=ssd --job-backoff 0.2
 export ZORCH_HOME=$work/home ZORCH_COMMAND=$zorch ZORCH_PLUGIN_SYSTEM_PATH=
 ZORCH_PLUGIN_PATH=$(for d in "$@"; do realpath "$d"; done | paste -sd:)
@@ -253,7 +254,57 @@ rc=0
 check "deleting it again: a clear not-found error" \
   bash -c "test $rc -eq 1 && grep -q \"no schedule 'nightly-demo'\" '$work/sch-del.out'"
 
-# ---- 7. bad kubeconfig, wrong token
+# ---- 7. other credentials and units: an exec credential plugin (as GKE's and
+# EKS's), Jobs as the step unit, the store through a PersistentVolumeClaim,
+# a client certificate
+cat >"$work/exec-plugin" <<EOF
+#!/bin/sh
+echo called >> "$work/exec-plugin.calls"
+printf '{"apiVersion":"client.authentication.k8s.io/v1beta1","kind":"ExecCredential","status":{"token":"%s"}}' "\$(cat "$SIM_DIR/token")"
+EOF
+chmod +x "$work/exec-plugin"
+cat >"$work/exec-kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+current-context: exec
+clusters:
+- name: sim
+  cluster: {server: "$SIM_URL", certificate-authority: "$SIM_DIR/ca.crt"}
+contexts:
+- name: exec
+  context: {cluster: sim, user: cloud}
+users:
+- name: cloud
+  user:
+    exec:
+      apiVersion: client.authentication.k8s.io/v1beta1
+      command: ./exec-plugin
+      interactiveMode: Never
+EOF
+kubectl create -f - >/dev/null <<EOF
+{"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+ "metadata": {"name": "zorch-store", "annotations": {"zorch-sim/host-path": "$ZORCH_HOME/store"}},
+ "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Gi"}}}}
+EOF
+register kj "{\"image\":\"zorch-k8s-test:latest\",\"kubeconfig\":\"$work/exec-kubeconfig\",\"mode\":\"client\",\"step_unit\":\"job\",\"store_volume\":{\"type\":\"pvc\",\"claim_name\":\"zorch-store\"}}"
+rc=0
+"$zorch" pipeline run "$work/spec.json" --stack kj --no-cache >"$work/j1.out" 2>&1 || rc=$?
+cat "$work/j1.out"
+check "exec credential plugin + Jobs + PVC store: completed" test $rc -eq 0
+check "  ... the exec plugin gave the token" test -s "$work/exec-plugin.calls"
+rid7=$(sed -n 's/^Run: .* (id \([0-9a-f]*\))$/\1/p' "$work/j1.out")
+check "  ... one Job per step, backoffLimit 0 (zorch retries)" \
+  test "$(kubectl get jobs -l "zorch.dev/run-id=$rid7" -o jsonpath='{.items[*].spec.backoffLimit}')" = "0 0"
+check "  ... the store is the PVC, mounted at the store's path" \
+  test "$(pod_json "$rid7" use | jq_py "[v['persistentVolumeClaim']['claimName'] for v in d['items'][0]['spec']['volumes'] if 'persistentVolumeClaim' in v]")" = "['zorch-store']"
+"$zorch" run logs "$rid7" use >"$work/j1.log" 2>&1
+check "  ... artifacts flowed (got 42)" contains "$work/j1.log" "got 42"
+register kcert "{\"image\":\"zorch-k8s-test:latest\",\"kubeconfig\":\"$SIM_DIR/kubeconfig-cert\",\"mode\":\"client\"}"
+rc=0
+"$zorch" pipeline run "$work/spec.json" --stack kcert --no-cache >"$work/cert.out" 2>&1 || rc=$?
+check "client certificate kubeconfig: completed" test $rc -eq 0
+
+# ---- 8. bad kubeconfig, wrong token
 echo "clusters: [" >"$work/bad-kubeconfig"
 register kb "{\"image\":\"zorch-k8s-test:latest\",\"kubeconfig\":\"$work/bad-kubeconfig\"}"
 rc=0
