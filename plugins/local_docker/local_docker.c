@@ -837,8 +837,11 @@ static int ld_check_config(void *payload, const char *config_json) {
   json_t *m = json_object_get(c, "mounts");
   for (size_t i = 0; !rc && i < json_array_size(m); i++) {
     const char *s = json_string_value(json_array_get(m, i));
-    if (!s || s[0] != '/' || !strchr(s, ':'))
-      rc = fail(h, ZORCH_EINVALID, "mount '%s' must be SRC:DST[:ro] with absolute paths", s ? s : "?");
+    const char *colon = s ? strchr(s, ':') : NULL;
+    if (!colon || colon == s || colon[1] != '/')
+      rc = fail(h, ZORCH_EINVALID,
+                "mount '%s' must be SRC:DST[:ro]: SRC a host path or a volume name, DST an absolute "
+                "path in the container", s ? s : "?");
   }
   json_decref(c);
   return rc;

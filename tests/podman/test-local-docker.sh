@@ -247,6 +247,8 @@ check "API error bodies are shown (the engine's own words)" grep -qiE "no-such-n
 check "... with the HTTP status" grep -qE "answered HTTP [45][0-9][0-9]" "$work/badnet.out"
 "$zorch" orchestrator register typo --flavor local_docker -c shm_sise=1 >"$work/typo.out" 2>&1
 check "config schema: an unknown key is refused" has "$work/typo.out" "shm_sise"
+"$zorch" orchestrator register badmount --flavor local_docker -c mounts='["data"]' >"$work/badmount.out" 2>&1
+check "config check: a mount without a target is refused, with the form wanted" has "$work/badmount.out" "must be SRC:DST[:ro]"
 check "no container left at the end" test "$(leftovers)" -eq 0
 
 # ---- 7b. an engine over TCP (DOCKER_HOST=tcp://...), named in the orchestrator's config
