@@ -106,6 +106,22 @@ int zorch__buf_cat(zorch__buf *b, ...) {
   return rc;
 }
 
+/* The length of the run at p (of at most n bytes) that needs no JSON escape:
+ * eight bytes at a time (a control character, '"' or '\\' stops it). */
+static size_t json_plain_run(const unsigned char *p, size_t n) {
+  const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t x;
+    memcpy(&x, p + i, 8);
+    uint64_t q = x ^ (ones * '"'), bs = x ^ (ones * '\\');
+    uint64_t hit = ((x - ones * 0x20) & ~x) | ((q - ones) & ~q) | ((bs - ones) & ~bs);
+    if (hit & highs) break; /* a byte to look at in this word */
+  }
+  while (i < n && p[i] >= 0x20 && p[i] != '"' && p[i] != '\\') i++;
+  return i;
+}
+
 int zorch__buf_json_string(zorch__buf *b, const char *s) {
   static const char hex[] = "0123456789abcdef";
   size_t n = strlen(s);
@@ -114,8 +130,7 @@ int zorch__buf_json_string(zorch__buf *b, const char *s) {
   const unsigned char *p = (const unsigned char *)s, *end = p + n;
   while (p < end) {
     /* copy the run of characters that need no escape in one go */
-    const unsigned char *q = p;
-    while (q < end && *q >= 0x20 && *q != '"' && *q != '\\') q++;
+    const unsigned char *q = p + json_plain_run(p, (size_t)(end - p));
     if (q > p) {
       if (zorch__buf_grow(b, (size_t)(q - p) + 1)) return ZORCH_ENOMEM;
       memcpy(b->data + b->len, p, (size_t)(q - p));

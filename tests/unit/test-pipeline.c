@@ -381,6 +381,33 @@ START_TEST(compiled_plan_equals_loaded_plan) {
 }
 END_TEST
 
+/* JSON string literals as zorch writes them (records, documents) read back
+ * as the same string, wherever the characters to escape fall. */
+START_TEST(json_strings_round_trip) {
+  const char specials[] = {'"', '\\', '\n', '\t', '\x01', '\x1f', '\r', 'a', '\x7f', '/'};
+  char s[40];
+  for (size_t len = 0; len < 24; len++)
+    for (size_t at = 0; at <= len; at++)
+      for (size_t k = 0; k < sizeof specials; k++) {
+        for (size_t i = 0; i < len; i++) s[i] = (char)('a' + (i % 26));
+        if (at < len) s[at] = specials[k];
+        s[len] = '\0';
+        zorch__buf b = ZORCH__BUF_INIT;
+        zt_ok(zorch__buf_json_string(&b, s));
+        json_error_t err;
+        json_t *v = json_loads(b.data, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
+        ck_assert_msg(v && json_is_string(v), "'%s' is not a JSON string: %s", b.data, err.text);
+        ck_assert_msg(!strcmp(json_string_value(v), s), "'%s' reads back as '%s'", b.data,
+                      json_string_value(v));
+        /* plain text is copied as it is */
+        if (at == len || specials[k] == 'a' || specials[k] == '/' || specials[k] == '\x7f')
+          ck_assert_int_eq(b.len, len + 2);
+        json_decref(v);
+        zorch__buf_free(&b);
+      }
+}
+END_TEST
+
 START_TEST(large_chain_compiles) {
   /* O(V+E): a 20k chain added in reverse validates and compiles */
   zorch_pipeline *p = new_pipeline("chain");
@@ -415,6 +442,7 @@ Suite *pipeline_suite(void) {
   tcase_add_test(tc, cycle_is_named);
   tcase_add_test(tc, wiring_errors);
   tcase_add_test(tc, deployment_round_trip);
+  tcase_add_test(tc, json_strings_round_trip);
   tcase_add_loop_test(tc, compiled_plan_equals_loaded_plan, 0, 2);
   tcase_add_test(tc, large_chain_compiles);
   suite_add_tcase(s, tc);
