@@ -70,39 +70,54 @@ void zorch__step_recs_free(zorch__step_rec *recs, uint32_t n) {
   zorch__big_free(recs);
 }
 
+/* Append a string literal (no strlen). */
+#define PUT_LIT(b, lit) zorch__buf_put((b), (lit), sizeof(lit) - 1)
+
 int zorch__step_rec_json(zorch__buf *b, const zorch__plan *plan, uint32_t i,
                          const zorch__step_rec *r) {
   const zorch__pstep *s = &plan->steps[i];
-  zorch__buf_puts(b, "{\"step\":");
+  if (zorch__buf_grow(b, 256 + 128 * (size_t)s->n_outputs)) return ZORCH_ENOMEM; /* most lines */
+  PUT_LIT(b, "{\"step\":");
   zorch__buf_json_string(b, s->name);
-  zorch__buf_cat(b, ",\"status\":\"", zorch_status_name(r->status), "\",\"attempt\":", NULL);
+  const char *st = zorch_status_name(r->status);
+  PUT_LIT(b, ",\"status\":\"");
+  zorch__buf_put(b, st, strlen(st));
+  PUT_LIT(b, "\",\"attempt\":");
   zorch__buf_u64(b, r->attempts);
-  zorch__buf_puts(b, ",\"started\":");
+  PUT_LIT(b, ",\"started\":");
   zorch__buf_time(b, r->started);
-  zorch__buf_puts(b, ",\"finished\":");
+  PUT_LIT(b, ",\"finished\":");
   zorch__buf_time(b, r->finished);
   if (r->exit_code >= 0) {
-    zorch__buf_puts(b, ",\"exit\":");
+    PUT_LIT(b, ",\"exit\":");
     zorch__buf_u64(b, (uint64_t)r->exit_code);
   }
-  if (r->cache_key[0]) zorch__buf_cat(b, ",\"cache_key\":\"", r->cache_key, "\"", NULL);
+  if (r->cache_key[0]) {
+    PUT_LIT(b, ",\"cache_key\":\"");
+    zorch__buf_put(b, r->cache_key, strlen(r->cache_key));
+    PUT_LIT(b, "\"");
+  }
   if (r->error) {
-    zorch__buf_puts(b, ",\"error\":");
+    PUT_LIT(b, ",\"error\":");
     zorch__buf_json_string(b, r->error);
   }
   if (r->status == ZORCH_STATUS_COMPLETED || r->status == ZORCH_STATUS_CACHED) {
-    zorch__buf_puts(b, ",\"outputs\":[");
+    PUT_LIT(b, ",\"outputs\":[");
     for (uint32_t k = 0; k < s->n_outputs; k++) {
       const zorch__output_rec *o = &r->outputs[k];
-      zorch__buf_puts(b, k ? ",{\"name\":" : "{\"name\":");
+      if (k) PUT_LIT(b, ",");
+      PUT_LIT(b, "{\"name\":");
       zorch__buf_json_string(b, s->outputs[k]);
-      zorch__buf_cat(b, ",\"digest\":\"", o->digest, "\",\"size\":", NULL);
+      PUT_LIT(b, ",\"digest\":\"");
+      zorch__buf_put(b, o->digest, strlen(o->digest));
+      PUT_LIT(b, "\",\"size\":");
       zorch__buf_u64(b, o->size);
-      zorch__buf_cat(b, ",\"kind\":\"", o->is_dir ? "dir" : "file", "\"}", NULL);
+      if (o->is_dir) PUT_LIT(b, ",\"kind\":\"dir\"}");
+      else PUT_LIT(b, ",\"kind\":\"file\"}");
     }
-    zorch__buf_puts(b, "]");
+    PUT_LIT(b, "]");
   }
-  return zorch__buf_puts(b, "}");
+  return PUT_LIT(b, "}");
 }
 
 static int status_parse(const char *s) {

@@ -85,15 +85,19 @@ int zorch__buf_u64(zorch__buf *b, uint64_t v) {
 int zorch__buf_time(zorch__buf *b, double t) {
   if (!(t > 0)) return zorch__buf_put(b, "0", 1);
   uint64_t us = (uint64_t)(t * 1e6 + 0.5);
-  if (zorch__buf_u64(b, us / 1000000)) return ZORCH_ENOMEM;
-  char frac[8];
-  uint64_t f = us % 1000000;
-  frac[0] = '.';
-  for (int i = 6; i >= 1; i--) {
-    frac[i] = (char)('0' + f % 10);
-    f /= 10;
+  /* written backwards into one buffer: 6 decimals, the point, the seconds */
+  char tmp[32];
+  size_t n = 0;
+  for (int i = 0; i < 6; i++) {
+    tmp[sizeof tmp - 1 - n++] = (char)('0' + us % 10);
+    us /= 10;
   }
-  return zorch__buf_put(b, frac, 7);
+  tmp[sizeof tmp - 1 - n++] = '.';
+  do {
+    tmp[sizeof tmp - 1 - n++] = (char)('0' + us % 10);
+    us /= 10;
+  } while (us);
+  return zorch__buf_put(b, tmp + sizeof tmp - n, n);
 }
 
 int zorch__buf_cat(zorch__buf *b, ...) {
