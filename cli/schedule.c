@@ -32,8 +32,9 @@ static int make_stack(zorch_client *c, const char *deployment_path, const char *
 
 int cmd_deployment_run(const cli_cmd *cmd, int argc, char **argv) {
   static const cli_opt opts[] = {{"stack", 's', true},      {"flavor", 0, true}, {"config", 0, true},
-                                 {"config-env", 0, true},   {"new-run", 0, false}, {NULL, 0, false}};
-  enum { O_STACK, O_FLAVOR, O_CONFIG, O_CONFIG_ENV, O_NEW };
+                                 {"config-env", 0, true},   {"new-run", 0, false}, {"no-cache", 0, false},
+                                 {NULL, 0, false}};
+  enum { O_STACK, O_FLAVOR, O_CONFIG, O_CONFIG_ENV, O_NEW, O_NO_CACHE };
   zorch_run_options ro = ZORCH_RUN_OPTIONS_INIT;
   const char *file = NULL, *flavor = NULL, *config = NULL;
   cli_parser p;
@@ -50,6 +51,7 @@ int cmd_deployment_run(const cli_cmd *cmd, int argc, char **argv) {
       if (!config) rc = cli_usage_error(cmd, "--config-env %s: the variable is not set", v);
       break;
     case O_NEW: ro.flags |= ZORCH_RUN_NEW_ID; break;
+    case O_NO_CACHE: ro.flags |= ZORCH_RUN_NO_CACHE; break;
     case CLI_OPT_POSITIONAL:
       if (file) rc = cli_usage_error(cmd, "unexpected argument '%s'", v);
       file = v;

@@ -136,13 +136,15 @@ static const cli_cmd commands[] = {
      "Options:\n"
      "  -s, --stack STACK   the stack (default: the active stack)\n",
      cmd_schedule_delete, NULL},
-    {"deployment run", "PATH [--stack STACK | --flavor FLAVOR [--config JSON | --config-env VAR]] [--new-run]",
+    {"deployment run",
+     "PATH [--stack STACK | --flavor FLAVOR [--config JSON | --config-env VAR]] [--new-run] [--no-cache]",
      "Run a deployment stored in an artifact store (what an orchestrator pod runs)",
      "Continues the run the deployment names (same id), or with --new-run starts a\n"
      "new run from it (what a scheduled job does).  With --flavor the command makes\n"
      "a stack 'deployment' in its home: the orchestrator FLAVOR with the config\n"
      "given (--config JSON, or the JSON in the environment variable --config-env\n"
-     "names) and the artifact store at the deployment's path.  Flavors start this\n"
+     "names) and the artifact store at the deployment's path.  --no-cache runs every\n"
+     "step even when its outputs are cached.  Flavors start this\n"
      "command in the cluster; it is not meant to be typed.\n"
      "\n"
      "Exit status: 0 completed, 1 failed (or an error), 130 stopped.\n",

@@ -171,6 +171,7 @@ const char *zorch__submission_get(const zorch_submission *sub, const char *key) 
   if (!strcmp(key, "config")) return sub->config;
   if (!strcmp(key, "store_path")) return zorch__store_root(r->store);
   if (!strcmp(key, "zorch_command")) return sub->zorch_command;
+  if (!strcmp(key, "no_cache")) return (r->flags & ZORCH_RUN_NO_CACHE) ? "1" : "0";
   return NULL;
 }
 

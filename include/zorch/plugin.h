@@ -176,6 +176,7 @@ struct zorch_host {
    *   "config"          the orchestrator component's config (JSON object text)
    *   "store_path"      the local artifact store's root directory
    *   "zorch_command"   absolute path of the zorch CLI (command-step entrypoint)
+   *   "no_cache"        "1" when the run ignores the cache (ZORCH_RUN_NO_CACHE), else "0"
    *  NULL for an unknown key.  Borrowed, valid until the run is released. */
   const char *(*submission_get)(const zorch_submission *sub, const char *key);
   /** Attach run metadata: "orchestrator_run_id", "orchestrator_url", ... */

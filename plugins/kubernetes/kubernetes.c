@@ -424,12 +424,12 @@ static json_t *pod_template(krun *r, const char *name, const char *image, const 
   return json_pack("{s:o, s:o}", "metadata", meta, "spec", spec);
 }
 
-/* Wrap a pod template into a Job. */
+/* Wrap a pod template into a Job (the template is consumed). */
 static json_t *job_of(json_t *tpl, const char *name, json_int_t backoff, json_t *cfg) {
   json_t *meta = json_deep_copy(json_object_get(tpl, "metadata"));
   json_object_set_new(meta, "name", json_string(name));
   json_object_del(json_object_get(tpl, "metadata"), "name");
-  json_t *spec = json_pack("{s:I, s:I, s:I, s:O}", "backoffLimit", backoff, "parallelism", (json_int_t)1,
+  json_t *spec = json_pack("{s:I, s:I, s:I, s:o}", "backoffLimit", backoff, "parallelism", (json_int_t)1,
                            "completions", (json_int_t)1, "template", tpl);
   json_t *ttl = json_object_get(cfg, "ttl_seconds_after_finished");
   if (json_is_integer(ttl)) json_object_set(spec, "ttlSecondsAfterFinished", ttl);
@@ -473,6 +473,17 @@ static json_t *step_pod_settings(krun *r, json_t *settings, const char *step, in
   return merge_pod_settings(json_object_get(r->cfg, "pod_settings"), fl);
 }
 
+/* POST an object (the body is consumed) with strict field validation. */
+static int create_object(krun *r, const char *plural, json_t *body, zh_error *e) {
+  char *path = xasprintf("%s/namespaces/%s/%s?fieldValidation=Strict",
+                         strcmp(plural, "pods") ? "/apis/batch/v1" : "/api/v1", r->ns, plural);
+  memset(e, 0, sizeof *e);
+  int rc = zk_json(r->k, "POST", path, body, NULL, e);
+  free(path);
+  json_decref(body);
+  return rc;
+}
+
 static int kr_launch(void *data, const zorch_step_launch *st) {
   krun *r = data;
   const zorch_host *h = r->host;
@@ -508,15 +519,12 @@ static int kr_launch(void *data, const zorch_step_launch *st) {
   json_decref(ps);
   json_decref(settings);
   json_t *body;
-  char *path;
   if (r->use_jobs) {
     body = job_of(tpl, name, 0, r->cfg);
-    path = xasprintf("/apis/batch/v1/namespaces/%s/jobs?fieldValidation=Strict", r->ns);
   } else {
     json_object_set_new(tpl, "apiVersion", json_string("v1"));
     json_object_set_new(tpl, "kind", json_string("Pod"));
     body = tpl;
-    path = xasprintf("/api/v1/namespaces/%s/pods?fieldValidation=Strict", r->ns);
   }
   attempt *a = calloc(1, sizeof *a);
   a->id = st->attempt_id;
@@ -533,10 +541,7 @@ static int kr_launch(void *data, const zorch_step_launch *st) {
   r->attempts = a;
   pthread_mutex_unlock(&r->lock);
   zh_error e;
-  memset(&e, 0, sizeof e);
-  rc = zk_json(r->k, "POST", path, body, NULL, &e);
-  free(path);
-  json_decref(body);
+  rc = create_object(r, r->use_jobs ? "jobs" : "pods", body, &e);
   if (rc) {
     pthread_mutex_lock(&r->lock);
     a->done = true; /* the executor fails the attempt from our return */
@@ -914,8 +919,10 @@ static json_t *orchestrator_template(krun *r, const char *zorch_cmd, const char 
   char *env_pp = xasprintf("ZORCH_PLUGIN_PATH=%s", plugin_dir());
   char *env_cmd = xasprintf("ZORCH_COMMAND=%s", zorch_cmd);
   const char *env[] = {env_cfg, env_pp, env_cmd, "ZORCH_HOME=/tmp/zorch-home", NULL};
+  const char *nc = r->sub && !new_run ? r->host->submission_get(r->sub, "no_cache") : NULL;
   const char *argv_run[] = {zorch_cmd, "deployment", "run", deployment_path, "--flavor", "kubernetes",
-                            "--config-env", "ZORCH_KUBERNETES_CONFIG", new_run ? "--new-run" : NULL, NULL};
+                            "--config-env", "ZORCH_KUBERNETES_CONFIG",
+                            new_run ? "--new-run" : nc && !strcmp(nc, "1") ? "--no-cache" : NULL, NULL};
   json_t *labels = json_pack("{s:s, s:s, s:s}", LABEL_MANAGED, "zorch", LABEL_ROLE, role, LABEL_RUN,
                              new_run ? "scheduled" : r->run_id);
   json_t *ann = json_pack("{s:s, s:s}", ANN_PIPELINE, r->pipeline, ANN_RUN_NAME, r->run_name);
@@ -942,13 +949,8 @@ static int orchestrator_submit(krun *r) {
   if (!tpl) return rc;
   char name[64];
   object_name(name, sizeof name, r->run_name, NULL, 0);
-  json_t *job = job_of(tpl, name, 0, r->cfg);
-  char *path = xasprintf("/apis/batch/v1/namespaces/%s/jobs?fieldValidation=Strict", r->ns);
   zh_error e;
-  memset(&e, 0, sizeof e);
-  rc = zk_json(r->k, "POST", path, job, NULL, &e);
-  free(path);
-  json_decref(job);
+  rc = create_object(r, "jobs", job_of(tpl, name, 0, r->cfg), &e);
   if (rc) {
     seterr(r->host, ZORCH_EIO, "cannot create the orchestrator Job %s/%s: %s", r->ns, name, e.message);
     zh_error_clear(&e);
@@ -1286,12 +1288,8 @@ static int k_schedule_create(void *payload, zorch_submission *sub, const char *c
                          "batch/v1", "kind", "CronJob", "metadata", "name", name, "labels", LABEL_MANAGED, "zorch",
                          LABEL_SCHEDULE, name, "annotations", ANN_PIPELINE, r->pipeline, "zorch.dev/deployment", dp,
                          "spec", "schedule", cron, "concurrencyPolicy", "Forbid", "jobTemplate", jt);
-  char *path = xasprintf("/apis/batch/v1/namespaces/%s/cronjobs?fieldValidation=Strict", r->ns);
   zh_error e;
-  memset(&e, 0, sizeof e);
-  rc = zk_json(r->k, "POST", path, cj, NULL, &e);
-  free(path);
-  json_decref(cj);
+  rc = create_object(r, "cronjobs", cj, &e);
   if (rc) {
     seterr(h, e.status == 409 ? ZORCH_EEXISTS : ZORCH_EIO, "cannot create CronJob %s/%s: %s", r->ns, name,
            e.message);

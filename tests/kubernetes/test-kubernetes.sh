@@ -98,6 +98,10 @@ check "orchestrator pod: zorch deployment run with in-cluster config" \
   bash -c "grep -q '\"deployment\"' '$work/opod.json' && grep -q 'incluster' '$work/opod.json' && grep -q '\"--config-env\"' '$work/opod.json'"
 kubectl logs "$opod" >"$work/opod.log" 2>&1
 check "orchestrator pod's log: the run completed" contains "$work/opod.log" "completed"
+rc=0
+"$iris" --stack ko --no-cache >"$work/o2.out" 2>&1 || rc=$?
+check "orchestrator mode --no-cache: the four steps run again in the cluster" \
+  test "$rc $(statuses "$work/o2.out" | awk '$2 == "completed"' | wc -l)" = "0 4"
 
 # ---- 3. a command-step pipeline with resources and pod settings
 mkdir -p "$work/data"
@@ -240,10 +244,11 @@ print(json.dumps({'apiVersion': 'batch/v1', 'kind': 'Job', 'metadata': {'name': 
       'labels': jt['metadata'].get('labels', {})}, 'spec': jt['spec']}))" >"$work/manual-job.json"
 runs_before=$("$zorch" run list --pipeline k8s-demo | tail -n +2 | wc -l)
 kubectl create -f "$work/manual-job.json" >/dev/null
-for i in $(seq 150); do
-  [[ $(kubectl get job nightly-demo-manual -o jsonpath='{.status.succeeded}') == 1 ]] && break
+for i in $(seq 300); do
+  [[ -n $(kubectl get job nightly-demo-manual -o jsonpath='{.status.succeeded}{.status.failed}') ]] && break
   sleep 0.2
 done
+kubectl logs job/nightly-demo-manual 2>&1 | tail -20
 check "the CronJob's job template starts a new run that completes" \
   bash -c "test '$(kubectl get job nightly-demo-manual -o jsonpath='{.status.succeeded}')' = 1 &&
            test \$('$zorch' run list --pipeline k8s-demo | tail -n +2 | wc -l) -eq $((runs_before + 1))"
