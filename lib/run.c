@@ -380,11 +380,16 @@ static int rebase_deployment(json_t *doc, const char *store_root, const char *ol
                              const char *new_name, double created) {
   json_t *run = json_object_get(doc, "run");
   if (!json_is_object(run)) return zorch__error_set(ZORCH_EINVALID, "deployment has no run object");
+  json_incref(json_object_get(run, "id")); /* old_id points into it: keep it until the end */
+  json_t *old_id_ref = json_object_get(run, "id");
   json_object_set_new(run, "id", json_string(new_id));
   json_object_set_new(run, "name", json_string(new_name));
   json_object_set_new(run, "created", json_real(created));
   char *newdp = zorch__asprintf("%s/runs/%s/deployment.json", store_root, new_id);
-  if (!newdp) return zorch__error_oom();
+  if (!newdp) {
+    json_decref(old_id_ref);
+    return zorch__error_oom();
+  }
   json_t *ep = json_object_get(doc, "entrypoint");
   const char *k;
   json_t *argv;
@@ -395,13 +400,18 @@ static int rebase_deployment(json_t *doc, const char *store_root, const char *ol
     json_array_foreach(argv, i, a) {
       const char *v = json_string_value(a);
       if (!v) continue;
-      if (next_dp) json_array_set_new(argv, i, json_string(newdp));
-      if (next_run || (old_id && !strcmp(v, old_id))) json_array_set_new(argv, i, json_string(new_id));
+      bool is_dp = next_dp, is_run = next_run || (old_id && !strcmp(v, old_id));
       next_dp = !strcmp(v, "--zorch-deployment");
       next_run = !strcmp(v, "--zorch-run");
+      /* v is freed by the replacement: decide first */
+      if (is_dp)
+        json_array_set_new(argv, i, json_string(newdp));
+      else if (is_run)
+        json_array_set_new(argv, i, json_string(new_id));
     }
   }
   free(newdp);
+  json_decref(old_id_ref);
   return ZORCH_OK;
 }
 
