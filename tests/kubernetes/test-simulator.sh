@@ -9,6 +9,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 cluster_need kubectl curl
 work=$(mktemp -d "${TMPDIR:-/tmp}/zorch-k8s-sim-test.XXXXXX")
 trap 'cluster_stop; rm -rf "$work"' EXIT
+cd "$work" || exit 1
 cluster_start "$work/cluster" --node-cpu 2 --node-memory 2Gi --job-backoff 0.2
 cluster_image simtest /bin/sh /usr/bin/yes /usr/bin/head /usr/bin/cat /usr/bin/sleep
 
