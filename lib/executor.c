@@ -258,7 +258,6 @@ void zorch__cache_key(const zorch__plan *plan, uint32_t i, const zorch__step_rec
 /* ---- executor state ---------------------------------------------------------------------- */
 
 typedef struct xstep {
-  uint32_t remaining;      /* predecessors not yet done */
   bool upstream_failed;
   bool terminal;
   bool timed_out;
@@ -309,6 +308,10 @@ struct zorch__exec {
   char *run_dir;
   zorch__step_rec *recs;
   xstep *xs;
+  /* per step: predecessors not yet done.  Apart from xs: a completion
+   * touches it for every successor, and 4 bytes a step stay in the cache
+   * where xs would not. */
+  uint32_t *remaining;
   uint32_t n;
 
   pthread_mutex_t lock;
@@ -422,7 +425,7 @@ static void step_terminal(zorch__exec *x, uint32_t i, int status) {
       x->xs[j].upstream_failed = true;
       x->xs[j].upstream = s->name;
     }
-    if (--x->xs[j].remaining == 0) x->work[x->n_work++] = j;
+    if (--x->remaining[j] == 0) x->work[x->n_work++] = j;
   }
 }
 
@@ -1505,7 +1508,9 @@ static void *loop_main(void *arg) {
   /* the scheduling state is not needed any more: give its memory back now */
   for (uint32_t i = 0; i < x->n; i++) free_scratch(&x->xs[i], x->plan->steps[i].n_outputs, true);
   zorch__big_free(x->xs);
+  zorch__big_free(x->remaining);
   x->xs = NULL;
+  x->remaining = NULL;
   free(x->ready.v);
   free(x->fq.v);
   free(x->cq.v);
@@ -1544,6 +1549,7 @@ static void exec_destroy(zorch__exec *x) {
   zorch__cache_close(x->cache);
   zorch__step_recs_free(x->recs, x->n);
   zorch__big_free(x->xs);
+  zorch__big_free(x->remaining);
   free(x->ready.v);
   free(x->fq.v);
   free(x->cq.v);
@@ -1591,9 +1597,10 @@ int zorch__exec_start(zorch__exec **out, zorch__plan *plan, zorch__store *store,
   int rc = ZORCH_OK;
   x->recs = zorch__step_recs_new(plan);
   x->xs = zorch__big_calloc(x->n, sizeof *x->xs);
+  x->remaining = zorch__big_calloc(x->n, sizeof *x->remaining);
   x->work = malloc(x->n * sizeof *x->work);
   x->active = malloc(((x->max_parallel < x->n ? x->max_parallel : x->n) + 1) * sizeof *x->active);
-  if (!x->recs || !x->xs || !x->work || !x->active || ring_init(&x->ready, x->n) ||
+  if (!x->recs || !x->xs || !x->remaining || !x->work || !x->active || ring_init(&x->ready, x->n) ||
       ring_init(&x->fq, x->n) || ring_init(&x->cq, x->n) || ring_init(&x->retry, x->n) ||
       (x->remote && (ring_init(&x->rq, x->n) || ring_init(&x->sq, x->n)))) {
     rc = zorch__error_oom();
@@ -1601,7 +1608,7 @@ int zorch__exec_start(zorch__exec **out, zorch__plan *plan, zorch__store *store,
   }
   uint32_t n_func = 0;
   for (uint32_t i = 0; i < x->n; i++) {
-    x->xs[i].remaining = plan->steps[i].n_preds;
+    x->remaining[i] = plan->steps[i].n_preds;
     x->xs[i].active_slot = UINT32_MAX;
     x->xs[i].pidfd = -1;
     x->xs[i].outfd = -1;
@@ -1659,7 +1666,7 @@ int zorch__exec_start(zorch__exec **out, zorch__plan *plan, zorch__store *store,
   /* seed: steps with no predecessors */
   pthread_mutex_lock(&x->lock);
   for (uint32_t i = 0; i < x->n; i++)
-    if (x->xs[i].remaining == 0) x->work[x->n_work++] = i;
+    if (x->remaining[i] == 0) x->work[x->n_work++] = i;
   /* reverse so that the first roots are made ready first (the worklist is a stack) */
   for (uint32_t a = 0, b = x->n_work ? x->n_work - 1 : 0; a < b; a++, b--) {
     uint32_t t = x->work[a];
