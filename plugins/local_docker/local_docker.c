@@ -45,6 +45,7 @@ typedef struct ld_attempt {
   char *create_body;
   char *container_id;   /* under run->lock */
   bool stop;            /* under run->lock */
+  bool finished;        /* under run->lock: the thread is returning */
   volatile int abort;   /* ends a log stream at once (release) */
   long memory;          /* the memory limit, for the OOM message */
   /* the last bytes of the log, for failure messages */
@@ -475,7 +476,40 @@ report:
   if (code < 0 && !msg) msg = strdup("the step's container did not run");
   run->host->executor_step_done(a->executor, a->attempt_id, code < 0 ? 125 : code, msg);
   free(msg);
+  /* run_free joins every thread before it destroys the lock */
+  pthread_mutex_lock(&run->lock);
+  a->finished = true;
+  pthread_mutex_unlock(&run->lock);
   return NULL;
+}
+
+static void attempt_free(ld_attempt *a) {
+  free(a->step), free(a->image), free(a->log_path), free(a->name), free(a->create_body);
+  free(a->container_id);
+  free(a);
+}
+
+/* Join and free the attempts whose threads are done, so that a long run
+ * holds threads only for its running steps. */
+static void reap(ld_run *run) {
+  ld_attempt *done = NULL;
+  pthread_mutex_lock(&run->lock);
+  for (ld_attempt **pp = &run->attempts; *pp;) {
+    ld_attempt *a = *pp;
+    if (a->finished) {
+      *pp = a->next;
+      a->next = done;
+      done = a;
+    } else {
+      pp = &a->next;
+    }
+  }
+  pthread_mutex_unlock(&run->lock);
+  for (ld_attempt *a = done, *n; a; a = n) {
+    n = a->next;
+    pthread_join(a->thread, NULL);
+    attempt_free(a);
+  }
 }
 
 /* ---- the launcher the host calls --------------------------------------------------------- */
@@ -483,6 +517,7 @@ report:
 static int ld_launch(void *data, const zorch_step_launch *L) {
   ld_run *run = data;
   const zorch_host *h = run->host;
+  reap(run);
   json_t *settings = json_loads(L->settings_json ? L->settings_json : "{}", 0, NULL);
   const char *image = step_image(run, L, flavor_settings(settings));
   if (!image) {
@@ -510,7 +545,7 @@ static int ld_launch(void *data, const zorch_step_launch *L) {
   a->create_body = body ? json_dumps(body, JSON_COMPACT) : NULL;
   json_decref(body);
   if (!a->step || !a->image || !a->name || !a->create_body) {
-    free(a->step), free(a->image), free(a->log_path), free(a->name), free(a->create_body), free(a);
+    attempt_free(a);
     return fail(h, ZORCH_ENOMEM, "out of memory");
   }
   { /* ZORCH_LOG_LEVEL=debug shows what the engine is asked for */
@@ -529,7 +564,7 @@ static int ld_launch(void *data, const zorch_step_launch *L) {
   if (prc != 0) {
     run->attempts = a->next;
     pthread_mutex_unlock(&run->lock);
-    free(a->step), free(a->image), free(a->log_path), free(a->name), free(a->create_body), free(a);
+    attempt_free(a);
     return fail(h, ZORCH_ERROR, "cannot start a thread for the step: %s", strerror(prc));
   }
   pthread_mutex_unlock(&run->lock);
@@ -688,9 +723,7 @@ static void run_free(ld_run *run) {
     n = a->next;
     a->abort = 1;
     pthread_join(a->thread, NULL);
-    free(a->step), free(a->image), free(a->log_path), free(a->name), free(a->create_body);
-    free(a->container_id);
-    free(a);
+    attempt_free(a);
   }
   json_decref(run->config);
   zd_close(&run->eng);
