@@ -4,12 +4,13 @@
  * mutex and wakes the committer thread only when it sleeps with nothing to do.
  * Waking a sleeping thread costs the waker 15-40 us on a VM, so the committer
  * avoids that state while the journal is busy: after a batch it looks for new
- * lines every ZORCH__JOURNAL_LINGER_NS (5 ms) on its own, and only after
- * ZORCH__JOURNAL_IDLE_POLLS empty looks (500 ms) does it sleep until
- * signalled; it then lingers 5 ms (unless a flush or the close is waiting) so
- * that a burst costs one wake-up.  Each batch is the whole pending buffer,
+ * lines every ZORCH__JOURNAL_LINGER_NS (5 ms; 50 ms for a journal that is not
+ * durable, such as the cache index) on its own, and only after 500 ms of
+ * empty looks does it sleep until signalled; it then lingers one window
+ * (unless a flush or the close is waiting) so that a burst costs one
+ * wake-up.  Each batch is the whole pending buffer,
  * swapped with the committer's own and written with one write(2); a busy
- * journal takes at most one batch per 5 ms window.  A durable journal is
+ * journal takes at most one batch per window.  A durable journal is
  * fdatasync'd after a batch when ZORCH__JOURNAL_SYNC_NS (50 ms) have passed
  * since the previous sync, and at once when a flush or the close waits; lines
  * written and not yet synced are synced when that window ends even if no new
@@ -44,8 +45,9 @@
 #include <unistd.h>
 
 #define ZORCH__JOURNAL_LINGER_NS 5000000LL       /* 5 ms: batching window and poll tick */
+#define ZORCH__JOURNAL_LAZY_LINGER_NS 50000000LL /* 50 ms: the same for a journal that is not durable */
 #define ZORCH__JOURNAL_SYNC_NS 50000000LL        /* 50 ms: at most one fdatasync per window */
-#define ZORCH__JOURNAL_IDLE_POLLS 100            /* poll for 100 ms before sleeping deeply */
+#define ZORCH__JOURNAL_IDLE_NS 500000000LL       /* poll for 500 ms before sleeping deeply */
 #define ZORCH__JOURNAL_MAX_PENDING (64u << 20)   /* appenders wait above this */
 
 struct zorch__journal {
@@ -66,6 +68,7 @@ struct zorch__journal {
   /* committer-only state */
   int fd;
   bool durable;
+  int64_t linger_ns;   /* batching window and poll tick */
   bool nolock;         /* flock() unsupported here */
   off_t end;           /* file size after our last write, -1 unknown */
   char *path;
@@ -181,10 +184,10 @@ static void *committer(void *arg) {
     bool unsynced = j->durable && written > j->committed;
     while (j->len == 0 && !j->stop &&
            !(unsynced && (j->flushers || mono_now() - last_sync >= ZORCH__JOURNAL_SYNC_NS))) {
-      if (polls < ZORCH__JOURNAL_IDLE_POLLS || unsynced) {
+      if ((int64_t)polls * j->linger_ns < ZORCH__JOURNAL_IDLE_NS || unsynced) {
         /* Recently busy: look again after a tick; appenders need not signal. */
         struct timespec dl;
-        deadline_after(&dl, ZORCH__JOURNAL_LINGER_NS);
+        deadline_after(&dl, j->linger_ns);
         pthread_cond_timedwait(&j->wake, &j->mu, &dl);
         polls++;
       } else {
@@ -203,8 +206,8 @@ static void *committer(void *arg) {
        * a busy journal would commit back to back, a write per line or two,
        * and the committer would compete for the CPU with the steps. */
       struct timespec dl;
-      if (signalled || !last_batch) deadline_after(&dl, ZORCH__JOURNAL_LINGER_NS);
-      else ns_ts(last_batch + ZORCH__JOURNAL_LINGER_NS, &dl);
+      if (signalled || !last_batch) deadline_after(&dl, j->linger_ns);
+      else ns_ts(last_batch + j->linger_ns, &dl);
       while (!j->stop && j->flushers == 0 && j->len < ZORCH__JOURNAL_MAX_PENDING / 2)
         if (pthread_cond_timedwait(&j->wake, &j->mu, &dl) == ETIMEDOUT) break;
     }
@@ -251,6 +254,9 @@ int zorch__journal_open(zorch__journal **out, const char *path, bool durable) {
   if (!j) return zorch__error_oom();
   j->fd = -1;
   j->durable = durable;
+  /* a journal that is not durable (the cache index) only serves later runs:
+   * a longer window costs the process ten times fewer wake-ups */
+  j->linger_ns = durable ? ZORCH__JOURNAL_LINGER_NS : ZORCH__JOURNAL_LAZY_LINGER_NS;
   j->path = zorch__strdup(path);
   const char *slash = strrchr(path, '/');
   char *dir = slash ? (slash == path ? zorch__strdup("/") : zorch__strndup(path, (size_t)(slash - path)))

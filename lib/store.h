@@ -71,9 +71,9 @@ typedef struct zorch__journal zorch__journal;
 
 /** Open (create or append to) the journal at `path`.  Appends are collected
  *  and written by a background committer: one write(2) covers every line
- *  appended since the previous batch (at most one batch per 5 ms); when
- *  durable, one fdatasync(2) per 50 ms covers every line written since the
- *  previous one (see journal.c). */
+ *  appended since the previous batch (at most one batch per 5 ms, per
+ *  50 ms when not durable); when durable, one fdatasync(2) per 50 ms covers
+ *  every line written since the previous one (see journal.c). */
 int zorch__journal_open(zorch__journal **out, const char *path, bool durable);
 
 /** Append one line (`line` has no '\n').  Thread-safe.  Returns without
