@@ -1,6 +1,7 @@
 /* zorch CLI — running stored deployments (`deployment run`, what an
  * orchestrator pod or a scheduled job runs) and schedules (`pipeline
  * schedule`, `schedule list`, `schedule delete`). */
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,6 +29,16 @@ static int make_stack(zorch_client *c, const char *deployment_path, const char *
   if (!rc) rc = zorch_component_register(c, "orchestrator", "deployment-orchestrator", flavor, config, 1);
   if (!rc) rc = zorch_stack_register(c, "deployment", "deployment-orchestrator", "deployment-store", 1);
   return rc ? cli_lib_error() : CLI_EXIT_OK;
+}
+
+/* In a pod, deleting it sends SIGTERM: stop the run cleanly (its steps'
+ * pods deleted, the run recorded as stopped) within the grace period. */
+static zorch_run *volatile term_run;
+
+static void on_sigterm(int sig) {
+  (void)sig;
+  zorch_run *r = term_run;
+  if (r) zorch_run_cancel(r); /* async-signal-safe */
 }
 
 int cmd_deployment_run(const cli_cmd *cmd, int argc, char **argv) {
@@ -83,7 +94,15 @@ int cmd_deployment_run(const cli_cmd *cmd, int argc, char **argv) {
   printf("Running pipeline '%s': run %s (id %s)\n", zorch_run_pipeline_name(run), zorch_run_name(run),
          zorch_run_id(run));
   fflush(stdout);
+  struct sigaction sa, old;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_sigterm;
+  sigemptyset(&sa.sa_mask);
+  term_run = run;
+  sigaction(SIGTERM, &sa, &old);
   int wrc = zorch_run_wait(run, -1);
+  sigaction(SIGTERM, &old, NULL);
+  term_run = NULL;
   char message[2048];
   snprintf(message, sizeof message, "%s", zorch_error_last()->message);
   size_t n = zorch_run_step_count(run);

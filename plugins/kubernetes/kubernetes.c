@@ -1030,6 +1030,23 @@ static int orchestrator_wait(krun *r, int timeout_ms) {
   jwatch w = {.r = r};
   while (!w.verdict) {
     if (atomic_load(&r->cancel_flag)) {
+      /* First the orchestrator pod: SIGTERM makes `zorch deployment run`
+       * stop its run (its steps' pods deleted, recorded as stopped); then
+       * whatever is left of the run. */
+      delete_object(r, "job", r->job_name, 10);
+      char *jp = xasprintf("/api/v1/namespaces/%s/pods?labelSelector=%s%s", r->ns, sel, r->job_name);
+      for (int i = 0; i < 60; i++) {
+        json_t *list = NULL;
+        zh_error e2;
+        memset(&e2, 0, sizeof e2);
+        int lrc = zk_json(r->k, "GET", jp, NULL, &list, &e2);
+        size_t n = json_array_size(json_object_get(list, "items"));
+        json_decref(list);
+        zh_error_clear(&e2);
+        if (lrc == 0 && n == 0) break;
+        usleep(250000);
+      }
+      free(jp);
       delete_run_pods(r);
       r->host->submission_set_status(r->sub, 6 /* stopped */, "cancelled: the orchestrator Job and the run's pods "
                                      "were deleted");

@@ -224,7 +224,46 @@ for i in $(seq 50); do
 done
 check "cancel: the run's pods are deleted" test -z "$(kubectl get pods -l zorch.dev/step=slow -o name)"
 rid6=$(sed -n 's/^Run: .* (id \([0-9a-f]*\))$/\1/p' "$work/cancel.out")
-check "cancel: the run is recorded as stopped" bash -c "'$zorch' run show '$rid6' | grep -q stopped"
+check "cancel: the run is recorded as stopped" bash -c "'$zorch' run show '$rid6' | grep -qE '^Status: +stopped'"
+
+# orchestrator mode: Ctrl-C deletes the orchestrator Job and the step pods
+"$zorch" pipeline run "$work/slow.json" --stack ko >"$work/ocancel.out" 2>&1 &
+zpid=$!
+for i in $(seq 150); do
+  [[ $(kubectl get pods -l zorch.dev/step=slow -o jsonpath='{.items[*].status.phase}' 2>/dev/null) == Running ]] && break
+  sleep 0.2
+done
+check "orchestrator mode cancel: the orchestrator pod started the step pod" \
+  test "$(kubectl get pods -l zorch.dev/step=slow -o jsonpath='{.items[*].status.phase}')" = Running
+orid=$(kubectl get pods -l zorch.dev/step=slow -o jsonpath='{.items[0].metadata.labels.zorch\.dev/run-id}')
+kill -INT $zpid
+rc=0
+wait $zpid || rc=$?
+check "orchestrator mode cancel: exit 130" test $rc -eq 130
+for i in $(seq 50); do
+  [[ -z $(kubectl get pods,jobs -l "zorch.dev/run-id=$orid" -o name) ]] && break
+  sleep 0.2
+done
+check "orchestrator mode cancel: the run's Job and pods are deleted" \
+  test -z "$(kubectl get pods,jobs -l "zorch.dev/run-id=$orid" -o name)"
+check "orchestrator mode cancel: recorded as stopped" bash -c "'$zorch' run show '$orid' | grep -qE '^Status: +stopped'"
+
+# orchestrator mode: the client may go away; the run goes on in the cluster
+"$iris" --stack ko --param epochs=170 >"$work/gone.out" 2>&1 &
+zpid=$!
+for i in $(seq 150); do
+  gid=$(kubectl get jobs -l zorch.dev/role=orchestrator -o json | jq_py "sorted(d['items'], key=lambda j: j['metadata']['creationTimestamp'] + j['metadata']['resourceVersion'].zfill(12))[-1]['metadata']['labels']['zorch.dev/run-id']")
+  [[ -n $gid && $gid != "$rid2" && $gid != "$orid" ]] && grep -q . <<<"$(kubectl get pods -l "zorch.dev/run-id=$gid,zorch.dev/role=orchestrator" -o name)" && break
+  sleep 0.2
+done
+kill -9 $zpid
+wait $zpid 2>/dev/null
+for i in $(seq 200); do
+  [[ $(kubectl get jobs -l "zorch.dev/run-id=$gid,zorch.dev/role=orchestrator" -o jsonpath='{.items[0].status.succeeded}') == 1 ]] && break
+  sleep 0.2
+done
+check "orchestrator mode: with its client killed (-9) the run completes in the cluster" \
+  bash -c "'$zorch' run show '$gid' | grep -qE '^Status: +completed'"
 
 # ---- 6. schedules: CronJobs
 rc=0
