@@ -16,7 +16,18 @@ int zorch_image_build(const char *name, const zorch_image_options *opts, char **
     return zorch__error_set(ZORCH_EVERSION, "zorch_image_options version %u is not supported (1..%d)",
                             opts->version, ZORCH_IMAGE_OPTIONS_VERSION);
   if (!name || !*name) return zorch__error_set(ZORCH_EINVALID, "zorch_image_build: no image name");
+  /* The image holds every file at its host path and the deployment names
+   * the program by its absolute path: a relative --program is resolved here
+   * (a bare name through PATH, like the shell would). */
+  char *prog_abs = NULL;
   const char *prog = opts->program ? opts->program : zorch__program_path();
+  if (prog && prog[0] != '/') {
+    prog_abs = strchr(prog, '/') ? realpath(prog, NULL) : zorch__which(prog);
+    if (!prog_abs)
+      return zorch__error_set(ZORCH_ENOTFOUND, "cannot build an image of '%s': no such program%s", prog,
+                              strchr(prog, '/') ? "" : " in PATH");
+    prog = prog_abs;
+  }
   zorch__strv progs = {0}, files = {0}, dirs = {0};
   char *zcmd = NULL;
   int rc = zorch__strv_push(&progs, prog);
@@ -72,5 +83,6 @@ out:
   zorch__strv_clear(&progs);
   zorch__strv_clear(&files);
   zorch__strv_clear(&dirs);
+  free(prog_abs);
   return rc;
 }

@@ -84,6 +84,13 @@ fi
   --add tr --add sleep --add head --add id --add true >"$work/build.out" 2>&1
 check "zorch image build makes an image" has "$work/build.out" "zorch-tools:test sha256:"
 check "the image is in the engine under its tag" test -n "$(docker images -q zorch-tools:test)"
+# a relative --program lands at its absolute path, where the deployment names it
+(cd "$(dirname "$iris")" && "$zorch" image build zorch-rel:test --program "./$(basename "$iris")") \
+  >"$work/rel-build.out" 2>&1
+check "zorch image build --program ./relative makes an image" has "$work/rel-build.out" "zorch-rel:test sha256:"
+docker run --rm zorch-rel:test "$iris" --zorch-step >"$work/rel-run.out" 2>&1
+check "... whose program runs at its absolute path (its own usage error)" \
+  has "$work/rel-run.out" "--zorch-step needs a value"
 
 # ---- 3. command steps: artifacts flow; parallel independent steps; settings
 cat >"$work/etl.json" <<'JSON'
