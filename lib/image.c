@@ -28,7 +28,7 @@ int zorch_image_build(const char *name, const zorch_image_options *opts, char **
                               strchr(prog, '/') ? "" : " in PATH");
     prog = prog_abs;
   }
-  zorch__strv progs = {0}, files = {0}, dirs = {0};
+  zorch__strv progs = {0}, files = {0}, dirs = {0}, trees = {0};
   char *zcmd = NULL;
   int rc = zorch__strv_push(&progs, prog);
   if (!opts->no_zorch && !rc) {
@@ -50,12 +50,14 @@ int zorch_image_build(const char *name, const zorch_image_options *opts, char **
     struct stat st;
     char *w = x[0] == '/' ? zorch__strdup(x) : zorch__which(x);
     if (!w || stat(w, &st) != 0) {
-      rc = zorch__error_set(ZORCH_ENOTFOUND, "cannot add '%s' to the image: no such file%s", x,
+      rc = zorch__error_set(ZORCH_ENOTFOUND, "cannot add '%s' to the image: no such file or directory%s", x,
                             strchr(x, '/') ? "" : " (and not found in PATH)");
       free(w);
       break;
     }
-    rc = (st.st_mode & 0111) ? zorch__strv_push(&progs, w) : zorch__strv_push(&files, w);
+    rc = S_ISDIR(st.st_mode)    ? zorch__strv_push(&trees, w)
+         : (st.st_mode & 0111) ? zorch__strv_push(&progs, w)
+                               : zorch__strv_push(&files, w);
     free(w);
   }
   free(zcmd);
@@ -69,7 +71,8 @@ int zorch_image_build(const char *name, const zorch_image_options *opts, char **
   zd_image_spec spec = {.ref = name,
                         .programs = (const char *const *)progs.v,
                         .files = (const char *const *)files.v,
-                        .plugin_dirs = (const char *const *)dirs.v};
+                        .plugin_dirs = (const char *const *)dirs.v,
+                        .trees = (const char *const *)trees.v};
   char *id = NULL;
   if (zd_image_build(&eng, &spec, &id, NULL, NULL, err, sizeof err)) {
     rc = zorch__error_set(strstr(err, "not found") || strstr(err, "cannot read") ? ZORCH_ENOTFOUND : ZORCH_EIO,
@@ -83,6 +86,7 @@ out:
   zorch__strv_clear(&progs);
   zorch__strv_clear(&files);
   zorch__strv_clear(&dirs);
+  zorch__strv_clear(&trees);
   free(prog_abs);
   return rc;
 }

@@ -2,7 +2,7 @@
  *
  * zorch_image_build() makes a runnable image without a base image or a
  * registry: the program, its shared-library closure (what the dynamic loader
- * loads for it), the zorch CLI (the command-step entrypoint) with its
+ * loads for it), extra files and directories, the zorch CLI (the command-step entrypoint) with its
  * closure, the flavor plugins, CA certificates when the host has them, /tmp
  * and a minimal /etc/passwd.  Every file sits at its own absolute path, so a
  * deployment's entrypoint commands work unchanged inside the container.  The
@@ -23,7 +23,10 @@ typedef struct zorch_image_options {
   unsigned int version;          /**< ZORCH_IMAGE_OPTIONS_VERSION */
   /** The program to include (NULL: the running program). */
   const char *program;
-  /** More executables (each with its library closure) or files, NULL-terminated; may be NULL. */
+  /** More executables (each with its library closure), files or directories
+   *  (added recursively: a symlink to a file goes in as the file, one to a
+   *  directory as a symlink; __pycache__ is skipped; an ELF file inside comes
+   *  with its library closure), NULL-terminated; may be NULL. */
   const char *const *extra;
   /** The engine as DOCKER_HOST spells it (NULL: $DOCKER_HOST, else unix:///var/run/docker.sock). */
   const char *docker_host;

@@ -244,8 +244,8 @@ static bool is_elf(const char *path) {
 
 /* Add a program (or shared object) and what the dynamic loader would load
  * for it, as `interp --list` reports it. */
-static int add_closure(strset *files, const char *path, const char *default_interp, char *err,
-                       size_t errlen) {
+static int add_closure(strset *files, const char *path, const char *default_interp, bool lenient,
+                       char *err, size_t errlen) {
   if (access(path, R_OK) != 0) {
     errf(err, errlen, "cannot read %s: %s", path, strerror(errno));
     return -1;
@@ -283,6 +283,7 @@ static int add_closure(strset *files, const char *path, const char *default_inte
     char *p = arrow ? arrow + 3 : line;
     while (*p == ' ' || *p == '\t') p++;
     if (arrow && !strncmp(p, "not found", 9)) {
+      if (lenient) continue; /* a file of a directory: it fails in the image as on the host */
       *arrow = '\0';
       char *name = line;
       while (*name == ' ' || *name == '\t') name++;
@@ -301,6 +302,78 @@ static int add_closure(strset *files, const char *path, const char *default_inte
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
   return rc;
+}
+
+/* ---- directories ------------------------------------------------------------- */
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static int walk_dir(const char *dir, int (*cb)(const char *, int, void *), void *arg, char *err,
+                    size_t errlen, int depth) {
+  if (depth > 64) {
+    errf(err, errlen, "cannot add %s to the image: directories nested too deep", dir);
+    return -1;
+  }
+  DIR *d = opendir(dir);
+  if (!d) {
+    errf(err, errlen, "cannot read the directory %s: %s", dir, strerror(errno));
+    return -1;
+  }
+  strset names = {0};
+  struct dirent *de;
+  int rc = 0;
+  while (!rc && (de = readdir(d))) {
+    if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") || !strcmp(de->d_name, "__pycache__")) continue;
+    if (set_add(&names, de->d_name)) rc = -1;
+  }
+  closedir(d);
+  if (names.n) qsort(names.v, names.n, sizeof *names.v, cmp_str);
+  for (size_t i = 0; !rc && i < names.n; i++) {
+    char p[4096];
+    if ((size_t)snprintf(p, sizeof p, "%s/%s", dir, names.v[i]) >= sizeof p) continue;
+    struct stat lst, st;
+    if (lstat(p, &lst) != 0) continue;
+    if (S_ISLNK(lst.st_mode)) {
+      if (stat(p, &st) != 0) continue; /* dangling */
+      if (S_ISDIR(st.st_mode)) rc = cb(p, 1, arg);
+      else if (S_ISREG(st.st_mode)) rc = cb(p, 0, arg);
+    } else if (S_ISDIR(lst.st_mode)) {
+      rc = walk_dir(p, cb, arg, err, errlen, depth + 1);
+    } else if (S_ISREG(lst.st_mode)) {
+      rc = cb(p, 0, arg);
+    }
+  }
+  set_free(&names);
+  return rc;
+}
+
+int zd_walk(const char *root, int (*cb)(const char *path, int is_link, void *arg), void *arg,
+            char *err, size_t errlen) {
+  struct stat st;
+  if (!root || stat(root, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    errf(err, errlen, "cannot add '%s' to the image: not a directory", root ? root : "?");
+    return -1;
+  }
+  char r[4096];
+  snprintf(r, sizeof r, "%s", root);
+  normalize(r);
+  size_t l = strlen(r);
+  while (l > 1 && r[l - 1] == '/') r[--l] = '\0';
+  return walk_dir(r, cb, arg, err, errlen, 0);
+}
+
+typedef struct tree_state {
+  strset *files, *links;
+  const char *interp;
+  char *err;
+  size_t errlen;
+} tree_state;
+
+static int tree_file(const char *path, int is_link, void *arg) {
+  tree_state *t = arg;
+  if (is_link) return set_add(t->links, path);
+  if (is_elf(path)) return add_closure(t->files, path, t->interp, true, t->err, t->errlen);
+  return set_add(t->files, path);
 }
 
 /* ---- a ustar writer ------------------------------------------------------------- */
@@ -448,7 +521,7 @@ static int import_chunk(const char *data, size_t n, void *p) {
 int zd_image_build(zd_engine *e, const zd_image_spec *spec, char **image_id, size_t *bytes,
                    size_t *n_files, char *err, size_t errlen) {
   if (image_id) *image_id = NULL;
-  strset files = {0}, dirs = {0};
+  strset files = {0}, dirs = {0}, links = {0};
   int rc = -1;
   FILE *tar = NULL;
   char repo[512], tag[128];
@@ -473,7 +546,7 @@ int zd_image_build(zd_engine *e, const zd_image_spec *spec, char **image_id, siz
   char default_interp[512] = "";
   for (size_t i = 0; spec->programs && spec->programs[i]; i++) {
     if (!default_interp[0]) elf_interp(spec->programs[i], default_interp, sizeof default_interp);
-    if (add_closure(&files, spec->programs[i], NULL, err, errlen)) goto out;
+    if (add_closure(&files, spec->programs[i], NULL, false, err, errlen)) goto out;
   }
   for (size_t d = 0; spec->plugin_dirs && spec->plugin_dirs[d]; d++) {
     DIR *dir = opendir(spec->plugin_dirs[d]);
@@ -483,7 +556,7 @@ int zd_image_build(zd_engine *e, const zd_image_spec *spec, char **image_id, siz
       if (strncmp(de->d_name, "zorch-flavor-", 13) || l < 4 || strcmp(de->d_name + l - 3, ".so")) continue;
       char p[4096];
       snprintf(p, sizeof p, "%s/%s", spec->plugin_dirs[d], de->d_name);
-      if (add_closure(&files, p, default_interp, err, errlen)) {
+      if (add_closure(&files, p, default_interp, false, err, errlen)) {
         closedir(dir);
         goto out;
       }
@@ -492,6 +565,9 @@ int zd_image_build(zd_engine *e, const zd_image_spec *spec, char **image_id, siz
   }
   for (size_t i = 0; spec->files && spec->files[i]; i++)
     if (set_add(&files, spec->files[i])) goto out;
+  tree_state ts = {&files, &links, default_interp[0] ? default_interp : NULL, err, errlen};
+  for (size_t i = 0; spec->trees && spec->trees[i]; i++)
+    if (zd_walk(spec->trees[i], tree_file, &ts, err, errlen)) goto out;
   static const char *certs[] = {"/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", NULL};
   for (size_t i = 0; certs[i]; i++)
     if (access(certs[i], R_OK) == 0 && set_add(&files, certs[i])) goto out;
@@ -508,6 +584,18 @@ int zd_image_build(zd_engine *e, const zd_image_spec *spec, char **image_id, siz
   }
   for (size_t i = 0; i < files.n; i++)
     if (tar_file(tar, &dirs, files.v[i], files.v[i], err, errlen)) goto out;
+  /* symlinks to directories, as they are: after the files, and not where a
+   * file made a directory of the same path */
+  for (size_t i = 0; i < links.n; i++) {
+    char target[101];
+    ssize_t tl = readlink(links.v[i], target, sizeof target);
+    if (tl <= 0 || tl >= 100 || set_has(&dirs, links.v[i]) || set_has(&files, links.v[i])) continue;
+    target[tl] = '\0';
+    if (tar_dirs(tar, &dirs, links.v[i]) || tar_header(tar, links.v[i], '2', 0777, 0, target)) {
+      errf(err, errlen, "cannot add %s to the image (path too long or write error)", links.v[i]);
+      goto out;
+    }
+  }
   static const char zeros[1024];
   if (fwrite(zeros, 1, sizeof zeros, tar) != sizeof zeros || fflush(tar) != 0) {
     errf(err, errlen, "cannot write the image's files: %s", strerror(errno));
@@ -565,5 +653,6 @@ out:
   if (tar) fclose(tar);
   set_free(&files);
   set_free(&dirs);
+  set_free(&links);
   return rc;
 }

@@ -37,7 +37,18 @@ typedef struct zd_image_spec {
   const char *const *programs;      /**< executables: each with its shared-library closure */
   const char *const *files;         /**< plain files (no closure), e.g. data; may be NULL */
   const char *const *plugin_dirs;   /**< zorch-flavor-*.so found here join the programs */
+  const char *const *trees;         /**< directories added recursively (see zd_walk); an ELF
+                                         file inside joins with its library closure; may be NULL */
 } zd_image_spec;
+
+/** Walk directory `root` recursively as an image build adds it: `cb` gets
+ *  each regular file (a symlink to a file counts as the file: its content
+ *  goes in at the link's path) with is_link 0, and each symlink to a
+ *  directory with is_link 1 (kept as a symlink, not followed).  __pycache__
+ *  directories and dangling symlinks are skipped.  Entries come sorted by
+ *  name.  Returns 0, -1 with err set, or cb's non-zero return. */
+int zd_walk(const char *root, int (*cb)(const char *path, int is_link, void *arg), void *arg,
+            char *err, size_t errlen);
 
 /** Build a root filesystem from the spec (every file at its own absolute
  *  path, the closure found with the dynamic loader's --list, CA certificates

@@ -96,7 +96,7 @@ static const char config_schema[] =
 
 /* keys a step's settings.flavor.local_docker may set */
 static const char *const step_keys[] = {"image", "network", "user", "shm_size", "mounts",
-                                        "environment", "run_args", NULL};
+                                        "environment", "run_args", "image_add", NULL};
 
 /* ---- small helpers ---------------------------------------------------------------- */
 
@@ -136,12 +136,12 @@ static int check_step_settings(const zorch_host *h, const char *step, json_t *fs
     if (!known)
       return fail(h, ZORCH_EINVALID,
                   "step '%s': unknown local_docker setting '%s' (known: image, network, user, shm_size, "
-                  "mounts, environment, run_args)",
+                  "mounts, environment, run_args, image_add)",
                   step, k);
     bool ok = true;
     if (!strcmp(k, "image") || !strcmp(k, "network") || !strcmp(k, "user")) ok = json_is_string(v);
     else if (!strcmp(k, "shm_size")) ok = json_is_integer(v) && json_integer_value(v) >= 0;
-    else if (!strcmp(k, "mounts")) {
+    else if (!strcmp(k, "mounts") || !strcmp(k, "image_add")) {
       ok = json_is_array(v);
       for (size_t i = 0; ok && i < json_array_size(v); i++) ok = json_is_string(json_array_get(v, i));
     } else if (!strcmp(k, "environment")) {
@@ -620,6 +620,21 @@ static unsigned long long hash_file(unsigned long long h, const char *path) {
   return h;
 }
 
+/* zd_walk's callback: every file of an image_add directory enters the tag */
+static int hash_tree_file(const char *path, int is_link, void *arg) {
+  unsigned long long *h = arg;
+  if (!is_link) {
+    *h = hash_file(*h, path);
+    return 0;
+  }
+  char buf[PATH_MAX + 8] = "|>";
+  ssize_t n = readlink(path, buf + 2, sizeof buf - 3);
+  buf[n > 0 ? n + 2 : 2] = '\0';
+  *h = hash_file(*h, path);
+  for (const char *p = buf; *p; p++) *h = (*h ^ (unsigned char)*p) * 1099511628211ULL;
+  return 0;
+}
+
 typedef struct pathlist {
   char *v[256];
   size_t n;
@@ -657,20 +672,34 @@ static int ensure_default_image(ld_run *run, json_t *dep) {
   }
   if (has_function && prog) pathlist_add(&progs, strdup(prog));
   if (zcmd) pathlist_add(&progs, strdup(zcmd));
-  json_t *extra = json_object_get(run->config, "image_add");
-  for (size_t i = 0; i < json_array_size(extra); i++) {
-    const char *x = json_string_value(json_array_get(extra, i));
-    char *w = x ? (x[0] == '/' ? strdup(x) : which(x)) : NULL;
-    struct stat st;
-    if (!w || stat(w, &st) != 0 || !S_ISREG(st.st_mode)) {
-      free(w);
-      for (size_t k = 0; k < progs.n; k++) free(progs.v[k]);
-      for (size_t k = 0; k < files.n; k++) free(files.v[k]);
-      return fail(h, ZORCH_ENOTFOUND, "image_add: '%s' is not a file%s", x ? x : "?",
-                  x && !strchr(x, '/') ? " (nor a program in PATH)" : "");
-    }
-    pathlist_add((st.st_mode & 0111) ? &progs : &files, w);
+  /* image_add of the config, then of the steps' settings (which name no image) */
+  pathlist trees = {0};
+  json_t *dflt = json_object_get(json_object_get(dep, "defaults"), "settings");
+  json_t *lists = json_array();
+  json_array_append(lists, json_object_get(run->config, "image_add"));
+  json_array_append(lists, json_object_get(flavor_settings(dflt), "image_add"));
+  for (size_t i = 0; i < json_array_size(steps); i++) {
+    json_t *set = json_object_get(json_array_get(steps, i), "settings");
+    json_array_append(lists, json_object_get(flavor_settings(set ? set : dflt), "image_add"));
   }
+  int rc = ZORCH_OK;
+  for (size_t l = 0; !rc && l < json_array_size(lists); l++) {
+    json_t *extra = json_array_get(lists, l);
+    for (size_t i = 0; !rc && i < json_array_size(extra); i++) {
+      const char *x = json_string_value(json_array_get(extra, i));
+      char *w = x ? (x[0] == '/' ? strdup(x) : which(x)) : NULL;
+      struct stat st;
+      if (!w || stat(w, &st) != 0 || !(S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))) {
+        free(w);
+        rc = fail(h, ZORCH_ENOTFOUND, "image_add: '%s' is not a file or directory%s", x ? x : "?",
+                  x && !strchr(x, '/') ? " (nor a program in PATH)" : "");
+        break;
+      }
+      pathlist_add(S_ISDIR(st.st_mode) ? &trees : (st.st_mode & 0111) ? &progs : &files, w);
+    }
+  }
+  json_decref(lists);
+  if (rc) goto out;
   /* this plugin's own directory: the flavors the image's zorch can load */
   Dl_info di;
   char pdir[PATH_MAX] = "";
@@ -684,6 +713,11 @@ static int ensure_default_image(ld_run *run, json_t *dep) {
   for (const char *p = pver ? pver : ""; *p; p++) hsh = (hsh ^ (unsigned char)*p) * 1099511628211ULL;
   for (size_t k = 0; k < progs.n; k++) hsh = hash_file(hsh, progs.v[k]);
   for (size_t k = 0; k < files.n; k++) hsh = hash_file(hsh, files.v[k]);
+  char err[2048];
+  for (size_t k = 0; !rc && k < trees.n; k++)
+    if (zd_walk(trees.v[k], hash_tree_file, &hsh, err, sizeof err))
+      rc = fail(h, ZORCH_ENOTFOUND, "image_add: %s", err);
+  if (rc) goto out;
   char lower[128];
   size_t k = 0;
   for (const char *p = run->pipeline; *p && k < sizeof lower - 1; p++)
@@ -693,24 +727,27 @@ static int ensure_default_image(ld_run *run, json_t *dep) {
   snprintf(ref, sizeof ref, "localhost/zorch-%s:%016llx", lower, hsh);
   zh_error e = {0};
   int have = zd_image_exists(&run->eng, ref, &e);
-  int rc = ZORCH_OK;
   if (have < 0) rc = fail(h, ZORCH_EIO, "cannot look up image %s: %s", ref, e.message);
   zh_error_clear(&e);
   run->default_image = strdup(ref);
   if (!rc && !have) {
     progs.v[progs.n] = NULL;
     files.v[files.n] = NULL;
+    trees.v[trees.n] = NULL;
     const char *dirs[2] = {pdir[0] ? pdir : NULL, NULL};
     zd_image_spec spec = {.ref = ref, .programs = (const char *const *)progs.v,
-                          .files = (const char *const *)files.v, .plugin_dirs = dirs};
-    char err[2048], msg[512];
+                          .files = (const char *const *)files.v, .plugin_dirs = dirs,
+                          .trees = (const char *const *)trees.v};
+    char msg[512];
     snprintf(msg, sizeof msg, "building image %s from the host program", ref);
     h->log(h, 3, msg);
     if (zd_image_build(&run->eng, &spec, NULL, NULL, NULL, err, sizeof err))
       rc = fail(h, ZORCH_EIO, "cannot build the step image %s: %s", ref, err);
   }
+out:
   for (size_t q = 0; q < progs.n; q++) free(progs.v[q]);
   for (size_t q = 0; q < files.n; q++) free(files.v[q]);
+  for (size_t q = 0; q < trees.n; q++) free(trees.v[q]);
   return rc;
 }
 

@@ -723,6 +723,77 @@ def _entry_target(func):
     return f"{func.__module__}:{qual}", path
 
 
+def _libzorch_path():
+    """The file of the loaded libzorch (for the image), or None."""
+    path = getattr(lib(), "path", None)
+    if path and os.sep in path:
+        return os.path.abspath(path)
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                p = line.split(None, 5)[-1].strip()
+                if os.path.basename(p).startswith("libzorch.so"):
+                    return p
+    except OSError:
+        pass
+    return None
+
+
+def _within(path, dirs):
+    return any(path == d or path.startswith(d.rstrip(os.sep) + os.sep) for d in dirs)
+
+
+def _image_paths(entry_target, entry_path):
+    """What `python3 -m zorch` needs in an image built from the host: the
+    interpreter, its standard library (with lib-dynload), libzorch, this
+    package, the pipeline's module directory, and the top-level packages
+    of the imported modules that live outside the standard library."""
+    import sysconfig
+    out = []
+
+    def add(p):
+        if p and os.path.exists(p) and p not in out:
+            out.append(p)
+
+    exe = os.environ.get("ZORCH_PYTHON") or sys.executable
+    if exe:
+        add(os.path.abspath(exe))
+        add(os.path.realpath(exe))
+    paths = sysconfig.get_paths()
+    std = []
+    for key in ("stdlib", "platstdlib"):
+        d = paths.get(key)
+        if d and os.path.isdir(d) and not _within(os.path.realpath(d), std):
+            std.append(os.path.realpath(d))
+            add(d)
+    add(_libzorch_path())
+    pkg = os.path.dirname(os.path.abspath(__file__))
+    add(pkg)
+    if entry_path:
+        user = entry_path
+    else:
+        user = os.path.dirname(entry_target.rsplit(":", 1)[0])
+    if user and user != os.sep:
+        add(os.path.abspath(user))
+    covered = std + [q for p in out if os.path.isdir(p) for q in (p, os.path.realpath(p))]
+    for name, mod in sorted(sys.modules.items()):
+        if "." in name or mod is None:
+            continue
+        locs = list(getattr(mod, "__path__", None) or [])
+        if not locs:
+            f = getattr(mod, "__file__", None)
+            if f:
+                locs = [f]
+        for loc in locs:
+            if not isinstance(loc, str) or not os.path.isabs(loc):
+                continue
+            if _within(loc, covered) or _within(os.path.realpath(loc), covered):
+                continue
+            add(loc)
+            covered.append(os.path.realpath(loc))
+    return out
+
+
 _RUN_FLAGS = {"no_cache": 1}
 _FAILURE_MODES = {"continue": 0, "continue_on_failure": 0, "stop": 1, "stop_on_failure": 1,
                   "fail_fast": 2}
@@ -789,6 +860,15 @@ class Pipeline:
             argv += ["--zorch-path", self.entry_path]
         return argv
 
+    def image_paths(self) -> list[str]:
+        """The files and directories an image built from the host needs to
+        run this pipeline's steps with ``python3 -m zorch`` (the interpreter,
+        its standard library, libzorch, the zorch package, the pipeline's
+        module directory, the imported packages outside the standard
+        library).  local_docker gets them as its ``image_add`` setting;
+        for other flavors: ``zorch image build NAME --program PYTHON --add P...``."""
+        return _image_paths(self.entry_target, self.entry_path)
+
     def _trace(self):
         builder = _Builder(self)
         if getattr(_building, "builder", None) is not None:
@@ -814,7 +894,7 @@ class Pipeline:
         for p in self.signature.parameters.values():
             default = None if p.default is p.empty else p.default
             check(L.pipeline_add_param(ptr, p.name.encode(), json.dumps(default).encode()))
-        _apply_settings(L.pipeline_defaults(ptr), self.settings)
+        _apply_settings(L.pipeline_defaults(ptr), self._settings_with_image_paths(builder))
         for inv in builder.invocations:
             with _payload_lock:
                 pid = next(_payload_ids)
@@ -854,6 +934,23 @@ class Pipeline:
             check(L.pipeline_set_entrypoint(ptr, argv_array(self.entrypoint_command())))
         check(L.pipeline_validate(ptr))
         return built
+
+    def _settings_with_image_paths(self, builder) -> dict:
+        """The pipeline defaults plus local_docker's image_add of
+        image_paths() when a step may run in the image built from the host
+        (no image named for the pipeline or for every step)."""
+        st = self.settings
+        named = lambda s: "image" in s or "image" in s.get("settings", {}).get("local_docker", {})
+        if named(st) or all(named(inv.step.settings) for inv in builder.invocations):
+            return st
+        st = dict(st)
+        flavors = dict(st.get("settings", {}))
+        ld = dict(flavors.get("local_docker", {}))
+        ld["image_add"] = list(ld.get("image_add", [])) + [
+            p for p in self.image_paths() if p not in ld.get("image_add", [])]
+        flavors["local_docker"] = ld
+        st["settings"] = flavors
+        return st
 
     def _params_json(self, args, kwargs):
         try:
