@@ -523,7 +523,7 @@ START_TEST(test_image_build_errors) {
   free(out);
   out = zorch_expect(1, home, "image", "build", "x:1", "--program", "/bin/sh", "--add",
                      "no-such-tool-zorch", "--docker-host", "unix:///nonexistent/engine.sock", NULL);
-  assert_has(out, "cannot add 'no-such-tool-zorch' to the image: no such file (and not found in PATH)");
+  assert_has(out, "cannot add 'no-such-tool-zorch' to the image: no such file or directory (and not found in PATH)");
   free(out);
   out = zorch_expect(1, home, "image", "build", "x:1", "--program", "/bin/sh", "--docker-host",
                      "unix:///nonexistent/engine.sock", NULL);
