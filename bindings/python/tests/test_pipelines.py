@@ -180,8 +180,13 @@ class SettingsTest(HomeTestCase):
         self.assertEqual(st["resources"]["gpu"], 1)
         self.assertEqual(st["image"], "python:3.11-slim")
         self.assertEqual(st["env"]["OMP_NUM_THREADS"], "2")
-        self.assertEqual(st["flavor"], {"kubernetes": {"node_selector": {"pool": "gpu"}}})
+        self.assertEqual(st["flavor"]["kubernetes"], {"node_selector": {"pool": "gpu"}})
         self.assertIs(st["cache"], False)
+        # a step may run in the image built from the host (light names no
+        # image): the pipeline lists what `python3 -m zorch` needs in it
+        add = run.deployment["defaults"]["settings"]["flavor"]["local_docker"]["image_add"]
+        self.assertEqual(add, configured.image_paths())
+        self.assertIn(os.path.dirname(zorch.__file__), add)
         # pipeline-wide settings are the defaults of steps that set none
         d = run.deployment["defaults"]["settings"]
         self.assertEqual(d["retries"]["max"], 1)
