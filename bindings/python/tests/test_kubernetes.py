@@ -68,10 +68,16 @@ class KubernetesTest(HomeTestCase):
             with open(os.path.join(cls.dir, "sim.log")) as f:
                 raise RuntimeError(f"the Kubernetes simulator did not start: {f.read()}")
         cls.kubeconfig = os.path.join(sim_dir, "kubeconfig")
-        # the Pods' image: the interpreter and its libraries (zorch image build);
-        # Python's library, this package and libzorch come in hostPath volumes
-        r = subprocess.run([ZORCH, "image", "build", IMAGE, "--program",
-                            os.path.realpath(sys.executable)], capture_output=True, text=True,
+        # the Pods' image: what `python3 -m zorch` needs (entry.image_paths():
+        # the interpreter, its standard library, libzorch, this package, the
+        # tests' directory) and the sanitizer runtimes the ASan build preloads
+        # (zorch image build); no hostPath volumes of /usr or the source tree
+        add = entry.image_paths() + [
+            p for p in os.environ.get("LD_PRELOAD", "").replace(":", " ").split() if p]
+        argv = [ZORCH, "image", "build", IMAGE, "--program", os.path.realpath(sys.executable)]
+        for p in add:
+            argv += ["--add", p]
+        r = subprocess.run(argv, capture_output=True, text=True,
                            timeout=300, env=_plain_env(DOCKER_HOST=docker_host))
         if r.returncode != 0:
             raise RuntimeError(f"zorch image build failed: {r.stdout}{r.stderr}")
@@ -91,13 +97,6 @@ class KubernetesTest(HomeTestCase):
         shutil.rmtree(cls.dir, ignore_errors=True)
 
     def register(self, **extra_env):
-        paths = [SRC] + ([BUILD] if not os.path.realpath(BUILD).startswith(
-            os.path.realpath(SRC) + os.sep) else [])
-        volumes = [{"name": "usr", "hostPath": {"path": "/usr"}}]
-        mounts = [{"name": "usr", "mountPath": "/usr", "readOnly": True}]
-        for i, p in enumerate(paths):
-            volumes.append({"name": f"code{i}", "hostPath": {"path": p}})
-            mounts.append({"name": f"code{i}", "mountPath": p, "readOnly": True})
         env = {"ZORCH_LIBRARY": os.environ["ZORCH_LIBRARY"],
                "PYTHONPATH": os.environ["PYTHONPATH"], "PYTHONDONTWRITEBYTECODE": "1",
                "ZORCH_PLUGIN_SYSTEM_PATH": ""}
@@ -109,7 +108,7 @@ class KubernetesTest(HomeTestCase):
             "orchestrator", "k8s", "kubernetes",
             {"kubeconfig": self.kubeconfig, "image": f"{IMAGE}:latest", "mode": "client",
              "pending_timeout": 60,
-             "pod_settings": {"volumes": volumes, "volume_mounts": mounts, "env": env}},
+             "pod_settings": {"env": env}},
             replace=True)
         self.client.register_stack("k8s", "k8s", replace=True)
 
