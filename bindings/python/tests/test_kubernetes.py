@@ -70,7 +70,7 @@ class KubernetesTest(HomeTestCase):
         cls.kubeconfig = os.path.join(sim_dir, "kubeconfig")
         # the Pods' image: what `python3 -m zorch` needs (entry.image_paths():
         # the interpreter, its standard library, libzorch, this package, the
-        # tests' directory) and the sanitizer runtimes the ASan build preloads
+        # tests' modules) and the sanitizer runtimes the ASan build preloads
         # (zorch image build); no hostPath volumes of /usr or the source tree
         add = entry.image_paths() + [
             p for p in os.environ.get("LD_PRELOAD", "").replace(":", " ").split() if p]

@@ -55,7 +55,7 @@ class LocalDockerTest(HomeTestCase):
     def register(self, **extra_env):
         # No mounts: the image local_docker builds from the host holds what
         # `python3 -m zorch` needs (Pipeline.image_paths(): the interpreter,
-        # its standard library, libzorch, this package, the tests' directory).
+        # its standard library, libzorch, this package, the tests' modules).
         # The environment says where this uninstalled tree keeps them.
         env = {"ZORCH_LIBRARY": os.environ["ZORCH_LIBRARY"],
                "PYTHONPATH": os.environ["PYTHONPATH"], "PYTHONDONTWRITEBYTECODE": "1",
@@ -89,7 +89,9 @@ class LocalDockerTest(HomeTestCase):
         self.assertIn("image_add", json.dumps(self.client.describe_flavor("local_docker")))
         paths = entry.image_paths()
         self.assertIn(os.path.dirname(zorch.__file__), paths)
-        self.assertIn(os.path.dirname(os.path.abspath(__file__)), paths)
+        # the pipeline's module, not its whole directory
+        self.assertIn(os.path.abspath(sys.modules[entry.__module__].__file__), paths)
+        self.assertNotIn(os.path.dirname(os.path.abspath(__file__)), paths)
         sizes = [i["Size"] for i in self._engine("/v1.41/images/json")
                  if any(t.startswith("localhost/zorch-entry:") for t in i.get("RepoTags") or [])]
         self.assertEqual(len(sizes), 1, "the image built from the host is in the engine")

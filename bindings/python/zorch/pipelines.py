@@ -746,8 +746,10 @@ def _within(path, dirs):
 def _image_paths(entry_target, entry_path):
     """What `python3 -m zorch` needs in an image built from the host: the
     interpreter, its standard library (with lib-dynload), libzorch, this
-    package, the pipeline's module directory, and the top-level packages
-    of the imported modules that live outside the standard library."""
+    package, the pipeline's script, and the top-level packages and modules
+    of everything imported that lives outside these (the pipeline's own
+    module or package among them): files and directories, not whole
+    sys.path entries (a script's directory may be a home directory)."""
     import sysconfig
     out = []
 
@@ -769,12 +771,8 @@ def _image_paths(entry_target, entry_path):
     add(_libzorch_path())
     pkg = os.path.dirname(os.path.abspath(__file__))
     add(pkg)
-    if entry_path:
-        user = entry_path
-    else:
-        user = os.path.dirname(entry_target.rsplit(":", 1)[0])
-    if user and user != os.sep:
-        add(os.path.abspath(user))
+    if not entry_path:  # a script; a module and its siblings come with the imported ones below
+        add(os.path.abspath(entry_target.rsplit(":", 1)[0]))
     covered = std + [q for p in out if os.path.isdir(p) for q in (p, os.path.realpath(p))]
     for name, mod in sorted(sys.modules.items()):
         if "." in name or mod is None:
@@ -864,8 +862,8 @@ class Pipeline:
         """The files and directories an image built from the host needs to
         run this pipeline's steps with ``python3 -m zorch`` (the interpreter,
         its standard library, libzorch, the zorch package, the pipeline's
-        module directory, the imported packages outside the standard
-        library).  local_docker gets them as its ``image_add`` setting;
+        script, and the top-level packages and modules of everything
+        imported outside the standard library, the pipeline's own among them).  local_docker gets them as its ``image_add`` setting;
         for other flavors: ``zorch image build NAME --program PYTHON --add P...``."""
         return _image_paths(self.entry_target, self.entry_path)
 
