@@ -66,6 +66,8 @@ void cli_print_help(const cli_cmd *cmd, FILE *f);
 /* ---- errors and the client (zorch.c) --------------------------------------- */
 
 /** "zorch: error: <zorch_error_last()->message>" on stderr; returns CLI_EXIT_FAILED. */
+/** Print the steps of a finished run as a table, then its status line. */
+void cli_print_run_summary(const zorch_run *run);
 int cli_lib_error(void);
 /** "zorch: error: <message>" on stderr; returns CLI_EXIT_FAILED. */
 int cli_error(const char *fmt, ...) ZORCH_PRINTF(1, 2);

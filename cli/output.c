@@ -267,3 +267,49 @@ char *cli_read_file(const char *path) {
   }
   return buf;
 }
+
+/* The table of a finished run's steps and its one-line verdict. */
+void cli_print_run_summary(const zorch_run *run) {
+  size_t n = zorch_run_step_count(run);
+  size_t count[8] = {0};
+  static const char *const head[] = {"STEP", "STATUS", "ATTEMPTS", "DURATION", "EXIT"};
+  cli_table *t = cli_table_new(5, head);
+  for (size_t i = 0; i < n; i++) {
+    int st = zorch_run_step_status(run, i);
+    if (st >= 0 && st < 8) count[st]++;
+    char attempts[16], dur[32], exitc[16];
+    snprintf(attempts, sizeof attempts, "%u", zorch_run_step_attempts(run, i));
+    double a = zorch_run_step_started_at(run, i), b = zorch_run_step_finished_at(run, i);
+    cli_format_duration(dur, sizeof dur, a > 0 && b >= a && st != ZORCH_STATUS_CACHED ? b - a : -1);
+    int ec = zorch_run_step_exit_code(run, i);
+    if (ec >= 0) snprintf(exitc, sizeof exitc, "%d", ec);
+    else snprintf(exitc, sizeof exitc, "-");
+    const char *row[] = {zorch_run_step_name(run, i), zorch_status_name(st), attempts, dur,
+                         exitc};
+    const char *colors[] = {NULL, cli_status_color(st), NULL, NULL, NULL};
+    cli_table_row_colored(t, row, colors);
+  }
+  putchar('\n');
+  cli_table_print(t, stdout);
+  cli_table_free(t);
+  for (size_t i = 0; i < n; i++) {
+    const char *err = zorch_run_step_error(run, i);
+    int st = zorch_run_step_status(run, i);
+    /* why failed steps failed is the run's error message, printed last */
+    if (err && (st == ZORCH_STATUS_SKIPPED || st == ZORCH_STATUS_STOPPED))
+      printf("%s: %s\n", zorch_run_step_name(run, i), err);
+  }
+  int status = zorch_run_status(run);
+  char dur[32];
+  double a = zorch_run_started_at(run), b = zorch_run_finished_at(run);
+  cli_format_duration(dur, sizeof dur, a > 0 && b >= a ? b - a : -1);
+  printf("\nRun '%s' %s%s%s in %s: %zu step%s", zorch_run_name(run), cli_status_color(status),
+         zorch_status_name(status), cli_color_reset(), dur, n, n == 1 ? "" : "s");
+  static const int order[] = {ZORCH_STATUS_COMPLETED, ZORCH_STATUS_CACHED, ZORCH_STATUS_FAILED,
+                              ZORCH_STATUS_SKIPPED,   ZORCH_STATUS_STOPPED, ZORCH_STATUS_PENDING};
+  for (size_t k = 0; k < sizeof order / sizeof *order; k++)
+    if (count[order[k]]) printf(", %zu %s", count[order[k]], zorch_status_name(order[k]));
+  printf(".\n");
+  const char *url = zorch_run_metadata(run, "orchestrator_url");
+  if (url) printf("Orchestrator URL: %s\n", url);
+}

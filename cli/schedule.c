@@ -105,13 +105,7 @@ int cmd_deployment_run(const cli_cmd *cmd, int argc, char **argv) {
   term_run = NULL;
   char message[2048];
   snprintf(message, sizeof message, "%s", zorch_error_last()->message);
-  size_t n = zorch_run_step_count(run);
-  for (size_t i = 0; i < n; i++) {
-    const char *err = zorch_run_step_error(run, i);
-    printf("  %-24s %-10s%s%s\n", zorch_run_step_name(run, i), zorch_status_name(zorch_run_step_status(run, i)),
-           err ? " " : "", err ? err : "");
-  }
-  printf("Run '%s' %s.\n", zorch_run_name(run), zorch_status_name(zorch_run_status(run)));
+  cli_print_run_summary(run);
   fflush(stdout);
   switch (wrc) {
   case ZORCH_OK: rc = CLI_EXIT_OK; break;
