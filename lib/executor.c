@@ -1350,6 +1350,26 @@ static void remote_launch_and_stop(zorch__exec *x) {
   }
 }
 
+/* The last lines of a remote step's log, without zorch's own "zorch: step
+ * ..." lines (the entrypoint's failure lines: the step's error says it). */
+static char *remote_log_tail(zorch__exec *x, uint32_t i) {
+  enum { LINES = 10 };
+  char *t = log_tail(x, i, 3 * LINES);
+  if (!t) return NULL;
+  char *keep[3 * LINES];
+  int n = 0;
+  for (char *save = NULL, *ln = strtok_r(t, "\n", &save); ln && n < 3 * LINES;
+       ln = strtok_r(NULL, "\n", &save))
+    if (strncmp(ln, "zorch: step ", 12) != 0) keep[n++] = ln;
+  zorch__buf out = {0};
+  for (int k = n > LINES ? n - LINES : 0; k < n; k++)
+    zorch__buf_cat(&out, out.len ? "\n" : "", keep[k], (const char *)NULL);
+  free(t);
+  if (out.len) return zorch__buf_detach(&out);
+  zorch__buf_free(&out);
+  return NULL;
+}
+
 int zorch__exec_remote_done(zorch__exec *x, uint64_t attempt_id, int exit_code, const char *message) {
   uint32_t i = (uint32_t)(attempt_id & 0xffffffffu), attempt = (uint32_t)(attempt_id >> 32);
   pthread_mutex_lock(&x->lock);
@@ -1392,11 +1412,18 @@ int zorch__exec_remote_done(zorch__exec *x, uint64_t attempt_id, int exit_code, 
           err = zorch__asprintf("output '%s' is not in the artifact store after the step", s->outputs[k]);
         }
     }
-  } else if (r && r->status == ZORCH_STATUS_FAILED && r->error) {
-    err = message && *message ? zorch__asprintf("%s; %s", r->error, message) : zorch__strdup(r->error);
   } else {
-    err = message && *message ? zorch__strdup(message)
-                              : zorch__asprintf("the step process exited with status %d", exit_code);
+    char *why;
+    if (r && r->status == ZORCH_STATUS_FAILED && r->error)
+      why = message && *message ? zorch__asprintf("%s; %s", r->error, message) : zorch__strdup(r->error);
+    else
+      why = message && *message ? zorch__strdup(message)
+                                : zorch__asprintf("the step process exited with status %d", exit_code);
+    /* the last lines of what the step printed, whatever flavor ran it */
+    char *tail = remote_log_tail(x, i);
+    err = tail && why ? zorch__asprintf("%s; last lines of its log:\n%s", why, tail) : why;
+    if (err != why) free(why);
+    free(tail);
   }
   uint32_t n = x->n;
   pthread_mutex_lock(&x->lock);

@@ -49,8 +49,6 @@ typedef struct ld_attempt {
   volatile int abort;   /* ends a log stream at once (release) */
   long memory;          /* the memory limit, for the OOM message */
   /* the last bytes of the log, for failure messages */
-  char tail[4096];
-  size_t tail_len;
   int log_fd;
   /* log frame parser */
   unsigned char hdr[8];
@@ -249,22 +247,7 @@ static const char *step_image(ld_run *run, const zorch_step_launch *L, json_t *f
 
 /* ---- one attempt's thread ---------------------------------------------------------------- */
 
-static void tail_add(ld_attempt *a, const char *d, size_t n) {
-  if (n >= sizeof a->tail) {
-    d += n - sizeof a->tail;
-    n = sizeof a->tail;
-  }
-  if (a->tail_len + n > sizeof a->tail) {
-    size_t drop = a->tail_len + n - sizeof a->tail;
-    memmove(a->tail, a->tail + drop, a->tail_len - drop);
-    a->tail_len -= drop;
-  }
-  memcpy(a->tail + a->tail_len, d, n);
-  a->tail_len += n;
-}
-
 static void log_write(ld_attempt *a, const char *d, size_t n) {
-  tail_add(a, d, n);
   if (a->log_fd < 0 && a->log_path) {
     a->log_fd = open(a->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (a->log_fd >= 0 && a->attempt > 1) dprintf(a->log_fd, "--- zorch: attempt %u ---\n", a->attempt);
@@ -308,36 +291,6 @@ static int on_log_chunk(const char *data, size_t n, void *p) {
   return 0;
 }
 
-/* the last `lines` lines of the tail, malloc'd; zorch's own "step failed"
- * line is left out (its text is in the step's error already) */
-static char *tail_lines(ld_attempt *a, int lines) {
-  size_t n = a->tail_len;
-  for (;;) {
-    size_t e = n;
-    while (e > 0 && (a->tail[e - 1] == '\n' || a->tail[e - 1] == '\r')) e--;
-    size_t b = e;
-    while (b > 0 && a->tail[b - 1] != '\n') b--;
-    if (e > b && e - b > 13 && !memcmp(a->tail + b, "zorch: step '", 13)) {
-      n = b;
-      continue;
-    }
-    break;
-  }
-  while (n > 0 && (a->tail[n - 1] == '\n' || a->tail[n - 1] == '\r')) n--;
-  size_t start = n;
-  int seen = 0;
-  while (start > 0) {
-    if (a->tail[start - 1] == '\n' && ++seen == lines) break;
-    start--;
-  }
-  if (start == n) return NULL;
-  char *s = malloc(n - start + 1);
-  if (s) {
-    memcpy(s, a->tail + start, n - start);
-    s[n - start] = '\0';
-  }
-  return s;
-}
 
 static void remove_container(ld_run *run, const char *id) {
   char *p = zd_path(&run->eng, "/containers/%s?force=1&v=1", id);
@@ -447,7 +400,6 @@ static void *attempt_main(void *arg) {
     snprintf(buf, sizeof buf, "cannot learn how the step's container %.12s ended: %s", id, e.message);
     msg = strdup(buf);
   } else if (code != 0) {
-    char *tail = tail_lines(a, 10);
     char what[1024];
     if (code == 137 && (oom || a->memory > 0))
       snprintf(what, sizeof what,
@@ -460,9 +412,7 @@ static void *attempt_main(void *arg) {
                "killer; give the step a memory setting or more memory)");
     else
       snprintf(what, sizeof what, "the step's container exited with status %d", code);
-    snprintf(buf, sizeof buf, "%s%s%s", what, tail ? "; last lines of its log:\n" : "", tail ? tail : "");
-    free(tail);
-    msg = strdup(buf);
+    msg = strdup(what); /* the executor adds the last lines of the step's log */
   }
 remove:
   remove_container(run, id);

@@ -175,6 +175,8 @@ st() { awk -v s="$1" '$1 == s { print $2 "/" $3 }' "$work/f1.out"; }
 check "a failing step: failed, its downstream skipped" \
   test "$(st bad) $(awk '$1 == "after_bad" { print $2 }' "$work/f1.out")" = "failed/1 skipped"
 check "  ... the message says the command exited with status 3" contains "$work/f1.out" "exited with status 3"
+check "  ... and shows the last lines of its log (the pod's output)" \
+  bash -c "grep -q 'last lines of its log' '$work/f1.out' && grep -q '^about to fail' '$work/f1.out'"
 check "retries: flaky completed on its second attempt (a new pod)" test "$(st flaky)" = "completed/2"
 check "OOM: the step failed, saying it was OOM-killed and its limit" \
   bash -c "test '$(st oom)' = failed/1 && grep -q 'was OOM-killed' '$work/f1.out' && grep -q 'memory limit of 64Mi' '$work/f1.out'"
