@@ -1580,6 +1580,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         new, warnings = self.decode(res, new, q)
         causes = []
         validate_object(res.kind, new, causes)
+        if res.plural == 'jobs':  # as the API server's job validation: these never change
+            for f in ('template', 'selector'):
+                if (new.get('spec') or {}).get(f) != cur['spec'].get(f):
+                    causes.append({'field': 'spec.' + f, 'message': 'Invalid value: %s: field is immutable'
+                                   % json.dumps((new.get('spec') or {}).get(f), sort_keys=True)})
         if causes:
             raise invalid(res.kind, res.group, name, causes)
 

@@ -116,6 +116,14 @@ done
 check "job with backoffLimit 1: 2 failed pods, condition Failed BackoffLimitExceeded" \
   test "$(kubectl get job flaky -o jsonpath='{.status.failed} {.status.conditions[?(@.type=="Failed")].reason}')" = "2 BackoffLimitExceeded"
 check "its pods carry job-name" test "$(kubectl get pods -l job-name=flaky -o name | wc -l)" = 2
+r=$(curl -s --cacert "$SIM_DIR/ca.crt" -H "Authorization: Bearer $tok" -H 'Content-Type: application/merge-patch+json' \
+  -X PATCH --data '{"spec":{"template":{"spec":{"containers":[{"name":"m","image":"other:1"}]}}}}' \
+  -w '\n%{http_code}' "$SIM_URL/apis/batch/v1/namespaces/default/jobs/flaky")
+check "patching a Job's pod template: 422 field is immutable" \
+  bash -c "test '$(code "$r")' = 422 && grep -q 'spec.template' <<<'$r' && grep -q 'field is immutable' <<<'$r'"
+r=$(curl -s --cacert "$SIM_DIR/ca.crt" -H "Authorization: Bearer $tok" -H 'Content-Type: application/merge-patch+json' \
+  -X PATCH --data '{"metadata":{"labels":{"team":"ml"}}}' -w '\n%{http_code}' "$SIM_URL/apis/batch/v1/namespaces/default/jobs/flaky")
+check "patching a Job's labels: 200" test "$(code "$r")" = 200
 r=$(api POST /apis/batch/v1/namespaces/default/cronjobs '{"apiVersion":"batch/v1","kind":"CronJob","metadata":{"name":"nightly"},"spec":{"schedule":"0 3 * * *","jobTemplate":{"spec":{"template":{"spec":{"restartPolicy":"Never","containers":[{"name":"m","image":"simtest"}]}}}}}}')
 check "create cronjob: 201" test "$(code "$r")" = 201
 check "kubectl get cronjobs lists it" bash -c "kubectl get cronjobs -o name | grep -qx cronjob.batch/nightly"
