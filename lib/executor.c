@@ -3,11 +3,16 @@
  * One scheduler lock protects all scheduling state.  Function steps run on a
  * pool of worker threads; a worker that finishes a step does the bookkeeping
  * itself (propagates to successors, dispatches ready steps) and takes the next
- * step without sleeping when one is ready.  Command steps run as child
- * processes watched by one event-loop thread through pidfds in an epoll set;
- * their stdout and stderr go straight to the step's log file.  The same loop
- * thread handles timeouts, retry delays and cancellation.  Every scheduling
- * operation is O(1) or O(out-degree): no scan of all steps per completion.
+ * step without sleeping when one is ready.  Command steps run the same way on
+ * a second pool (one thread per slot of max_parallel): its thread spawns the
+ * process, waits for it on a pidfd while copying its output into the step's
+ * log, does the bookkeeping and spawns the next ready command itself.  So a
+ * chain of commands costs no thread hand-off per step, and the slots of a
+ * fan-out spawn in parallel (posix_spawn blocks its caller until the child has
+ * exec'd; one spawning thread would serialise that).  The event-loop thread
+ * handles timeouts, retry delays, cancellation and remote steps.  Every
+ * scheduling operation is O(1) or O(out-degree): no scan of all steps per
+ * completion.
  */
 #include "executor.h"
 
@@ -15,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
@@ -30,8 +36,7 @@
 
 extern char **environ;
 
-/* epoll tags: a step index for its pidfd, OUTPUT_EVENT|index for its output pipe */
-#define OUTPUT_EVENT (1ull << 32)
+/* epoll tag of the loop's wake-up eventfd */
 #define WAKE_EVENT (1ull << 33)
 
 #ifndef SYS_pidfd_open
@@ -267,9 +272,9 @@ typedef struct xstep {
   bool stop_queued;        /* remote: in the stop queue */
   int64_t deadline_ns;     /* 0: none */
   int64_t retry_due_ns;
-  pid_t pid;
-  int pidfd;
+  pid_t pid;               /* > 0 while its process runs and is not reaped */
   int outfd;               /* read end of the pipe holding the process's stdout and stderr */
+  int outfd_w;             /* its write end, held until the process is reaped (see spawn_command) */
   int logfd;               /* the step's log file, opened when the first byte arrives */
   char **scratch;          /* command steps: per output scratch path */
   atomic_int cancelled;    /* function steps: seen by zorch_ctx_cancelled */
@@ -319,7 +324,7 @@ struct zorch__exec {
   pthread_cond_t done_cv;
   ring ready;       /* ready to dispatch */
   ring fq;          /* function steps handed to workers */
-  ring cq;          /* command steps for the loop thread to spawn */
+  ring cq;          /* command steps for the command workers to spawn */
   ring retry;       /* steps waiting out a retry delay */
   ring rq;          /* remote: steps to launch */
   ring sq;          /* remote: launched steps to stop */
@@ -338,7 +343,12 @@ struct zorch__exec {
   pthread_t loop_thread;
   pthread_t *workers;
   uint32_t n_workers;
+  pthread_cond_t cmd_cv; /* idle command workers wait here */
+  uint32_t n_cmd_idle;
+  pthread_t *cmd_workers;
+  uint32_t n_cmd_workers;
   bool loop_started;
+  pthread_mutex_t spawn_mu; /* exe_cache, exe_names, devnull and env_base: command workers share them */
   zorch__map *exe_cache;  /* argv[0] -> resolved path */
   zorch__strv exe_names;
   /* A worker prepares the end record of a function step that succeeded
@@ -357,6 +367,10 @@ struct zorch__exec {
 /* Set on an executor's event-loop thread: it needs no wake-up from itself,
  * because it looks at its queues and timers again before it sleeps. */
 static _Thread_local const zorch__exec *loop_of_this_thread;
+/* Set on a command worker while it does the bookkeeping of the step it ran:
+ * the first command step that bookkeeping dispatches is left for this worker,
+ * which looks at the queue before it sleeps, instead of waking another. */
+static _Thread_local const zorch__exec *cmd_self_take;
 
 static void wake_loop(zorch__exec *x) {
   if (loop_of_this_thread == x) return;
@@ -502,9 +516,11 @@ static void dispatch(zorch__exec *x) {
     x->xs[i].deadline_ns = 0;
     atomic_store(&x->xs[i].cancelled, 0);
     active_add(x, i);
-    /* a command step's start is journaled (it runs long enough for another
-     * process to want to see it); a function step records only its end */
-    if (s->kind == ZORCH__STEP_COMMAND || x->remote) record(x, i);
+    /* a remote step's start is journaled here, a command step's once its
+     * process has run a moment (see START_RECORD_DELAY_NS): both can run
+     * long enough for another process to want to see them.  A function step
+     * records only its end. */
+    if (x->remote) record(x, i);
     progress(x, i, ZORCH_STATUS_RUNNING);
     if (x->remote) {
       ring_push(&x->rq, i);
@@ -515,7 +531,8 @@ static void dispatch(zorch__exec *x) {
       if (s->timeout > 0) wake = true; /* the loop must learn the deadline */
     } else {
       ring_push(&x->cq, i);
-      wake = true;
+      if (cmd_self_take == x) cmd_self_take = NULL;
+      else if (x->n_cmd_idle) pthread_cond_signal(&x->cmd_cv);
     }
   }
   if (wake) wake_loop(x);
@@ -778,7 +795,8 @@ static void free_scratch(xstep *xs, uint32_t n, bool remove) {
 }
 
 /* argv[0] looked up in PATH once per executor (as posix_spawnp would, without
- * trying every PATH entry for every step); NULL: let posix_spawnp search. */
+ * trying every PATH entry for every step); NULL: let posix_spawnp search.
+ * spawn_mu held. */
 static const char *resolve_exe(zorch__exec *x, const char *cmd) {
   if (strchr(cmd, '/')) return cmd;
   const char *hit = zorch__map_get(x->exe_cache, cmd);
@@ -794,7 +812,7 @@ static const char *resolve_exe(zorch__exec *x, const char *cmd) {
 }
 
 /* Copy what the process wrote so far into its log; at_exit: until nothing is
- * left, then close the pipe.  Loop thread only. */
+ * left, then close the pipe.  Only on the command worker running step i. */
 static void copy_output(zorch__exec *x, uint32_t i, bool at_exit) {
   xstep *xs = &x->xs[i];
   char buf[65536];
@@ -803,9 +821,10 @@ static void copy_output(zorch__exec *x, uint32_t i, bool at_exit) {
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       if (n == 0 || at_exit) { /* EOF, or the rest is held by an orphaned grandchild */
-        epoll_ctl(x->epfd, EPOLL_CTL_DEL, xs->outfd, NULL);
         close(xs->outfd);
         xs->outfd = -1;
+        if (xs->outfd_w >= 0) close(xs->outfd_w);
+        xs->outfd_w = -1;
       }
       break;
     }
@@ -943,7 +962,7 @@ char *zorch__file_tail(const char *path, int lines) {
  * override.  The environment of the steps that set none of their own (most)
  * is merged once, when the run spawns its first process, and kept; other
  * steps get a fresh array (the caller frees it when it is not x->env_base).
- * NULL on OOM.  Loop thread only. */
+ * NULL on OOM.  spawn_mu held. */
 static char **step_env(zorch__exec *x, const zorch__pstep *s, size_t *n) {
   if (x->env_base && x->env_base_of == s->env) {
     *n = x->n_env_base;
@@ -979,7 +998,10 @@ static int spawn_command(zorch__exec *x, uint32_t i, pid_t *pid_out, char **err)
   xstep *xs = &x->xs[i];
   *err = NULL;
   /* stdout and stderr go to a pipe that the event loop copies into the step's
-   * log: a step that prints nothing costs no file at all */
+   * log: a step that prints nothing costs no file at all.  The worker keeps
+   * the write end open until the process is reaped: otherwise the process's
+   * exit would hang the pipe up a moment before its pidfd turns readable and
+   * wake the worker twice per step. */
   int pfds[2];
   if (pipe2(pfds, O_CLOEXEC) != 0) {
     *err = zorch__asprintf("cannot create a pipe for the step's output: %s", strerror(errno));
@@ -988,6 +1010,7 @@ static int spawn_command(zorch__exec *x, uint32_t i, pid_t *pid_out, char **err)
   fcntl(pfds[0], F_SETFL, O_NONBLOCK);
   int logfd = pfds[1];
   xs->outfd = pfds[0];
+  xs->outfd_w = -1;
   xs->logfd = -1;
   zorch__strv extra = {0};
   xs->scratch = calloc(s->n_outputs + 1, sizeof *xs->scratch);
@@ -999,7 +1022,9 @@ static int spawn_command(zorch__exec *x, uint32_t i, pid_t *pid_out, char **err)
   char **envp = NULL;
   if (!rc) {
     size_t nbase = 0, k = 0;
+    pthread_mutex_lock(&x->spawn_mu);
     char **base = step_env(x, s, &nbase);
+    pthread_mutex_unlock(&x->spawn_mu);
     envp = base ? malloc((nbase + extra.n + 1) * sizeof *envp) : NULL;
     if (envp) {
       for (size_t q = 0; q < extra.n; q++) envp[k++] = extra.v[q];
@@ -1032,7 +1057,10 @@ static int spawn_command(zorch__exec *x, uint32_t i, pid_t *pid_out, char **err)
   posix_spawnattr_t attr;
   posix_spawn_file_actions_init(&fa);
   /* stdin: /dev/null, opened once per run (no path lookup in every child) */
+  pthread_mutex_lock(&x->spawn_mu);
   if (x->devnull < 0) x->devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  const char *exe = resolve_exe(x, s->argv[0]);
+  pthread_mutex_unlock(&x->spawn_mu);
   if (x->devnull >= 0) posix_spawn_file_actions_adddup2(&fa, x->devnull, 0);
   else posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_adddup2(&fa, logfd, 1);
@@ -1052,7 +1080,6 @@ static int spawn_command(zorch__exec *x, uint32_t i, pid_t *pid_out, char **err)
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
                                       POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_USEVFORK);
   pid_t pid = 0;
-  const char *exe = resolve_exe(x, s->argv[0]);
   int src = exe ? posix_spawn(&pid, exe, &fa, &attr, (char *const *)s->argv, envp)
                 : posix_spawnp(&pid, s->argv[0], &fa, &attr, (char *const *)s->argv, envp);
   posix_spawn_file_actions_destroy(&fa);
@@ -1067,7 +1094,7 @@ static int spawn_command(zorch__exec *x, uint32_t i, pid_t *pid_out, char **err)
     free_scratch(xs, s->n_outputs, true);
     return ZORCH_ERROR;
   }
-  close(logfd);
+  xs->outfd_w = logfd;
   *pid_out = pid;
   return ZORCH_OK;
 }
@@ -1120,60 +1147,115 @@ static void command_exited(zorch__exec *x, uint32_t i, int status) {
   free(outs);
 }
 
-/* ---- the event loop --------------------------------------------------------------------------- */
+/* A command step's start is journaled once its process has run this long:
+ * the journal writes a batch per 5 ms window, so the start line of a process
+ * that ends sooner would reach the file in the same batch as its end line
+ * (or one window before it) and tell a reader nothing. */
+#define START_RECORD_DELAY_NS 5000000LL
 
-static void start_commands(zorch__exec *x) {
-  while (x->cq.len) {
+/* Wait for the process of command step i (pidfd: -1 when the kernel has
+ * none), copying its output into the log meanwhile; returns its wait status.
+ * The reaping happens under the lock and clears xs->pid with it, so that no
+ * kill (timeout, cancel, fail-fast) can reach a reused pid. */
+static int wait_command(zorch__exec *x, uint32_t i, pid_t pid, int pidfd) {
+  xstep *xs = &x->xs[i];
+  int64_t start_due = x->journal ? zorch__mono_ns() + START_RECORD_DELAY_NS : 0;
+  for (;;) {
+    struct pollfd pf[2] = {{.fd = pidfd, .events = POLLIN}, {.fd = xs->outfd, .events = POLLIN}};
+    int timeout = -1;
+    if (start_due) {
+      int64_t left = start_due - zorch__mono_ns();
+      timeout = left > 0 ? (int)((left + 999999) / 1000000) : 0;
+    }
+    /* without a pidfd (kernels before 5.3) the exit is polled for */
+    int n = pidfd >= 0 ? poll(pf, 2, timeout) : poll(pf + 1, 1, 20);
+    if (n < 0 && errno != EINTR) n = 0; /* cannot poll: look at the process */
+    if (n > 0 && pf[1].revents) copy_output(x, i, false);
+    if (start_due && zorch__mono_ns() >= start_due && !(n > 0 && pf[0].revents)) {
+      start_due = 0;
+      pthread_mutex_lock(&x->lock);
+      record(x, i);
+      pthread_mutex_unlock(&x->lock);
+    }
+    if (pidfd >= 0 && !pf[0].revents) continue;
+    int status = 0;
+    pthread_mutex_lock(&x->lock);
+    pid_t w;
+    do w = waitpid(pid, &status, WNOHANG); while (w < 0 && errno == EINTR);
+    if (w != 0) xs->pid = 0;
+    pthread_mutex_unlock(&x->lock);
+    if (w == 0) continue;
+    if (w < 0) status = 127 << 8; /* reaped by somebody else (SIGCHLD ignored?) */
+    if (pidfd >= 0) close(pidfd);
+    return status;
+  }
+}
+
+/* Spawn command step i, wait for it and do its bookkeeping.  Called on a
+ * command worker without the lock; returns with the lock held. */
+static void run_command(zorch__exec *x, uint32_t i) {
+  xstep *xs = &x->xs[i];
+  const zorch__pstep *s = &x->plan->steps[i];
+  pid_t pid = 0;
+  char *err = NULL;
+  int rc = spawn_command(x, i, &pid, &err);
+  if (rc != ZORCH_OK) {
+    char *lp = step_log_path(x, i);
+    if (lp && err) zorch__log_append(lp, "zorch: step failed: %s", err);
+    free(lp);
+    pthread_mutex_lock(&x->lock);
+    cmd_self_take = x;
+    attempt_done(x, i, false, err, 127, NULL);
+    cmd_self_take = NULL;
+    return;
+  }
+  int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+  pthread_mutex_lock(&x->lock);
+  xs->pid = pid;
+  xs->started = true;
+  xs->deadline_ns = s->timeout > 0 ? zorch__mono_ns() + (int64_t)(s->timeout * 1e9) : 0;
+  if (xs->stop_requested) { /* stopped while spawning */
+    kill(-pid, SIGTERM);
+    xs->killing = true;
+    xs->deadline_ns = zorch__mono_ns() + 2000000000LL;
+  }
+  if (xs->deadline_ns) wake_loop(x); /* the loop keeps the deadlines */
+  pthread_mutex_unlock(&x->lock);
+  int status = wait_command(x, i, pid, pidfd);
+  copy_output(x, i, true); /* everything it wrote is in the pipe now */
+  cmd_self_take = x;
+  command_exited(x, i, status);
+  pthread_mutex_lock(&x->lock);
+  cmd_self_take = NULL;
+}
+
+/* A command worker: one per slot of max_parallel (up to the number of
+ * command steps). */
+static void *cmd_worker_main(void *arg) {
+  zorch__exec *x = arg;
+  pthread_mutex_lock(&x->lock);
+  for (;;) {
+    while (!x->cq.len && !x->shutdown) {
+      x->n_cmd_idle++;
+      pthread_cond_wait(&x->cmd_cv, &x->lock);
+      x->n_cmd_idle--;
+    }
+    if (!x->cq.len) break;
     uint32_t i = ring_pop(&x->cq);
-    xstep *xs = &x->xs[i];
-    if (xs->stop_requested) {
+    if (x->xs[i].stop_requested) {
+      cmd_self_take = x;
       attempt_done(x, i, false, NULL, -1, NULL);
+      cmd_self_take = NULL;
       continue;
     }
     pthread_mutex_unlock(&x->lock);
-    pid_t pid = 0;
-    char *err = NULL;
-    int rc = spawn_command(x, i, &pid, &err);
-    int pfd = -1;
-    if (rc == ZORCH_OK) {
-      pfd = (int)syscall(SYS_pidfd_open, pid, 0);
-      if (pfd >= 0) {
-        struct epoll_event ev = {.events = EPOLLIN, .data.u64 = i};
-        epoll_ctl(x->epfd, EPOLL_CTL_ADD, pfd, &ev);
-        struct epoll_event ov = {.events = EPOLLIN, .data.u64 = OUTPUT_EVENT | i};
-        epoll_ctl(x->epfd, EPOLL_CTL_ADD, xs->outfd, &ov);
-      }
-    }
-    pthread_mutex_lock(&x->lock);
-    if (rc != ZORCH_OK) {
-      char *lp = step_log_path(x, i);
-      if (lp && err) zorch__log_append(lp, "zorch: step failed: %s", err);
-      free(lp);
-      attempt_done(x, i, false, err, 127, NULL);
-      continue;
-    }
-    if (pfd < 0) { /* no pidfd: wait synchronously (kernels before 5.3) */
-      pthread_mutex_unlock(&x->lock);
-      int status = 0;
-      while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-      }
-      copy_output(x, i, true);
-      command_exited(x, i, status);
-      pthread_mutex_lock(&x->lock);
-      continue;
-    }
-    xs->pid = pid;
-    xs->pidfd = pfd;
-    xs->started = true;
-    const zorch__pstep *s = &x->plan->steps[i];
-    xs->deadline_ns = s->timeout > 0 ? zorch__mono_ns() + (int64_t)(s->timeout * 1e9) : 0;
-    if (xs->stop_requested) { /* stopped while spawning */
-      kill(-pid, SIGTERM);
-      xs->killing = true;
-      xs->deadline_ns = zorch__mono_ns() + 2000000000LL;
-    }
+    run_command(x, i);
   }
+  pthread_mutex_unlock(&x->lock);
+  return NULL;
 }
+
+/* ---- the event loop --------------------------------------------------------------------------- */
 
 /* Handle deadlines and retry timers; returns the ms until the next one (-1: none). Lock held. */
 static int timers(zorch__exec *x) {
@@ -1494,45 +1576,27 @@ static void *loop_main(void *arg) {
       x->stopping = true;
       kill_active(x);
     }
-    start_commands(x);
     if (x->remote) remote_launch_and_stop(x);
     int timeout = timers(x);
     drain(x);
     if (x->sched_done) break;
-    if (x->cq.len || x->rq.len || x->sq.len) continue;
+    if (x->rq.len || x->sq.len) continue;
     pthread_mutex_unlock(&x->lock);
     int n = epoll_wait(x->epfd, evs, 64, timeout);
-    for (int e = 0; e < n; e++) {
-      uint64_t tag = evs[e].data.u64;
-      if (tag == WAKE_EVENT) {
-        uint64_t v;
-        ssize_t r = read(x->evfd, &v, sizeof v);
-        (void)r;
-        continue;
-      }
-      uint32_t i = (uint32_t)tag;
-      if (tag & OUTPUT_EVENT) {
-        copy_output(x, i, false);
-        continue;
-      }
-      xstep *xs = &x->xs[i];
-      int status = 0;
-      pid_t w = waitpid(xs->pid, &status, WNOHANG);
-      if (w == 0) continue; /* not yet */
-      epoll_ctl(x->epfd, EPOLL_CTL_DEL, xs->pidfd, NULL);
-      close(xs->pidfd);
-      xs->pidfd = -1;
-      if (w < 0) status = 127 << 8;
-      copy_output(x, i, true); /* everything it wrote is in the pipe now */
-      command_exited(x, i, status);
+    for (int e = 0; e < n; e++) { /* only the wake-up eventfd is in the set */
+      uint64_t v;
+      ssize_t r = read(x->evfd, &v, sizeof v);
+      (void)r;
     }
     pthread_mutex_lock(&x->lock);
   }
   finalize(x);
   x->shutdown = true;
   pthread_cond_broadcast(&x->work_cv);
+  pthread_cond_broadcast(&x->cmd_cv);
   pthread_mutex_unlock(&x->lock);
   for (uint32_t w = 0; w < x->n_workers; w++) pthread_join(x->workers[w], NULL);
+  for (uint32_t w = 0; w < x->n_cmd_workers; w++) pthread_join(x->cmd_workers[w], NULL);
   /* the scheduling state is not needed any more: give its memory back now */
   for (uint32_t i = 0; i < x->n; i++) free_scratch(&x->xs[i], x->plan->steps[i].n_outputs, true);
   zorch__big_free(x->xs);
@@ -1588,6 +1652,7 @@ static void exec_destroy(zorch__exec *x) {
   remote_free(x->remote);
   free(x->active);
   free(x->workers);
+  free(x->cmd_workers);
   free(x->run_dir);
   free(x->stop_reason);
   free(x->run_message);
@@ -1597,6 +1662,8 @@ static void exec_destroy(zorch__exec *x) {
   zorch__plan_free(x->plan);
   pthread_mutex_destroy(&x->lock);
   pthread_cond_destroy(&x->work_cv);
+  pthread_cond_destroy(&x->cmd_cv);
+  pthread_mutex_destroy(&x->spawn_mu);
   pthread_cond_destroy(&x->done_cv);
   free(x);
 }
@@ -1619,6 +1686,8 @@ int zorch__exec_start(zorch__exec **out, zorch__plan *plan, zorch__store *store,
   x->evfd = x->epfd = x->devnull = -1;
   pthread_mutex_init(&x->lock, NULL);
   pthread_cond_init(&x->work_cv, NULL);
+  pthread_cond_init(&x->cmd_cv, NULL);
+  pthread_mutex_init(&x->spawn_mu, NULL);
   pthread_cond_init(&x->done_cv, NULL);
   long cpus = sysconf(_SC_NPROCESSORS_ONLN);
   x->max_parallel = opts->max_parallel ? opts->max_parallel : (uint32_t)(cpus > 0 ? cpus : 1);
@@ -1634,12 +1703,12 @@ int zorch__exec_start(zorch__exec **out, zorch__plan *plan, zorch__store *store,
     rc = zorch__error_oom();
     goto fail;
   }
-  uint32_t n_func = 0;
+  uint32_t n_func = 0, n_cmd = 0;
   for (uint32_t i = 0; i < x->n; i++) {
     x->remaining[i] = plan->steps[i].n_preds;
     x->xs[i].active_slot = UINT32_MAX;
-    x->xs[i].pidfd = -1;
     x->xs[i].outfd = -1;
+    x->xs[i].outfd_w = -1;
     x->xs[i].logfd = -1;
     if (plan->steps[i].kind == ZORCH__STEP_FUNCTION && !x->remote) {
       n_func++;
@@ -1650,6 +1719,8 @@ int zorch__exec_start(zorch__exec **out, zorch__plan *plan, zorch__store *store,
                               plan->steps[i].name);
         goto fail;
       }
+    } else if (plan->steps[i].kind == ZORCH__STEP_COMMAND && !x->remote) {
+      n_cmd++;
     }
   }
   bool ephemeral = opts->flags & ZORCH_RUN_EPHEMERAL;
@@ -1687,7 +1758,9 @@ int zorch__exec_start(zorch__exec **out, zorch__plan *plan, zorch__store *store,
   epoll_ctl(x->epfd, EPOLL_CTL_ADD, x->evfd, &ev);
   x->n_workers = n_func < x->max_parallel ? n_func : x->max_parallel;
   x->workers = calloc(x->n_workers + 1, sizeof *x->workers);
-  if (!x->workers) {
+  x->n_cmd_workers = n_cmd < x->max_parallel ? n_cmd : x->max_parallel;
+  x->cmd_workers = calloc(x->n_cmd_workers + 1, sizeof *x->cmd_workers);
+  if (!x->workers || !x->cmd_workers) {
     rc = zorch__error_oom();
     goto fail;
   }
@@ -1702,19 +1775,30 @@ int zorch__exec_start(zorch__exec **out, zorch__plan *plan, zorch__store *store,
     x->work[b] = t;
   }
   pthread_mutex_unlock(&x->lock);
-  for (uint32_t w = 0; w < x->n_workers; w++) {
+  uint32_t want_workers = x->n_workers, want_cmd = x->n_cmd_workers;
+  for (uint32_t w = 0; w < want_workers; w++) {
     if (pthread_create(&x->workers[w], NULL, worker_main, x) != 0) {
       x->n_workers = w;
       break;
     }
   }
-  if (pthread_create(&x->loop_thread, NULL, loop_main, x) != 0) {
+  for (uint32_t w = 0; w < want_cmd; w++) {
+    if (pthread_create(&x->cmd_workers[w], NULL, cmd_worker_main, x) != 0) {
+      x->n_cmd_workers = w;
+      break;
+    }
+  }
+  /* fewer workers than slots still run everything; none would hang the run */
+  if ((want_workers && !x->n_workers) || (want_cmd && !x->n_cmd_workers) ||
+      pthread_create(&x->loop_thread, NULL, loop_main, x) != 0) {
     pthread_mutex_lock(&x->lock);
     x->shutdown = true;
     pthread_cond_broadcast(&x->work_cv);
+    pthread_cond_broadcast(&x->cmd_cv);
     pthread_mutex_unlock(&x->lock);
     for (uint32_t w = 0; w < x->n_workers; w++) pthread_join(x->workers[w], NULL);
-    rc = zorch__error_set(ZORCH_ERROR, "cannot start the executor thread");
+    for (uint32_t w = 0; w < x->n_cmd_workers; w++) pthread_join(x->cmd_workers[w], NULL);
+    rc = zorch__error_set(ZORCH_ERROR, "cannot start the executor's threads");
     goto fail;
   }
   x->loop_started = true;
