@@ -43,26 +43,42 @@ static const char *ctx_log_path(zorch_step_ctx *ctx) {
   return ctx->log_path;
 }
 
-void zorch__ctx_cleanup(zorch_step_ctx *ctx) {
+void zorch__ctx_release(zorch_step_ctx *ctx) {
   const zorch__pstep *s = &ctx->plan->steps[ctx->step];
-  for (uint32_t k = 0; k < s->n_outputs; k++) {
+  for (uint32_t k = 0; ctx->scratch && k < s->n_outputs; k++) {
     if (ctx->scratch[k]) {
       zorch__rm_rf(ctx->scratch[k]);
       free(ctx->scratch[k]);
+      ctx->scratch[k] = NULL;
     }
   }
+  if (ctx->scratch != ctx->scratch_inline) free(ctx->scratch);
+  ctx->scratch = NULL;
   for (size_t m = 0; m < ctx->n_maps; m++)
     if (ctx->maps[m].len) munmap(ctx->maps[m].addr, ctx->maps[m].len);
   free(ctx->maps);
+  ctx->maps = NULL;
+  ctx->n_maps = 0;
   for (size_t q = 0; q < ctx->n_param_strings; q++) free(ctx->param_strings[q]);
   free(ctx->param_strings);
+  ctx->param_strings = NULL;
+  ctx->n_param_strings = 0;
   if (ctx->log_fd >= 0) close(ctx->log_fd);
-  free(ctx->log_path);
-  free(ctx->fail_message);
-  if (ctx->scratch != ctx->scratch_inline) free(ctx->scratch);
-  if (ctx->outputs != ctx->out_inline) free(ctx->outputs);
-  memset(ctx, 0, sizeof *ctx);
   ctx->log_fd = -1;
+  free(ctx->log_path);
+  ctx->log_path = NULL;
+  free(ctx->fail_message);
+  ctx->fail_message = NULL;
+}
+
+void zorch__ctx_free_outputs(zorch_step_ctx *ctx) {
+  if (ctx->outputs != ctx->out_inline) free(ctx->outputs);
+  ctx->outputs = NULL;
+}
+
+void zorch__ctx_cleanup(zorch_step_ctx *ctx) {
+  zorch__ctx_release(ctx);
+  zorch__ctx_free_outputs(ctx);
 }
 
 int zorch__ctx_finish(zorch_step_ctx *ctx) {

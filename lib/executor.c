@@ -351,13 +351,16 @@ struct zorch__exec {
   pthread_mutex_t spawn_mu; /* exe_cache, exe_names, devnull and env_base: command workers share them */
   zorch__map *exe_cache;  /* argv[0] -> resolved path */
   zorch__strv exe_names;
-  /* A worker prepares the end record of a function step that succeeded
+  /* A worker journals the end record of a function step that succeeded
    * (and appends its cache entry) before it takes the lock, so that two
-   * workers do that work in parallel; record() uses the line for that step
-   * within the same critical section. */
+   * workers do that work in parallel and the lock is held briefly;
+   * record() then skips that step within the same critical section. */
   uint32_t pre_step;
-  const zorch__buf *pre_line;
+  bool pre_recorded;
   bool pre_cache_done;
+  /* the time a completion under way read (0: none): the steps it makes
+   * ready are dispatched at that time, without a second clock read */
+  double now_hint;
   int devnull;               /* stdin of command steps, -1 until the first */
   char **env_base;           /* see step_env */
   size_t n_env_base;
@@ -387,9 +390,8 @@ static void progress(zorch__exec *x, uint32_t i, int status) {
 
 static void record(zorch__exec *x, uint32_t i) {
   if (!x->journal) return;
-  if (x->pre_line && x->pre_step == i) {
-    zorch__journal_append(x->journal, x->pre_line->data, x->pre_line->len);
-    x->pre_line = NULL;
+  if (x->pre_recorded && x->pre_step == i) { /* journaled by its worker */
+    x->pre_recorded = false;
     return;
   }
   zorch__buf b = ZORCH__BUF_INIT;
@@ -502,14 +504,16 @@ static void make_ready(zorch__exec *x, uint32_t i) {
 
 static void dispatch(zorch__exec *x) {
   bool wake = false;
+  double now = x->now_hint;
   while (!x->stopping && x->running < x->max_parallel && x->ready.len) {
+    if (!now) now = zorch__now();
     uint32_t i = ring_pop(&x->ready);
     zorch__step_rec *r = &x->recs[i];
     const zorch__pstep *s = &x->plan->steps[i];
     x->running++;
     r->attempts++;
     r->status = ZORCH_STATUS_RUNNING;
-    r->started = zorch__now();
+    r->started = now;
     r->finished = 0;
     r->exit_code = -1;
     x->xs[i].timed_out = x->xs[i].killing = false;
@@ -627,8 +631,9 @@ static void attempt_done(zorch__exec *x, uint32_t i, bool ok, char *error, int e
   xs->started = false;
   xs->killing = false;
   r->exit_code = exit_code;
-  bool prepared = x->pre_line && x->pre_step == i;
+  bool prepared = x->pre_recorded && x->pre_step == i;
   if (!prepared) r->finished = zorch__now(); /* else set by the worker, as in its line */
+  x->now_hint = r->finished;
   ensure_cache_key(x, i);
   if (ok) {
     for (uint32_t k = 0; k < s->n_outputs; k++) r->outputs[k] = outs[k];
@@ -659,15 +664,20 @@ static void attempt_done(zorch__exec *x, uint32_t i, bool ok, char *error, int e
       step_failed_finally(x, i);
     }
   }
-  x->pre_line = NULL;
+  x->pre_recorded = false;
   x->pre_cache_done = false;
   drain(x);
+  x->now_hint = 0;
 }
 
 /* ---- function steps ---------------------------------------------------------------------- */
 
-static void run_function(zorch__exec *x, uint32_t i, uint32_t attempt) {
+/* Run one attempt of function step i.  Called with the lock held and
+ * returns with it held; the lock is free while the function runs and while
+ * the end record is made and journaled.  `line` is the worker's buffer. */
+static void run_function(zorch__exec *x, uint32_t i, uint32_t attempt, zorch__buf *line) {
   const zorch__pstep *s = &x->plan->steps[i];
+  pthread_mutex_unlock(&x->lock);
   zorch_step_ctx ctx;
   char *err = NULL;
   bool ok = false;
@@ -695,11 +705,13 @@ static void run_function(zorch__exec *x, uint32_t i, uint32_t attempt) {
     }
     if (!ok && err) zorch_ctx_log(&ctx, "zorch: step failed: %s", err);
   }
-  /* Success: the end record and the cache entry are made here, outside the
-   * lock.  Nothing else writes this step's record while it runs, and its
-   * outputs are published already (the entry may name them). */
-  zorch__buf line = ZORCH__BUF_INIT;
-  bool cache_done = false;
+  /* Success: the end record is made and journaled, and the cache entry
+   * appended, here, outside the lock.  Nothing else writes this step's
+   * record while it runs (the success always ends it as completed, see
+   * attempt_done), its successors are made ready only under the lock below
+   * (so their lines follow this one), and its outputs are published
+   * already (the record and the entry may name them). */
+  bool cache_done = false, recorded = false;
   double finished = 0;
   char key[ZORCH__DIGEST_HEX] = "";
   if (ok) {
@@ -725,25 +737,29 @@ static void run_function(zorch__exec *x, uint32_t i, uint32_t attempt) {
       tmp.error = NULL;
       tmp.outputs = ctx.outputs;
       finished = tmp.finished;
-      if (zorch__step_rec_json(&line, x->plan, i, &tmp) != ZORCH_OK) zorch__buf_free(&line);
+      line->len = 0;
+      /* a line that cannot be made or appended is made again under the lock */
+      recorded = zorch__step_rec_json(line, x->plan, i, &tmp) == ZORCH_OK &&
+                 zorch__journal_append(x->journal, line->data, line->len) == ZORCH_OK;
     }
   }
+  /* the outputs stay in ctx until attempt_done has copied them */
+  if (rc == ZORCH_OK) zorch__ctx_release(&ctx);
   pthread_mutex_lock(&x->lock);
   if (ok) {
     x->pre_step = i;
-    x->pre_line = line.data ? &line : NULL;
+    x->pre_recorded = recorded;
     x->pre_cache_done = cache_done;
-    if (x->pre_line) x->recs[i].finished = finished; /* the time the line says */
+    if (recorded) x->recs[i].finished = finished; /* the time the line says */
     if (key[0]) memcpy(x->recs[i].cache_key, key, sizeof key);
   }
   attempt_done(x, i, ok, err, -1, ok ? ctx.outputs : NULL);
-  pthread_mutex_unlock(&x->lock);
-  zorch__buf_free(&line);
-  if (rc == ZORCH_OK) zorch__ctx_cleanup(&ctx);
+  if (rc == ZORCH_OK) zorch__ctx_free_outputs(&ctx);
 }
 
 static void *worker_main(void *arg) {
   zorch__exec *x = arg;
+  zorch__buf line = ZORCH__BUF_INIT; /* end records, reused from step to step */
   pthread_mutex_lock(&x->lock);
   for (;;) {
     while (!x->fq.len && !x->shutdown) {
@@ -763,12 +779,11 @@ static void *worker_main(void *arg) {
       x->xs[i].deadline_ns = zorch__mono_ns() + (int64_t)(s->timeout * 1e9);
       wake_loop(x);
     }
-    uint32_t attempt = x->recs[i].attempts;
-    pthread_mutex_unlock(&x->lock);
-    run_function(x, i, attempt);
-    pthread_mutex_lock(&x->lock);
+    /* the completion takes the next step in the same critical section */
+    run_function(x, i, x->recs[i].attempts, &line);
   }
   pthread_mutex_unlock(&x->lock);
+  zorch__buf_free(&line);
   return NULL;
 }
 
@@ -1684,7 +1699,13 @@ int zorch__exec_start(zorch__exec **out, zorch__plan *plan, zorch__store *store,
   x->opts.remote = NULL;
   x->n = plan->n_steps;
   x->evfd = x->epfd = x->devnull = -1;
-  pthread_mutex_init(&x->lock, NULL);
+  /* critical sections are short (a completion, a dispatch): spin a little
+   * before sleeping, since waking a sleeping thread costs far more */
+  pthread_mutexattr_t ma;
+  pthread_mutexattr_init(&ma);
+  pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
+  pthread_mutex_init(&x->lock, &ma);
+  pthread_mutexattr_destroy(&ma);
   pthread_cond_init(&x->work_cv, NULL);
   pthread_cond_init(&x->cmd_cv, NULL);
   pthread_mutex_init(&x->spawn_mu, NULL);

@@ -144,6 +144,10 @@ int zorch__ctx_init(zorch_step_ctx *ctx, zorch__store *store, const zorch__plan 
 /** After the function returned 0: publish scratch outputs, check all were written. */
 int zorch__ctx_finish(zorch_step_ctx *ctx);
 void zorch__ctx_cleanup(zorch_step_ctx *ctx);
+/** zorch__ctx_cleanup in two parts: everything but the outputs array (the
+ *  outputs stay readable), then that array. */
+void zorch__ctx_release(zorch_step_ctx *ctx);
+void zorch__ctx_free_outputs(zorch_step_ctx *ctx);
 /** What the step function's return value `frc` means: true when the step
  *  succeeded (its outputs are published); false with *error saying why
  *  (malloc'd; NULL only when even that allocation failed). */
