@@ -8,7 +8,8 @@
  * object with a string "k" and an array "o", and a torn last line, are
  * skipped.  New entries go through a zorch__journal, so they share its group
  * commit (and its crash guarantee).  Lookups and puts are serialised by a
- * mutex; strings handed out live until zorch__cache_close().
+ * mutex (appends of entries the handle does not keep need only the
+ * journal's); strings handed out live until zorch__cache_close().
  */
 #include "store.h"
 
@@ -459,17 +460,24 @@ const char *zorch__cache_lookup(zorch__cache *c, const char *key) {
   return v;
 }
 
-static int cache_write(zorch__cache *c, const char *key, const char *outputs_json, bool remember);
+static int cache_write(zorch__cache *c, const char *key, const char *outputs_json, bool remember,
+                       zorch__buf *scratch);
 
 int zorch__cache_put(zorch__cache *c, const char *key, const char *outputs_json) {
-  return cache_write(c, key, outputs_json, true);
+  return cache_write(c, key, outputs_json, true, NULL);
 }
 
 int zorch__cache_append(zorch__cache *c, const char *key, const char *outputs_json) {
-  return cache_write(c, key, outputs_json, false);
+  return cache_write(c, key, outputs_json, false, NULL);
 }
 
-static int cache_write(zorch__cache *c, const char *key, const char *outputs_json, bool remember) {
+int zorch__cache_append_with(zorch__cache *c, const char *key, const char *outputs_json,
+                             zorch__buf *scratch) {
+  return cache_write(c, key, outputs_json, false, scratch);
+}
+
+static int cache_write(zorch__cache *c, const char *key, const char *outputs_json, bool remember,
+                       zorch__buf *scratch) {
   if (!c || !key || !*key || !outputs_json)
     return zorch__error_set(ZORCH_EINVALID, "zorch__cache_put: invalid argument");
   size_t olen = strlen(outputs_json);
@@ -477,26 +485,30 @@ static int cache_write(zorch__cache *c, const char *key, const char *outputs_jso
     return zorch__error_set(ZORCH_EINVALID, "cache '%s': outputs of key '%s' are not a JSON array: %.200s",
                             c->path, key, outputs_json);
   zorch__buf line = ZORCH__BUF_INIT;
+  if (scratch) {
+    line = *scratch;
+    line.len = 0;
+  }
   int rc = zorch__buf_puts(&line, "{\"k\":");
   if (!rc) rc = zorch__buf_json_string(&line, key);
   if (!rc) rc = zorch__buf_puts(&line, ",\"o\":");
   size_t ostart = line.len;
   if (!rc) rc = zorch__buf_put(&line, outputs_json, olen);
   if (!rc) rc = zorch__buf_puts(&line, "}");
-  if (rc) {
-    zorch__buf_free(&line);
+  if (!rc) {
+    /* In valid JSON a newline can only be whitespace between tokens. */
+    for (size_t i = ostart; i < line.len; i++)
+      if (line.data[i] == '\n' || line.data[i] == '\r') line.data[i] = ' ';
+  }
+  if (rc || !remember) {
+    /* an entry no lookup of this process needs: the journal serialises
+     * appends itself */
+    if (!rc) rc = zorch__journal_append(c->j, line.data, line.len);
+    if (scratch) *scratch = line;
+    else zorch__buf_free(&line);
     return rc;
   }
-  /* In valid JSON a newline can only be whitespace between tokens. */
-  for (size_t i = ostart; i < line.len; i++)
-    if (line.data[i] == '\n' || line.data[i] == '\r') line.data[i] = ' ';
   pthread_mutex_lock(&c->mu);
-  if (!remember) {
-    rc = zorch__journal_append(c->j, line.data, line.len);
-    pthread_mutex_unlock(&c->mu);
-    zorch__buf_free(&line);
-    return rc;
-  }
   cache_block *b = block_new(c, key, strlen(key), line.data + ostart, olen);
   if (!b) {
     rc = zorch__error_oom();
@@ -505,7 +517,8 @@ static int cache_write(zorch__cache *c, const char *key, const char *outputs_jso
     rc = zorch__journal_append(c->j, line.data, line.len);
   }
   pthread_mutex_unlock(&c->mu);
-  zorch__buf_free(&line);
+  if (scratch) *scratch = line;
+  else zorch__buf_free(&line);
   return rc;
 }
 

@@ -216,8 +216,16 @@ static int cmp_str(const void *a, const void *b) {
 
 void zorch__cache_key(const zorch__plan *plan, uint32_t i, const zorch__step_rec *recs,
                       char out[ZORCH__DIGEST_HEX]) {
-  const zorch__pstep *s = &plan->steps[i];
   zorch__buf b = ZORCH__BUF_INIT;
+  zorch__cache_key_with(&b, plan, i, recs, out);
+  zorch__buf_free(&b);
+}
+
+void zorch__cache_key_with(zorch__buf *scratch, const zorch__plan *plan, uint32_t i,
+                           const zorch__step_rec *recs, char out[ZORCH__DIGEST_HEX]) {
+  const zorch__pstep *s = &plan->steps[i];
+  zorch__buf b = *scratch;
+  b.len = 0;
   zorch__buf_cat(&b, "zorch-cache-1\npipeline=", plan->pipeline, "\nstep=", s->name,
                  s->kind == ZORCH__STEP_COMMAND ? "\nkind=1\nversion=" : "\nkind=0\nversion=",
                  s->version, "\n", NULL);
@@ -244,7 +252,8 @@ void zorch__cache_key(const zorch__plan *plan, uint32_t i, const zorch__step_rec
   for (uint32_t k = 0; k < s->n_outputs; k++) zorch__buf_cat(&b, "out=", s->outputs[k], "\n", NULL);
   /* inputs in name order */
   uint32_t ni = s->n_inputs;
-  const zorch__pin **ins = ni ? malloc(ni * sizeof *ins) : NULL;
+  const zorch__pin *few[8];
+  const zorch__pin **ins = ni <= 8 ? few : malloc(ni * sizeof *ins);
   for (uint32_t k = 0; ins && k < ni; k++) ins[k] = &s->inputs[k];
   for (uint32_t a = 1; ins && a < ni; a++) /* insertion sort: inputs are few */
     for (uint32_t c = a; c > 0 && strcmp(ins[c - 1]->name, ins[c]->name) > 0; c--) {
@@ -255,15 +264,14 @@ void zorch__cache_key(const zorch__plan *plan, uint32_t i, const zorch__step_rec
   for (uint32_t k = 0; ins && k < ni; k++)
     zorch__buf_cat(&b, "in=", ins[k]->name, ":", recs[ins[k]->step].outputs[ins[k]->output].digest,
                    "\n", NULL);
-  free(ins);
-  zorch__sha256_hex(b.data, b.len, out);
-  zorch__buf_free(&b);
+  if (ins != few) free(ins);
+  zorch__sha256_hex(b.data ? b.data : "", b.len, out);
+  *scratch = b;
 }
 
 /* ---- executor state ---------------------------------------------------------------------- */
 
 typedef struct xstep {
-  bool upstream_failed;
   bool terminal;
   bool timed_out;
   bool killing;            /* SIGTERM sent; SIGKILL at deadline */
@@ -294,12 +302,13 @@ static int ring_init(ring *r, size_t cap) {
   return r->v ? ZORCH_OK : zorch__error_oom();
 }
 static void ring_push(ring *r, uint32_t x) {
-  r->v[(r->head + r->len) % r->cap] = x;
+  size_t at = r->head + r->len;
+  r->v[at >= r->cap ? at - r->cap : at] = x;
   r->len++;
 }
 static uint32_t ring_pop(ring *r) {
   uint32_t x = r->v[r->head];
-  r->head = (r->head + 1) % r->cap;
+  if (++r->head == r->cap) r->head = 0;
   r->len--;
   return x;
 }
@@ -317,6 +326,9 @@ struct zorch__exec {
    * touches it for every successor, and 4 bytes a step stay in the cache
    * where xs would not. */
   uint32_t *remaining;
+  /* per step: SF_* bits, one byte, for the same reason: making a step ready
+   * and dispatching it need to know no more of the step */
+  uint8_t *sflags;
   uint32_t n;
 
   pthread_mutex_t lock;
@@ -365,6 +377,13 @@ struct zorch__exec {
   char **env_base;           /* see step_env */
   size_t n_env_base;
   const char **env_base_of;
+};
+
+enum {
+  SF_WORKER = 1,          /* a function step run here by the workers */
+  SF_TIMEOUT = 2,         /* it has a timeout */
+  SF_CACHE = 4,           /* its results may come from the cache */
+  SF_UPSTREAM_FAILED = 8, /* a predecessor ended without completing (lock held) */
 };
 
 /* Set on an executor's event-loop thread: it needs no wake-up from itself,
@@ -437,8 +456,8 @@ static void step_terminal(zorch__exec *x, uint32_t i, int status) {
   bool ok = status == ZORCH_STATUS_COMPLETED || status == ZORCH_STATUS_CACHED;
   for (uint32_t e = 0; e < s->n_succ; e++) {
     uint32_t j = x->plan->succ[s->succ_off + e];
-    if (!ok && !x->xs[j].upstream_failed) {
-      x->xs[j].upstream_failed = true;
+    if (!ok && !(x->sflags[j] & SF_UPSTREAM_FAILED)) {
+      x->sflags[j] |= SF_UPSTREAM_FAILED;
       x->xs[j].upstream = s->name;
     }
     if (--x->remaining[j] == 0) x->work[x->n_work++] = j;
@@ -482,16 +501,15 @@ static bool cache_hit(zorch__exec *x, uint32_t i) {
 static void make_ready(zorch__exec *x, uint32_t i) {
   zorch__step_rec *r = &x->recs[i];
   if (x->cancelled) return; /* marked stopped when the run ends */
-  if (x->xs[i].upstream_failed) {
+  if (x->sflags[i] & SF_UPSTREAM_FAILED) {
     set_error(r, zorch__asprintf("not run: upstream step '%s' did not complete", x->xs[i].upstream));
     step_terminal(x, i, ZORCH_STATUS_SKIPPED);
     return;
   }
   if (x->stopping) return; /* left pending; marked when the run ends */
-  const zorch__pstep *s = &x->plan->steps[i];
   /* with the cache off the key is needed only for the records: a function
    * step's worker computes it outside the lock (see ensure_cache_key) */
-  if (s->cache && x->cache && !(x->opts.flags & ZORCH_RUN_NO_CACHE)) {
+  if (x->cache && !(x->opts.flags & ZORCH_RUN_NO_CACHE) && (x->sflags[i] & SF_CACHE)) {
     zorch__cache_key(x->plan, i, x->recs, r->cache_key);
     if (cache_hit(x, i)) {
       r->started = r->finished = zorch__now();
@@ -508,8 +526,13 @@ static void dispatch(zorch__exec *x) {
   while (!x->stopping && x->running < x->max_parallel && x->ready.len) {
     if (!now) now = zorch__now();
     uint32_t i = ring_pop(&x->ready);
+    if (x->ready.len) { /* most likely the next to go: fetch its state meanwhile */
+      uint32_t nx = x->ready.v[x->ready.head];
+      __builtin_prefetch(&x->recs[nx], 1);
+      __builtin_prefetch(&x->xs[nx], 1);
+    }
     zorch__step_rec *r = &x->recs[i];
-    const zorch__pstep *s = &x->plan->steps[i];
+    uint8_t f = x->sflags[i];
     x->running++;
     r->attempts++;
     r->status = ZORCH_STATUS_RUNNING;
@@ -518,7 +541,8 @@ static void dispatch(zorch__exec *x) {
     r->exit_code = -1;
     x->xs[i].timed_out = x->xs[i].killing = false;
     x->xs[i].deadline_ns = 0;
-    atomic_store(&x->xs[i].cancelled, 0);
+    /* under the lock, which orders it before the step's worker reads it */
+    atomic_store_explicit(&x->xs[i].cancelled, 0, memory_order_relaxed);
     active_add(x, i);
     /* a remote step's start is journaled here, a command step's once its
      * process has run a moment (see START_RECORD_DELAY_NS): both can run
@@ -529,10 +553,10 @@ static void dispatch(zorch__exec *x) {
     if (x->remote) {
       ring_push(&x->rq, i);
       wake = true;
-    } else if (s->kind == ZORCH__STEP_FUNCTION) {
+    } else if (f & SF_WORKER) {
       ring_push(&x->fq, i);
       if (x->n_idle) pthread_cond_signal(&x->work_cv);
-      if (s->timeout > 0) wake = true; /* the loop must learn the deadline */
+      if (f & SF_TIMEOUT) wake = true; /* the loop must learn the deadline */
     } else {
       ring_push(&x->cq, i);
       if (cmd_self_take == x) cmd_self_take = NULL;
@@ -597,6 +621,17 @@ static void step_failed_finally(zorch__exec *x, uint32_t i) {
 
 char *zorch__outputs_json(const zorch__plan *plan, uint32_t i, const zorch__step_rec *r) {
   zorch__buf b = ZORCH__BUF_INIT;
+  if (zorch__outputs_json_to(&b, plan, i, r)) {
+    zorch__buf_free(&b);
+    return NULL;
+  }
+  return zorch__buf_detach(&b);
+}
+
+int zorch__outputs_json_to(zorch__buf *out, const zorch__plan *plan, uint32_t i,
+                           const zorch__step_rec *r) {
+  zorch__buf b = *out;
+  b.len = 0;
   zorch__buf_puts(&b, "[");
   const zorch__pstep *s = &plan->steps[i];
   for (uint32_t k = 0; k < s->n_outputs; k++) {
@@ -606,8 +641,9 @@ char *zorch__outputs_json(const zorch__plan *plan, uint32_t i, const zorch__step
     zorch__buf_u64(&b, r->outputs[k].size);
     zorch__buf_cat(&b, ",\"kind\":\"", r->outputs[k].is_dir ? "dir" : "file", "\"}", NULL);
   }
-  zorch__buf_puts(&b, "]");
-  return zorch__buf_detach(&b);
+  int rc = zorch__buf_puts(&b, "]");
+  *out = b;
+  return rc;
 }
 
 /* The cache key of step i, when the run records one and it is not made yet
@@ -674,8 +710,8 @@ static void attempt_done(zorch__exec *x, uint32_t i, bool ok, char *error, int e
 
 /* Run one attempt of function step i.  Called with the lock held and
  * returns with it held; the lock is free while the function runs and while
- * the end record is made and journaled.  `line` is the worker's buffer. */
-static void run_function(zorch__exec *x, uint32_t i, uint32_t attempt, zorch__buf *line) {
+ * the end record is made and journaled.  `line`: the worker's two buffers. */
+static void run_function(zorch__exec *x, uint32_t i, uint32_t attempt, zorch__buf line[2]) {
   const zorch__pstep *s = &x->plan->steps[i];
   pthread_mutex_unlock(&x->lock);
   zorch_step_ctx ctx;
@@ -719,13 +755,12 @@ static void run_function(zorch__exec *x, uint32_t i, uint32_t attempt, zorch__bu
     /* the key, when the run records one: made in make_ready, or here (its
      * inputs are final); written to the record under the lock below */
     if (r->cache_key[0]) memcpy(key, r->cache_key, sizeof key);
-    else if (x->cache && s->cache) zorch__cache_key(x->plan, i, x->recs, key);
+    else if (x->cache && s->cache) zorch__cache_key_with(&line[0], x->plan, i, x->recs, key);
     if (x->cache && key[0]) {
       zorch__step_rec tmp = *r;
       tmp.outputs = ctx.outputs;
-      char *oj = zorch__outputs_json(x->plan, i, &tmp);
-      if (oj) zorch__cache_append(x->cache, key, oj);
-      free(oj);
+      if (zorch__outputs_json_to(&line[1], x->plan, i, &tmp) == ZORCH_OK)
+        zorch__cache_append_with(x->cache, key, line[1].data, &line[0]);
       cache_done = true;
     }
     if (x->journal) {
@@ -737,14 +772,21 @@ static void run_function(zorch__exec *x, uint32_t i, uint32_t attempt, zorch__bu
       tmp.error = NULL;
       tmp.outputs = ctx.outputs;
       finished = tmp.finished;
-      line->len = 0;
+      line[0].len = 0;
       /* a line that cannot be made or appended is made again under the lock */
-      recorded = zorch__step_rec_json(line, x->plan, i, &tmp) == ZORCH_OK &&
-                 zorch__journal_append(x->journal, line->data, line->len) == ZORCH_OK;
+      recorded = zorch__step_rec_json(&line[0], x->plan, i, &tmp) == ZORCH_OK &&
+                 zorch__journal_append(x->journal, line[0].data, line[0].len) == ZORCH_OK;
     }
   }
   /* the outputs stay in ctx until attempt_done has copied them */
   if (rc == ZORCH_OK) zorch__ctx_release(&ctx);
+  /* the completion will count down the successors under the lock: fetch
+   * their counters now, so that the lock is held for less */
+  for (uint32_t e = 0; e < s->n_succ; e++) {
+    uint32_t j = x->plan->succ[s->succ_off + e];
+    __builtin_prefetch(&x->remaining[j], 1);
+    __builtin_prefetch(&x->sflags[j], 0);
+  }
   pthread_mutex_lock(&x->lock);
   if (ok) {
     x->pre_step = i;
@@ -759,7 +801,7 @@ static void run_function(zorch__exec *x, uint32_t i, uint32_t attempt, zorch__bu
 
 static void *worker_main(void *arg) {
   zorch__exec *x = arg;
-  zorch__buf line = ZORCH__BUF_INIT; /* end records, reused from step to step */
+  zorch__buf line[2] = {ZORCH__BUF_INIT, ZORCH__BUF_INIT}; /* reused from step to step */
   pthread_mutex_lock(&x->lock);
   for (;;) {
     while (!x->fq.len && !x->shutdown) {
@@ -780,10 +822,11 @@ static void *worker_main(void *arg) {
       wake_loop(x);
     }
     /* the completion takes the next step in the same critical section */
-    run_function(x, i, x->recs[i].attempts, &line);
+    run_function(x, i, x->recs[i].attempts, line);
   }
   pthread_mutex_unlock(&x->lock);
-  zorch__buf_free(&line);
+  zorch__buf_free(&line[0]);
+  zorch__buf_free(&line[1]);
   return NULL;
 }
 
@@ -1616,8 +1659,10 @@ static void *loop_main(void *arg) {
   for (uint32_t i = 0; i < x->n; i++) free_scratch(&x->xs[i], x->plan->steps[i].n_outputs, true);
   zorch__big_free(x->xs);
   zorch__big_free(x->remaining);
+  zorch__big_free(x->sflags);
   x->xs = NULL;
   x->remaining = NULL;
+  x->sflags = NULL;
   free(x->ready.v);
   free(x->fq.v);
   free(x->cq.v);
@@ -1657,6 +1702,7 @@ static void exec_destroy(zorch__exec *x) {
   zorch__step_recs_free(x->recs, x->n);
   zorch__big_free(x->xs);
   zorch__big_free(x->remaining);
+  zorch__big_free(x->sflags);
   free(x->ready.v);
   free(x->fq.v);
   free(x->cq.v);
@@ -1716,9 +1762,10 @@ int zorch__exec_start(zorch__exec **out, zorch__plan *plan, zorch__store *store,
   x->recs = zorch__step_recs_new(plan);
   x->xs = zorch__big_calloc(x->n, sizeof *x->xs);
   x->remaining = zorch__big_calloc(x->n, sizeof *x->remaining);
+  x->sflags = zorch__big_calloc(x->n, sizeof *x->sflags);
   x->work = malloc(x->n * sizeof *x->work);
   x->active = malloc(((x->max_parallel < x->n ? x->max_parallel : x->n) + 1) * sizeof *x->active);
-  if (!x->recs || !x->xs || !x->remaining || !x->work || !x->active || ring_init(&x->ready, x->n) ||
+  if (!x->recs || !x->xs || !x->remaining || !x->sflags || !x->work || !x->active || ring_init(&x->ready, x->n) ||
       ring_init(&x->fq, x->n) || ring_init(&x->cq, x->n) || ring_init(&x->retry, x->n) ||
       (x->remote && (ring_init(&x->rq, x->n) || ring_init(&x->sq, x->n)))) {
     rc = zorch__error_oom();
@@ -1727,6 +1774,9 @@ int zorch__exec_start(zorch__exec **out, zorch__plan *plan, zorch__store *store,
   uint32_t n_func = 0, n_cmd = 0;
   for (uint32_t i = 0; i < x->n; i++) {
     x->remaining[i] = plan->steps[i].n_preds;
+    x->sflags[i] = (uint8_t)((plan->steps[i].kind == ZORCH__STEP_FUNCTION && !x->remote ? SF_WORKER : 0) |
+                             (plan->steps[i].timeout > 0 ? SF_TIMEOUT : 0) |
+                             (plan->steps[i].cache ? SF_CACHE : 0));
     x->xs[i].active_slot = UINT32_MAX;
     x->xs[i].outfd = -1;
     x->xs[i].outfd_w = -1;

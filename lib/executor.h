@@ -42,6 +42,9 @@ int zorch__step_recs_load(const zorch__plan *plan, zorch__step_rec *recs, const 
 
 /** The outputs of step i as the JSON array a cache entry holds.  malloc'd. */
 char *zorch__outputs_json(const zorch__plan *plan, uint32_t i, const zorch__step_rec *r);
+/** The same into `out` (its contents replaced; the buffer is reused). */
+int zorch__outputs_json_to(zorch__buf *out, const zorch__plan *plan, uint32_t i,
+                           const zorch__step_rec *r);
 
 /** Free the heap parts of n records and the array itself. */
 void zorch__step_recs_free(zorch__step_rec *recs, uint32_t n);
@@ -96,6 +99,10 @@ void zorch__exec_free(zorch__exec *x);
 /** The cache key of step i given its inputs' digests.  out: 64 hex. */
 void zorch__cache_key(const zorch__plan *plan, uint32_t i, const zorch__step_rec *recs,
                       char out[ZORCH__DIGEST_HEX]);
+/** The same, with `scratch` as the buffer for the hashed text (its contents
+ *  are replaced; reusing one buffer saves an allocation per key). */
+void zorch__cache_key_with(zorch__buf *scratch, const zorch__plan *plan, uint32_t i,
+                           const zorch__step_rec *recs, char out[ZORCH__DIGEST_HEX]);
 
 /* ---- command steps, shared with the command-step entrypoint ---- */
 

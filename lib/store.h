@@ -113,6 +113,10 @@ int zorch__cache_put(zorch__cache *c, const char *key, const char *outputs_json)
  *  (a run records its own results): appended to the index file only, not
  *  kept in memory.  Thread-safe. */
 int zorch__cache_append(zorch__cache *c, const char *key, const char *outputs_json);
+/** zorch__cache_append with `scratch` as the buffer for the line (its
+ *  contents are replaced; reusing one buffer saves an allocation). */
+int zorch__cache_append_with(zorch__cache *c, const char *key, const char *outputs_json,
+                             zorch__buf *scratch);
 
 /** Flush and free.  NULL is a no-op. */
 int zorch__cache_close(zorch__cache *c);
