@@ -460,66 +460,81 @@ const char *zorch__cache_lookup(zorch__cache *c, const char *key) {
   return v;
 }
 
-static int cache_write(zorch__cache *c, const char *key, const char *outputs_json, bool remember,
-                       zorch__buf *scratch);
+/* The index line of an entry, appended to out; *at: where the outputs begin. */
+static int entry_line(zorch__buf *out, const char *key, const char *outputs_json, size_t *at) {
+  if (!out || !key || !*key || !outputs_json)
+    return zorch__error_set(ZORCH_EINVALID, "zorch__cache_entry_line: invalid argument");
+  size_t olen = strlen(outputs_json);
+  if (!is_json_array(outputs_json, outputs_json + olen))
+    return zorch__error_set(ZORCH_EINVALID, "cache entry of key '%s': the outputs are not a JSON array: %.200s",
+                            key, outputs_json);
+  size_t start = out->len;
+  int rc = zorch__buf_grow(out, strlen(key) + olen + 16);
+  if (!rc) rc = zorch__buf_put(out, "{\"k\":", 5);
+  if (!rc) rc = zorch__buf_json_string(out, key);
+  if (!rc) rc = zorch__buf_put(out, ",\"o\":", 5);
+  size_t ostart = out->len;
+  if (!rc) rc = zorch__buf_put(out, outputs_json, olen);
+  if (!rc) rc = zorch__buf_put(out, "}\n", 2);
+  if (rc) {
+    out->len = start;
+    if (out->data) out->data[start] = '\0';
+    return rc;
+  }
+  /* In valid JSON a newline can only be whitespace between tokens. */
+  for (size_t i = ostart; i < out->len - 2; i++)
+    if (out->data[i] == '\n' || out->data[i] == '\r') out->data[i] = ' ';
+  *at = ostart;
+  return ZORCH_OK;
+}
+
+int zorch__cache_entry_line(zorch__buf *out, const char *key, const char *outputs_json) {
+  size_t at;
+  return entry_line(out, key, outputs_json, &at);
+}
+
+int zorch__cache_append_lines(zorch__cache *c, const char *lines, size_t len) {
+  if (!c) return zorch__error_set(ZORCH_EINVALID, "zorch__cache_append_lines: cache is NULL");
+  /* entries no lookup of this handle needs: the journal serialises appends */
+  return zorch__journal_append_lines(c->j, lines, len);
+}
+
+static int cache_write(zorch__cache *c, const char *key, const char *outputs_json, bool remember) {
+  if (!c || !key || !*key || !outputs_json)
+    return zorch__error_set(ZORCH_EINVALID, "zorch__cache_put: invalid argument");
+  zorch__buf line = ZORCH__BUF_INIT;
+  size_t ostart = 0;
+  int rc = entry_line(&line, key, outputs_json, &ostart);
+  if (rc) {
+    zorch__buf_free(&line);
+    return zorch__error_prefix("cache '%s'", c->path);
+  }
+  if (!remember) {
+    rc = zorch__journal_append_lines(c->j, line.data, line.len);
+    zorch__buf_free(&line);
+    return rc;
+  }
+  /* the outputs text: up to the closing }\n */
+  size_t klen = strlen(key);
+  pthread_mutex_lock(&c->mu);
+  cache_block *b = block_new(c, key, klen, line.data + ostart, line.len - 2 - ostart);
+  if (!b) {
+    rc = zorch__error_oom();
+  } else if (!(rc = table_put(&c->map, b->s, klen, b->s + klen + 1))) {
+    /* Under the mutex, so that the file's order of a key's lines is the map's. */
+    rc = zorch__journal_append_lines(c->j, line.data, line.len);
+  }
+  pthread_mutex_unlock(&c->mu);
+  zorch__buf_free(&line);
+  return rc;
+}
 
 int zorch__cache_put(zorch__cache *c, const char *key, const char *outputs_json) {
-  return cache_write(c, key, outputs_json, true, NULL);
+  return cache_write(c, key, outputs_json, true);
 }
 
 int zorch__cache_append(zorch__cache *c, const char *key, const char *outputs_json) {
-  return cache_write(c, key, outputs_json, false, NULL);
-}
-
-int zorch__cache_append_with(zorch__cache *c, const char *key, const char *outputs_json,
-                             zorch__buf *scratch) {
-  return cache_write(c, key, outputs_json, false, scratch);
-}
-
-static int cache_write(zorch__cache *c, const char *key, const char *outputs_json, bool remember,
-                       zorch__buf *scratch) {
-  if (!c || !key || !*key || !outputs_json)
-    return zorch__error_set(ZORCH_EINVALID, "zorch__cache_put: invalid argument");
-  size_t olen = strlen(outputs_json);
-  if (!is_json_array(outputs_json, outputs_json + olen))
-    return zorch__error_set(ZORCH_EINVALID, "cache '%s': outputs of key '%s' are not a JSON array: %.200s",
-                            c->path, key, outputs_json);
-  zorch__buf line = ZORCH__BUF_INIT;
-  if (scratch) {
-    line = *scratch;
-    line.len = 0;
-  }
-  int rc = zorch__buf_puts(&line, "{\"k\":");
-  if (!rc) rc = zorch__buf_json_string(&line, key);
-  if (!rc) rc = zorch__buf_puts(&line, ",\"o\":");
-  size_t ostart = line.len;
-  if (!rc) rc = zorch__buf_put(&line, outputs_json, olen);
-  if (!rc) rc = zorch__buf_puts(&line, "}");
-  if (!rc) {
-    /* In valid JSON a newline can only be whitespace between tokens. */
-    for (size_t i = ostart; i < line.len; i++)
-      if (line.data[i] == '\n' || line.data[i] == '\r') line.data[i] = ' ';
-  }
-  if (rc || !remember) {
-    /* an entry no lookup of this process needs: the journal serialises
-     * appends itself */
-    if (!rc) rc = zorch__journal_append(c->j, line.data, line.len);
-    if (scratch) *scratch = line;
-    else zorch__buf_free(&line);
-    return rc;
-  }
-  pthread_mutex_lock(&c->mu);
-  cache_block *b = block_new(c, key, strlen(key), line.data + ostart, olen);
-  if (!b) {
-    rc = zorch__error_oom();
-  } else if (!(rc = table_put(&c->map, b->s, strlen(key), b->s + strlen(key) + 1))) {
-    /* Under the mutex, so that the file's order of a key's lines is the map's. */
-    rc = zorch__journal_append(c->j, line.data, line.len);
-  }
-  pthread_mutex_unlock(&c->mu);
-  if (scratch) *scratch = line;
-  else zorch__buf_free(&line);
-  return rc;
+  return cache_write(c, key, outputs_json, false);
 }
 
 int zorch__cache_close(zorch__cache *c) {

@@ -370,6 +370,7 @@ struct zorch__exec {
   uint32_t pre_step;
   bool pre_recorded;
   bool pre_cache_done;
+  double pre_finished;  /* when it ended (0: not known) */
   /* the time a completion under way read (0: none): the steps it makes
    * ready are dispatched at that time, without a second clock read */
   double now_hint;
@@ -667,8 +668,8 @@ static void attempt_done(zorch__exec *x, uint32_t i, bool ok, char *error, int e
   xs->started = false;
   xs->killing = false;
   r->exit_code = exit_code;
-  bool prepared = x->pre_recorded && x->pre_step == i;
-  if (!prepared) r->finished = zorch__now(); /* else set by the worker, as in its line */
+  /* the time its worker saw it end (and wrote into its record), if known */
+  r->finished = x->pre_step == i && x->pre_finished ? x->pre_finished : zorch__now();
   x->now_hint = r->finished;
   ensure_cache_key(x, i);
   if (ok) {
@@ -702,16 +703,37 @@ static void attempt_done(zorch__exec *x, uint32_t i, bool ok, char *error, int e
   }
   x->pre_recorded = false;
   x->pre_cache_done = false;
+  x->pre_finished = 0;
   drain(x);
   x->now_hint = 0;
 }
 
 /* ---- function steps ---------------------------------------------------------------------- */
 
+/* A worker's own state. */
+typedef struct worker {
+  zorch__buf buf[2]; /* scratch for a step's key text, outputs and record */
+  /* Cache entries made and not yet handed to the index: a worker hands them
+   * over together (one append instead of one per step), when they are
+   * CACHE_PENDING_BYTES, CACHE_PENDING_S old, or the worker has nothing to do. */
+  zorch__buf cpend;
+  double cpend_since;
+} worker;
+
+#define CACHE_PENDING_BYTES 32768
+#define CACHE_PENDING_S 0.005
+
+static void flush_cache_lines(zorch__exec *x, worker *w) {
+  if (!w->cpend.len) return;
+  zorch__cache_append_lines(x->cache, w->cpend.data, w->cpend.len); /* an error only costs re-runs */
+  w->cpend.len = 0;
+}
+
 /* Run one attempt of function step i.  Called with the lock held and
  * returns with it held; the lock is free while the function runs and while
- * the end record is made and journaled.  `line`: the worker's two buffers. */
-static void run_function(zorch__exec *x, uint32_t i, uint32_t attempt, zorch__buf line[2]) {
+ * the end record is made and journaled. */
+static void run_function(zorch__exec *x, uint32_t i, uint32_t attempt, worker *w) {
+  zorch__buf *line = w->buf;
   const zorch__pstep *s = &x->plan->steps[i];
   pthread_mutex_unlock(&x->lock);
   zorch_step_ctx ctx;
@@ -752,6 +774,7 @@ static void run_function(zorch__exec *x, uint32_t i, uint32_t attempt, zorch__bu
   char key[ZORCH__DIGEST_HEX] = "";
   if (ok) {
     const zorch__step_rec *r = &x->recs[i];
+    finished = zorch__now();
     /* the key, when the run records one: made in make_ready, or here (its
      * inputs are final); written to the record under the lock below */
     if (r->cache_key[0]) memcpy(key, r->cache_key, sizeof key);
@@ -759,19 +782,23 @@ static void run_function(zorch__exec *x, uint32_t i, uint32_t attempt, zorch__bu
     if (x->cache && key[0]) {
       zorch__step_rec tmp = *r;
       tmp.outputs = ctx.outputs;
-      if (zorch__outputs_json_to(&line[1], x->plan, i, &tmp) == ZORCH_OK)
-        zorch__cache_append_with(x->cache, key, line[1].data, &line[0]);
+      bool first = w->cpend.len == 0;
+      if (zorch__outputs_json_to(&line[1], x->plan, i, &tmp) == ZORCH_OK &&
+          zorch__cache_entry_line(&w->cpend, key, line[1].data) == ZORCH_OK) {
+        if (first || finished < w->cpend_since) w->cpend_since = finished;
+        if (w->cpend.len >= CACHE_PENDING_BYTES || finished - w->cpend_since >= CACHE_PENDING_S)
+          flush_cache_lines(x, w);
+      }
       cache_done = true;
     }
     if (x->journal) {
       zorch__step_rec tmp = *r;
       memcpy(tmp.cache_key, key, sizeof key);
       tmp.status = ZORCH_STATUS_COMPLETED;
-      tmp.finished = zorch__now();
+      tmp.finished = finished;
       tmp.exit_code = -1;
       tmp.error = NULL;
       tmp.outputs = ctx.outputs;
-      finished = tmp.finished;
       line[0].len = 0;
       /* a line that cannot be made or appended is made again under the lock */
       recorded = zorch__step_rec_json(&line[0], x->plan, i, &tmp) == ZORCH_OK &&
@@ -792,7 +819,7 @@ static void run_function(zorch__exec *x, uint32_t i, uint32_t attempt, zorch__bu
     x->pre_step = i;
     x->pre_recorded = recorded;
     x->pre_cache_done = cache_done;
-    if (recorded) x->recs[i].finished = finished; /* the time the line says */
+    x->pre_finished = finished;
     if (key[0]) memcpy(x->recs[i].cache_key, key, sizeof key);
   }
   attempt_done(x, i, ok, err, -1, ok ? ctx.outputs : NULL);
@@ -801,10 +828,16 @@ static void run_function(zorch__exec *x, uint32_t i, uint32_t attempt, zorch__bu
 
 static void *worker_main(void *arg) {
   zorch__exec *x = arg;
-  zorch__buf line[2] = {ZORCH__BUF_INIT, ZORCH__BUF_INIT}; /* reused from step to step */
+  worker w = {.buf = {ZORCH__BUF_INIT, ZORCH__BUF_INIT}, .cpend = ZORCH__BUF_INIT};
   pthread_mutex_lock(&x->lock);
   for (;;) {
     while (!x->fq.len && !x->shutdown) {
+      if (w.cpend.len) { /* nothing to do: hand the cache entries over first */
+        pthread_mutex_unlock(&x->lock);
+        flush_cache_lines(x, &w);
+        pthread_mutex_lock(&x->lock);
+        continue;
+      }
       x->n_idle++;
       pthread_cond_wait(&x->work_cv, &x->lock);
       x->n_idle--;
@@ -822,11 +855,13 @@ static void *worker_main(void *arg) {
       wake_loop(x);
     }
     /* the completion takes the next step in the same critical section */
-    run_function(x, i, x->recs[i].attempts, line);
+    run_function(x, i, x->recs[i].attempts, &w);
   }
   pthread_mutex_unlock(&x->lock);
-  zorch__buf_free(&line[0]);
-  zorch__buf_free(&line[1]);
+  flush_cache_lines(x, &w);
+  zorch__buf_free(&w.buf[0]);
+  zorch__buf_free(&w.buf[1]);
+  zorch__buf_free(&w.cpend);
   return NULL;
 }
 

@@ -324,10 +324,10 @@ fail:
   return rc;
 }
 
-int zorch__journal_append(zorch__journal *j, const char *line, size_t len) {
-  if (!j || (!line && len)) return zorch__error_set(ZORCH_EINVALID, "zorch__journal_append: invalid argument");
-  if (len && memchr(line, '\n', len))
-    return zorch__error_set(ZORCH_EINVALID, "journal '%s': a line must not contain a newline", j->path);
+/* Add `len` bytes of whole lines to the pending buffer, and a '\n' after
+ * them when `newline`. */
+static int append_raw(zorch__journal *j, const char *data, size_t len, bool newline) {
+  size_t add = len + (newline ? 1 : 0);
   pthread_mutex_lock(&j->mu);
   while (!j->err && j->len > ZORCH__JOURNAL_MAX_PENDING) pthread_cond_wait(&j->done, &j->mu);
   if (j->err) {
@@ -335,9 +335,9 @@ int zorch__journal_append(zorch__journal *j, const char *line, size_t len) {
     pthread_mutex_unlock(&j->mu);
     return rc;
   }
-  if (j->len + len + 1 > j->cap) {
+  if (j->len + add > j->cap) {
     size_t ncap = j->cap ? j->cap : 65536;
-    while (ncap < j->len + len + 1) ncap *= 2;
+    while (ncap < j->len + add) ncap *= 2;
     char *nb = realloc(j->buf, ncap);
     if (!nb) {
       pthread_mutex_unlock(&j->mu);
@@ -346,15 +346,31 @@ int zorch__journal_append(zorch__journal *j, const char *line, size_t len) {
     j->buf = nb;
     j->cap = ncap;
   }
-  if (len) memcpy(j->buf + j->len, line, len);
-  j->buf[j->len + len] = '\n';
-  j->len += len + 1;
+  if (len) memcpy(j->buf + j->len, data, len);
+  if (newline) j->buf[j->len + len] = '\n';
+  j->len += add;
   j->appended++;
   bool wake = j->idle;
   j->idle = false;
   pthread_mutex_unlock(&j->mu);
   if (wake) pthread_cond_signal(&j->wake);
   return ZORCH_OK;
+}
+
+int zorch__journal_append(zorch__journal *j, const char *line, size_t len) {
+  if (!j || (!line && len)) return zorch__error_set(ZORCH_EINVALID, "zorch__journal_append: invalid argument");
+  if (len && memchr(line, '\n', len))
+    return zorch__error_set(ZORCH_EINVALID, "journal '%s': a line must not contain a newline", j->path);
+  return append_raw(j, line, len, true);
+}
+
+int zorch__journal_append_lines(zorch__journal *j, const char *lines, size_t len) {
+  if (!j || (!lines && len))
+    return zorch__error_set(ZORCH_EINVALID, "zorch__journal_append_lines: invalid argument");
+  if (!len) return ZORCH_OK;
+  if (lines[len - 1] != '\n')
+    return zorch__error_set(ZORCH_EINVALID, "journal '%s': appended lines must end with a newline", j->path);
+  return append_raw(j, lines, len, false);
 }
 
 int zorch__journal_flush(zorch__journal *j) {

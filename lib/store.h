@@ -80,6 +80,10 @@ int zorch__journal_open(zorch__journal **out, const char *path, bool durable);
  *  waiting for the line to reach the disk. */
 int zorch__journal_append(zorch__journal *j, const char *line, size_t len);
 
+/** Append whole lines at once: `lines` ends with '\n' (each line ends with
+ *  one).  They reach the file in the same batch.  Thread-safe. */
+int zorch__journal_append_lines(zorch__journal *j, const char *lines, size_t len);
+
 /** Block until every line appended before this call is written (and synced
  *  when durable).  Returns the error of a failed write, if any. */
 int zorch__journal_flush(zorch__journal *j);
@@ -113,10 +117,12 @@ int zorch__cache_put(zorch__cache *c, const char *key, const char *outputs_json)
  *  (a run records its own results): appended to the index file only, not
  *  kept in memory.  Thread-safe. */
 int zorch__cache_append(zorch__cache *c, const char *key, const char *outputs_json);
-/** zorch__cache_append with `scratch` as the buffer for the line (its
- *  contents are replaced; reusing one buffer saves an allocation). */
-int zorch__cache_append_with(zorch__cache *c, const char *key, const char *outputs_json,
-                             zorch__buf *scratch);
+/** Append the index line of an entry, '\n' included, to `out`; for
+ *  zorch__cache_append_lines (a writer that collects several). */
+int zorch__cache_entry_line(zorch__buf *out, const char *key, const char *outputs_json);
+/** Append lines made by zorch__cache_entry_line to the index file, as
+ *  zorch__cache_append does one.  Thread-safe. */
+int zorch__cache_append_lines(zorch__cache *c, const char *lines, size_t len);
 
 /** Flush and free.  NULL is a no-op. */
 int zorch__cache_close(zorch__cache *c);
