@@ -263,6 +263,49 @@ static void fill_random(void *p, size_t n, uint64_t seed) {
   for (; i < n; i++) c[i] = (unsigned char)rng_next(&s);
 }
 
+/* ---- one-shot SHA-256 ------------------------------------------------------------------ */
+
+/* zorch__sha256_hex against OpenSSL: every length around the block and
+ * padding boundaries, some long ones, unaligned input, and FIPS 180-4's
+ * "abc" vectors. */
+static void sha_one_shot_matches(void) {
+  enum { MAX = 70000 };
+  unsigned char *buf = malloc(MAX + 8);
+  ck_assert_ptr_nonnull(buf);
+  fill_random(buf, MAX + 8, 42);
+  char got[ZORCH__DIGEST_HEX], want[65];
+  size_t lens[] = {300, 447, 448, 511, 512, 513, 1000, 4096 + 17, 65536, MAX};
+  for (size_t len = 0; len < 300 + sizeof lens / sizeof lens[0]; len++) {
+    size_t n = len < 300 ? len : lens[len - 300];
+    for (size_t off = 0; off < (n < 200 ? 3u : 1u); off++) { /* unaligned starts too */
+      zorch__sha256_hex(buf + off, n, got);
+      sha_buf(buf + off, n, want);
+      ck_assert_msg(!strcmp(got, want), "length %zu offset %zu: %s, OpenSSL says %s (accelerated: %d)",
+                    n, off, got, want, zorch__sha256_accelerated());
+    }
+  }
+  free(buf);
+  zorch__sha256_hex("abc", 3, got);
+  ck_assert_str_eq(got, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  const char *two = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+  zorch__sha256_hex(two, strlen(two), got);
+  ck_assert_str_eq(got, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+}
+
+START_TEST(test_sha256_one_shot) {
+  fprintf(stderr, "zorch__sha256_hex: %s\n",
+          zorch__sha256_accelerated() ? "SHA instructions" : "OpenSSL (no SHA instructions)");
+  sha_one_shot_matches();
+}
+END_TEST
+
+START_TEST(test_sha256_one_shot_openssl) {
+  setenv("ZORCH_NO_SHA_NI", "1", 1); /* read once per process: each test forks */
+  sha_one_shot_matches();
+  unsetenv("ZORCH_NO_SHA_NI");
+}
+END_TEST
+
 /* ---- artifacts ------------------------------------------------------------------------ */
 
 START_TEST(test_put_bytes) {
@@ -1280,6 +1323,8 @@ Suite *store_suite(void) {
   Suite *s = suite_create("store");
   TCase *tc = tcase_create("artifacts");
   tcase_set_timeout(tc, 120);
+  tcase_add_test(tc, test_sha256_one_shot);
+  tcase_add_test(tc, test_sha256_one_shot_openssl);
   tcase_add_test(tc, test_put_bytes);
   tcase_add_test(tc, test_put_bytes_dedup);
   tcase_add_test(tc, test_put_path_file_copy);
