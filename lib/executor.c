@@ -75,54 +75,71 @@ void zorch__step_recs_free(zorch__step_rec *recs, uint32_t n) {
   zorch__big_free(recs);
 }
 
-/* Append a string literal (no strlen). */
-#define PUT_LIT(b, lit) zorch__buf_put((b), (lit), sizeof(lit) - 1)
+/* Copy a string literal to p (room reserved); the end. */
+#define PUT_LIT(p, lit) (memcpy((p), (lit), sizeof(lit) - 1), (p) + sizeof(lit) - 1)
 
 int zorch__step_rec_json(zorch__buf *b, const zorch__plan *plan, uint32_t i,
                          const zorch__step_rec *r) {
   const zorch__pstep *s = &plan->steps[i];
-  if (zorch__buf_grow(b, 256 + 128 * (size_t)s->n_outputs)) return ZORCH_ENOMEM; /* most lines */
-  PUT_LIT(b, "{\"step\":");
-  zorch__buf_json_string(b, s->name);
+  bool with_outputs = r->status == ZORCH_STATUS_COMPLETED || r->status == ZORCH_STATUS_CACHED;
+  /* room for the longest line these fields make, reserved once */
+  size_t name_len = strlen(s->name), err_len = r->error ? strlen(r->error) : 0;
+  size_t room = 256 + 2 * ZORCH__TIME_MAX + ZORCH__JSON_STRING_MAX(name_len) + ZORCH__DIGEST_HEX +
+                (r->error ? ZORCH__JSON_STRING_MAX(err_len) : 0);
+  for (uint32_t k = 0; with_outputs && k < s->n_outputs; k++)
+    room += 64 + ZORCH__DIGEST_HEX + 20 + ZORCH__JSON_STRING_MAX(strlen(s->outputs[k]));
+  if (zorch__buf_grow(b, room)) return ZORCH_ENOMEM;
+  char *p = b->data + b->len;
+  p = PUT_LIT(p, "{\"step\":");
+  p = zorch__put_json_string(p, s->name, name_len);
+  p = PUT_LIT(p, ",\"status\":\"");
   const char *st = zorch_status_name(r->status);
-  PUT_LIT(b, ",\"status\":\"");
-  zorch__buf_put(b, st, strlen(st));
-  PUT_LIT(b, "\",\"attempt\":");
-  zorch__buf_u64(b, r->attempts);
-  PUT_LIT(b, ",\"started\":");
-  zorch__buf_time(b, r->started);
-  PUT_LIT(b, ",\"finished\":");
-  zorch__buf_time(b, r->finished);
+  size_t st_len = strlen(st);
+  memcpy(p, st, st_len);
+  p += st_len;
+  p = PUT_LIT(p, "\",\"attempt\":");
+  p = zorch__put_u64(p, r->attempts);
+  p = PUT_LIT(p, ",\"started\":");
+  p = zorch__put_time(p, r->started);
+  p = PUT_LIT(p, ",\"finished\":");
+  p = zorch__put_time(p, r->finished);
   if (r->exit_code >= 0) {
-    PUT_LIT(b, ",\"exit\":");
-    zorch__buf_u64(b, (uint64_t)r->exit_code);
+    p = PUT_LIT(p, ",\"exit\":");
+    p = zorch__put_u64(p, (uint64_t)r->exit_code);
   }
   if (r->cache_key[0]) {
-    PUT_LIT(b, ",\"cache_key\":\"");
-    zorch__buf_put(b, r->cache_key, strlen(r->cache_key));
-    PUT_LIT(b, "\"");
+    p = PUT_LIT(p, ",\"cache_key\":\"");
+    size_t kl = strnlen(r->cache_key, ZORCH__DIGEST_HEX - 1);
+    memcpy(p, r->cache_key, kl);
+    p += kl;
+    *p++ = '"';
   }
   if (r->error) {
-    PUT_LIT(b, ",\"error\":");
-    zorch__buf_json_string(b, r->error);
+    p = PUT_LIT(p, ",\"error\":");
+    p = zorch__put_json_string(p, r->error, err_len);
   }
-  if (r->status == ZORCH_STATUS_COMPLETED || r->status == ZORCH_STATUS_CACHED) {
-    PUT_LIT(b, ",\"outputs\":[");
+  if (with_outputs) {
+    p = PUT_LIT(p, ",\"outputs\":[");
     for (uint32_t k = 0; k < s->n_outputs; k++) {
       const zorch__output_rec *o = &r->outputs[k];
-      if (k) PUT_LIT(b, ",");
-      PUT_LIT(b, "{\"name\":");
-      zorch__buf_json_string(b, s->outputs[k]);
-      PUT_LIT(b, ",\"digest\":\"");
-      zorch__buf_put(b, o->digest, strlen(o->digest));
-      PUT_LIT(b, "\",\"size\":");
-      zorch__buf_u64(b, o->size);
-      if (o->is_dir) PUT_LIT(b, ",\"kind\":\"dir\"}");
-      else PUT_LIT(b, ",\"kind\":\"file\"}");
+      if (k) *p++ = ',';
+      p = PUT_LIT(p, "{\"name\":");
+      p = zorch__put_json_string(p, s->outputs[k], strlen(s->outputs[k]));
+      p = PUT_LIT(p, ",\"digest\":\"");
+      size_t dl = strnlen(o->digest, ZORCH__DIGEST_HEX - 1);
+      memcpy(p, o->digest, dl);
+      p += dl;
+      p = PUT_LIT(p, "\",\"size\":");
+      p = zorch__put_u64(p, o->size);
+      if (o->is_dir) p = PUT_LIT(p, ",\"kind\":\"dir\"}");
+      else p = PUT_LIT(p, ",\"kind\":\"file\"}");
     }
-    PUT_LIT(b, "]");
+    *p++ = ']';
   }
-  return PUT_LIT(b, "}");
+  *p++ = '}';
+  *p = '\0';
+  b->len = (size_t)(p - b->data);
+  return ZORCH_OK;
 }
 
 static int status_parse(const char *s) {
@@ -226,9 +243,23 @@ void zorch__cache_key_with(zorch__buf *scratch, const zorch__plan *plan, uint32_
   const zorch__pstep *s = &plan->steps[i];
   zorch__buf b = *scratch;
   b.len = 0;
-  zorch__buf_cat(&b, "zorch-cache-1\npipeline=", plan->pipeline, "\nstep=", s->name,
-                 s->kind == ZORCH__STEP_COMMAND ? "\nkind=1\nversion=" : "\nkind=0\nversion=",
-                 s->version, "\n", NULL);
+  /* the fixed part in one go (this is made for every step) */
+  size_t lp = strlen(plan->pipeline), ln = strlen(s->name), lv = strlen(s->version);
+  if (zorch__buf_grow(&b, 64 + lp + ln + lv) == ZORCH_OK) {
+    char *p = b.data;
+    p = PUT_LIT(p, "zorch-cache-1\npipeline=");
+    memcpy(p, plan->pipeline, lp);
+    p = PUT_LIT(p + lp, "\nstep=");
+    memcpy(p, s->name, ln);
+    p += ln;
+    if (s->kind == ZORCH__STEP_COMMAND) p = PUT_LIT(p, "\nkind=1\nversion=");
+    else p = PUT_LIT(p, "\nkind=0\nversion=");
+    memcpy(p, s->version, lv);
+    p += lv;
+    *p++ = '\n';
+    *p = '\0';
+    b.len = (size_t)(p - b.data);
+  }
   if (s->argv)
     for (size_t a = 0; s->argv[a]; a++) {
       zorch__buf_puts(&b, "arg=");

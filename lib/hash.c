@@ -100,6 +100,7 @@ __attribute__((target("sha,sse4.1,ssse3"))) static void sha_ni_blocks(uint32_t s
   st1 = _mm_blend_epi16(st1, tmp, 0xF0);                                               /* CDGH */
   for (; n; n--, p += 64) {
     __m128i abef = st0, cdgh = st1, w[4], m;
+#pragma GCC unroll 16
     for (int g = 0; g < 16; g++) { /* four rounds each */
       if (g < 4) w[g] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16 * g)), swap);
       m = _mm_add_epi32(w[g & 3], _mm_loadu_si128((const __m128i *)&sha_k[4 * g]));

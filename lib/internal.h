@@ -64,6 +64,17 @@ int zorch__buf_time(zorch__buf *b, double t);
 int zorch__buf_cat(zorch__buf *b, ...);
 /** Append `s` as a JSON string literal (with quotes and escapes). */
 int zorch__buf_json_string(zorch__buf *b, const char *s);
+
+/* Writers into room reserved beforehand (zorch__buf_grow): each writes at p
+ * and returns the end of what it wrote; no NUL is added. */
+/** At most 20 bytes. */
+char *zorch__put_u64(char *p, uint64_t v);
+/** As zorch__buf_time; at most ZORCH__TIME_MAX bytes. */
+char *zorch__put_time(char *p, double t);
+#define ZORCH__TIME_MAX 28
+/** `s` (n bytes) as a JSON string literal; at most ZORCH__JSON_STRING_MAX(n). */
+char *zorch__put_json_string(char *p, const char *s, size_t n);
+#define ZORCH__JSON_STRING_MAX(n) (6 * (size_t)(n) + 2)
 void zorch__buf_free(zorch__buf *b);
 /** Hand the data over (caller frees with free()); the buffer is reset. */
 char *zorch__buf_detach(zorch__buf *b);

@@ -72,32 +72,45 @@ int zorch__buf_printf(zorch__buf *b, const char *fmt, ...) {
   return ZORCH_OK;
 }
 
-int zorch__buf_u64(zorch__buf *b, uint64_t v) {
-  char tmp[24];
+char *zorch__put_u64(char *p, uint64_t v) {
+  char tmp[20];
   size_t n = 0;
   do {
     tmp[sizeof tmp - 1 - n++] = (char)('0' + v % 10);
     v /= 10;
   } while (v);
-  return zorch__buf_put(b, tmp + sizeof tmp - n, n);
+  memcpy(p, tmp + sizeof tmp - n, n);
+  return p + n;
+}
+
+char *zorch__put_time(char *p, double t) {
+  if (!(t > 0)) {
+    *p = '0';
+    return p + 1;
+  }
+  uint64_t us = (uint64_t)(t * 1e6 + 0.5);
+  p = zorch__put_u64(p, us / 1000000);
+  *p++ = '.';
+  uint32_t f = (uint32_t)(us % 1000000);
+  for (int i = 5; i >= 0; i--) {
+    p[i] = (char)('0' + f % 10);
+    f /= 10;
+  }
+  return p + 6;
+}
+
+int zorch__buf_u64(zorch__buf *b, uint64_t v) {
+  if (zorch__buf_grow(b, 20)) return ZORCH_ENOMEM;
+  b->len = (size_t)(zorch__put_u64(b->data + b->len, v) - b->data);
+  b->data[b->len] = '\0';
+  return ZORCH_OK;
 }
 
 int zorch__buf_time(zorch__buf *b, double t) {
-  if (!(t > 0)) return zorch__buf_put(b, "0", 1);
-  uint64_t us = (uint64_t)(t * 1e6 + 0.5);
-  /* written backwards into one buffer: 6 decimals, the point, the seconds */
-  char tmp[32];
-  size_t n = 0;
-  for (int i = 0; i < 6; i++) {
-    tmp[sizeof tmp - 1 - n++] = (char)('0' + us % 10);
-    us /= 10;
-  }
-  tmp[sizeof tmp - 1 - n++] = '.';
-  do {
-    tmp[sizeof tmp - 1 - n++] = (char)('0' + us % 10);
-    us /= 10;
-  } while (us);
-  return zorch__buf_put(b, tmp + sizeof tmp - n, n);
+  if (zorch__buf_grow(b, ZORCH__TIME_MAX)) return ZORCH_ENOMEM;
+  b->len = (size_t)(zorch__put_time(b->data + b->len, t) - b->data);
+  b->data[b->len] = '\0';
+  return ZORCH_OK;
 }
 
 int zorch__buf_cat(zorch__buf *b, ...) {
@@ -126,44 +139,42 @@ static size_t json_plain_run(const unsigned char *p, size_t n) {
   return i;
 }
 
-int zorch__buf_json_string(zorch__buf *b, const char *s) {
+char *zorch__put_json_string(char *out, const char *s, size_t n) {
   static const char hex[] = "0123456789abcdef";
-  size_t n = strlen(s);
-  if (zorch__buf_grow(b, n + 2)) return ZORCH_ENOMEM;
-  b->data[b->len++] = '"';
+  *out++ = '"';
   const unsigned char *p = (const unsigned char *)s, *end = p + n;
   while (p < end) {
     /* copy the run of characters that need no escape in one go */
     const unsigned char *q = p + json_plain_run(p, (size_t)(end - p));
     if (q > p) {
-      if (zorch__buf_grow(b, (size_t)(q - p) + 1)) return ZORCH_ENOMEM;
-      memcpy(b->data + b->len, p, (size_t)(q - p));
-      b->len += (size_t)(q - p);
+      memcpy(out, p, (size_t)(q - p));
+      out += q - p;
       p = q;
       if (p == end) break;
     }
-    char esc[7];
-    size_t k = 2;
-    esc[0] = '\\';
+    *out++ = '\\';
     switch (*p) {
-    case '"': esc[1] = '"'; break;
-    case '\\': esc[1] = '\\'; break;
-    case '\n': esc[1] = 'n'; break;
-    case '\r': esc[1] = 'r'; break;
-    case '\t': esc[1] = 't'; break;
+    case '"': *out++ = '"'; break;
+    case '\\': *out++ = '\\'; break;
+    case '\n': *out++ = 'n'; break;
+    case '\r': *out++ = 'r'; break;
+    case '\t': *out++ = 't'; break;
     default:
-      memcpy(esc, "\\u00", 4);
-      esc[4] = hex[*p >> 4];
-      esc[5] = hex[*p & 15];
-      k = 6;
+      memcpy(out, "u00", 3);
+      out[3] = hex[*p >> 4];
+      out[4] = hex[*p & 15];
+      out += 5;
     }
-    if (zorch__buf_grow(b, k + 1)) return ZORCH_ENOMEM;
-    memcpy(b->data + b->len, esc, k);
-    b->len += k;
     p++;
   }
-  if (zorch__buf_grow(b, 1)) return ZORCH_ENOMEM;
-  b->data[b->len++] = '"';
+  *out++ = '"';
+  return out;
+}
+
+int zorch__buf_json_string(zorch__buf *b, const char *s) {
+  size_t n = strlen(s);
+  if (zorch__buf_grow(b, ZORCH__JSON_STRING_MAX(n))) return ZORCH_ENOMEM;
+  b->len = (size_t)(zorch__put_json_string(b->data + b->len, s, n) - b->data);
   b->data[b->len] = '\0';
   return ZORCH_OK;
 }
