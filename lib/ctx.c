@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -10,7 +11,10 @@
 int zorch__ctx_init(zorch_step_ctx *ctx, zorch__store *store, const zorch__plan *plan, uint32_t i,
                     uint32_t attempt, const zorch__step_rec *recs, atomic_int *cancelled,
                     const char *run_dir) {
-  memset(ctx, 0, sizeof *ctx);
+  /* every field but the inline slots (last in the struct), which are
+   * cleared as far as used: a context is made for every step, and most
+   * steps have few outputs or none */
+  memset(ctx, 0, offsetof(zorch_step_ctx, out_inline));
   ctx->store = store;
   ctx->plan = plan;
   ctx->step = i;
@@ -23,6 +27,8 @@ int zorch__ctx_init(zorch_step_ctx *ctx, zorch__store *store, const zorch__plan 
   if (n <= 4) {
     ctx->outputs = ctx->out_inline;
     ctx->scratch = ctx->scratch_inline;
+    memset(ctx->out_inline, 0, n * sizeof ctx->out_inline[0]);
+    memset(ctx->scratch_inline, 0, n * sizeof ctx->scratch_inline[0]);
   } else {
     ctx->outputs = calloc(n, sizeof *ctx->outputs);
     ctx->scratch = calloc(n, sizeof *ctx->scratch);

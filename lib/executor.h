@@ -131,8 +131,6 @@ struct zorch_step_ctx {
   int log_fd;                       /* -1 until first use */
   const char *run_dir;              /* NULL: no logs kept (ephemeral) */
   char *log_path;                   /* made on first use */
-  zorch__output_rec out_inline[4];  /* small steps need no allocation */
-  char *scratch_inline[4];
   char *fail_message;
   struct {
     void *addr;
@@ -142,6 +140,10 @@ struct zorch_step_ctx {
   char *tmp_json;                   /* scratch for param accessors */
   char **param_strings;
   size_t n_param_strings;
+  /* last: zorch__ctx_init clears the fields above, and of these only the
+   * slots the step uses */
+  zorch__output_rec out_inline[4];  /* small steps need no allocation */
+  char *scratch_inline[4];
 };
 
 /** Set up / tear down a context for one attempt of step `i`. */
