@@ -114,9 +114,6 @@ void zorch__sha256_update(zorch__sha256 *h, const void *data, size_t len);
 /** Finish into hex and free the context. */
 void zorch__sha256_final_hex(zorch__sha256 *h, char out[ZORCH__DIGEST_HEX]);
 void zorch__sha256_hex(const void *data, size_t len, char out[ZORCH__DIGEST_HEX]);
-/** Whether zorch__sha256_hex uses the CPU's SHA instructions (else OpenSSL;
- *  ZORCH_NO_SHA_NI in the environment forces OpenSSL). */
-bool zorch__sha256_accelerated(void);
 /** Hash a file's content streaming (never whole in memory). */
 int zorch__sha256_file(const char *path, char out[ZORCH__DIGEST_HEX], uint64_t *size);
 /** Is `s` exactly 64 lowercase hex digits? */
