@@ -212,12 +212,12 @@ static void put_entrypoint(zorch__buf *b, const char *head, const char *dep_path
   zorch__buf_puts(b, "]");
 }
 
-/* One pass over the steps in plan order: their text (when `text`) and
- * their plan steps (when `pb`). */
+/* The steps in plan order: their text (when `text`) and their plan steps
+ * (when `pb`), in one pass or in two (one per thread). */
 typedef struct step_pass {
   const zorch_pipeline *p;
-  const size_t *order, *edges, *eoff;
-  const uint32_t *pos;
+  const zorch__topo *t;
+  const size_t *eoff;         /* pipeline index -> its first entry in t->edges (NULL: in order) */
   json_t *params;             /* resolved pipeline params (only read) */
   const char *default_version;
   zorch__buf *text;           /* NULL: no text */
@@ -228,111 +228,202 @@ typedef struct step_pass {
   char err[1024];             /* the message of rc, when run as a thread */
 } step_pass;
 
+/* The step's resolved params (new), or NULL when it uses and sets none. */
+static json_t *step_params(const step_pass *sp, const zorch_step *s) {
+  if (!s->use_params.n && !s->params.n) return NULL;
+  json_t *spj = json_object();
+  for (size_t i = 0; i < s->use_params.n; i++) {
+    json_t *v = json_object_get(sp->params, s->use_params.v[i]);
+    if (v) json_object_set(spj, s->use_params.v[i], v);
+  }
+  for (size_t i = 0; i < s->params.n; i++)
+    json_object_set_new(spj, s->params.v[i].key, json_text(s->params.v[i].value));
+  return spj;
+}
+
+/* The step's code version when it differs from the document's default, else
+ * NULL.  A command step without one gets the identity of its files (*made,
+ * malloc'd; a pass without a memo never meets such a step: see the caller). */
+static const char *step_version(const step_pass *sp, const zorch_step *s, char **made) {
+  const char *ver = s->settings->version;
+  *made = NULL;
+  if (!ver && s->kind == ZORCH__STEP_COMMAND && !sp->p->defaults.settings->version) {
+    *made = sp->memo ? command_version(s->argv.v, sp->memo, sp->keep) : NULL;
+    ver = *made ? *made : "unknown";
+  }
+  return ver && strcmp(ver, sp->default_version) != 0 ? ver : NULL;
+}
+
+/* Names of steps, outputs, inputs and params were checked when they were
+ * given ([A-Za-z][A-Za-z0-9_-]*): they are written as they are, no escape.
+ * The writers below write into room the caller made. */
+static char *put_raw(char *o, const char *s, size_t len) {
+  memcpy(o, s, len);
+  return o + len;
+}
+#define PUT_RAW_LIT(o, lit) put_raw((o), (lit), sizeof(lit) - 1)
+
+static char *put_name(char *o, const char *name, size_t len) {
+  *o++ = '"';
+  o = put_raw(o, name, len);
+  *o++ = '"';
+  return o;
+}
+
+/* ,"key":["a","b"] of names; room: 6 + strlen(key) + sum of (strlen + 3) */
+static char *put_names(char *o, const char *key, char **v, size_t n) {
+  *o++ = ',';
+  o = put_name(o, key, strlen(key));
+  *o++ = ':';
+  *o++ = '[';
+  for (size_t i = 0; i < n; i++) {
+    if (i) *o++ = ',';
+    o = put_name(o, v[i], strlen(v[i]));
+  }
+  *o++ = ']';
+  return o;
+}
+
+static size_t names_room(const char *key, char **v, size_t n) {
+  size_t need = 6 + strlen(key);
+  for (size_t i = 0; i < n; i++) need += strlen(v[i]) + 3;
+  return need;
+}
+
+/* The step's object in the document. */
+static int step_text(const step_pass *sp, const zorch_step *s, bool first) {
+  zorch__buf *tb = sp->text;
+  /* what every step has, and its names, at once */
+  size_t need = 48 + s->name_len;
+  if (s->after.n) need += names_room("after", s->after.v, s->after.n);
+  if (s->outputs.n) need += names_room("outputs", s->outputs.v, s->outputs.n);
+  if (s->use_params.n) need += names_room("uses", s->use_params.v, s->use_params.n);
+  for (size_t i = 0; i < s->n_inputs; i++)
+    need += 32 + strlen(s->inputs[i].name) + strlen(s->inputs[i].from_step) +
+            strlen(s->inputs[i].from_output);
+  if (zorch__buf_grow(tb, need)) return ZORCH_ENOMEM;
+  char *o = tb->data + tb->len;
+  if (!first) *o++ = ',';
+  o = PUT_RAW_LIT(o, "{\"name\":");
+  o = put_name(o, s->name, s->name_len);
+  if (s->kind == ZORCH__STEP_FUNCTION) {
+    o = PUT_RAW_LIT(o, ",\"kind\":\"function\"");
+  } else {
+    o = PUT_RAW_LIT(o, ",\"kind\":\"command\"");
+    tb->len = (size_t)(o - tb->data);
+    put_strv(tb, "command", s->argv.v, s->argv.n); /* any text: escaped */
+    if (zorch__buf_grow(tb, need)) return ZORCH_ENOMEM;
+    o = tb->data + tb->len;
+  }
+  if (s->n_inputs) {
+    o = PUT_RAW_LIT(o, ",\"inputs\":{");
+    for (size_t i = 0; i < s->n_inputs; i++) {
+      const zorch__input *in = &s->inputs[i];
+      if (i) *o++ = ',';
+      o = put_name(o, in->name, strlen(in->name));
+      o = PUT_RAW_LIT(o, ":{\"step\":");
+      o = put_name(o, in->from_step, strlen(in->from_step));
+      o = PUT_RAW_LIT(o, ",\"output\":");
+      o = put_name(o, in->from_output, strlen(in->from_output));
+      *o++ = '}';
+    }
+    *o++ = '}';
+  }
+  if (s->outputs.n) o = put_names(o, "outputs", s->outputs.v, s->outputs.n);
+  if (s->after.n) o = put_names(o, "after", s->after.v, s->after.n);
+  if (s->use_params.n) o = put_names(o, "uses", s->use_params.v, s->use_params.n);
+  tb->len = (size_t)(o - tb->data);
+  /* the rest is rare: any text, escaped */
+  json_t *spj = step_params(sp, s);
+  if (spj) {
+    zorch__buf_puts(tb, ",\"params\":");
+    put_json(tb, spj);
+    json_decref(spj);
+  }
+  char *made;
+  const char *ver = step_version(sp, s, &made);
+  if (ver) {
+    zorch__buf_puts(tb, ",\"version\":");
+    zorch__buf_json_string(tb, ver);
+  }
+  free(made);
+  if (has_own_settings(s)) {
+    json_t *st = settings_json(s, sp->p->defaults.settings);
+    zorch__buf_puts(tb, ",\"settings\":");
+    put_json(tb, st);
+    json_decref(st);
+  }
+  return zorch__buf_put(tb, "}", 1); /* and the NUL after it */
+}
+
+/* The step's place in the plan, built from the pipeline directly. */
+static int step_plan(const step_pass *sp, const zorch_step *s, const uint32_t *edges,
+                     zorch__pin *pins, uint32_t *after) {
+  const zorch_pipeline *p = sp->p;
+  const zorch__topo *t = sp->t;
+  for (size_t k = 0; k < s->n_inputs; k++) {
+    uint32_t u = edges[k];
+    const zorch__strv *outs = &p->steps[u]->outputs;
+    uint32_t o = 0;
+    while (o < outs->n && strcmp(outs->v[o], s->inputs[k].from_output) != 0) o++;
+    pins[k] = (zorch__pin){.name = s->inputs[k].name, .step = ZORCH__TOPO_POS(t, u), .output = o};
+  }
+  for (size_t k = 0; k < s->after.n; k++) after[k] = ZORCH__TOPO_POS(t, edges[s->n_inputs + k]);
+  char *made;
+  const char *ver = step_version(sp, s, &made);
+  zorch__step_def def = {.name = s->name,
+                         .name_len = s->name_len,
+                         .kind = s->kind,
+                         .command = (const char *const *)s->argv.v,
+                         .n_command = (uint32_t)s->argv.n,
+                         .outputs = (const char *const *)s->outputs.v,
+                         .n_outputs = (uint32_t)s->outputs.n,
+                         .inputs = pins,
+                         .n_inputs = (uint32_t)s->n_inputs,
+                         .after = after,
+                         .n_after = (uint32_t)s->after.n,
+                         .params = step_params(sp, s),
+                         .settings = has_own_settings(s) ? settings_json(s, p->defaults.settings) : NULL,
+                         .version = ver,
+                         .fn = s->fn,
+                         .payload = s->payload};
+  int rc = zorch__plan_builder_step(sp->pb, &def); /* takes params and settings */
+  free(made);
+  return rc;
+}
+
 static int steps_pass(step_pass *sp) {
   const zorch_pipeline *p = sp->p;
-  zorch__buf *tb = sp->text;
-  zorch__plan_builder *pb = sp->pb;
-  uint32_t *after = NULL; /* one step's 'after' steps as plan indices */
-  size_t cap_after = 0;
+  const zorch__topo *t = sp->t;
+  /* one step's inputs and 'after' steps, resolved */
+  zorch__pin *pins = NULL;
+  uint32_t *after = NULL;
+  size_t cap_pins = 0, cap_after = 0;
+  size_t e = 0; /* in pipeline order: the step's first edge */
   int rc = ZORCH_OK;
   for (size_t oi = 0; oi < p->n_steps && !rc; oi++) {
-    const zorch_step *s = p->steps[sp->order[oi]];
-    zorch__step_def def = {.name = s->name,
-                           .kind = s->kind,
-                           .command = (const char *const *)s->argv.v,
-                           .n_command = (uint32_t)s->argv.n,
-                           .outputs = (const char *const *)s->outputs.v,
-                           .n_outputs = (uint32_t)s->outputs.n,
-                           .fn = s->fn,
-                           .payload = s->payload};
-    if (tb) {
-      zorch__buf_puts(tb, oi ? ",{\"name\":" : "{\"name\":");
-      zorch__buf_json_string(tb, s->name);
-      zorch__buf_puts(tb, s->kind == ZORCH__STEP_COMMAND ? ",\"kind\":\"command\""
-                                                         : ",\"kind\":\"function\"");
-      if (s->kind == ZORCH__STEP_COMMAND) put_strv(tb, "command", s->argv.v, s->argv.n);
-    }
-    if (s->n_inputs) {
-      if (tb) zorch__buf_puts(tb, ",\"inputs\":{");
-      if (pb) def.inputs = json_object();
-      for (size_t i = 0; i < s->n_inputs; i++) {
-        if (tb) {
-          if (i) zorch__buf_put(tb, ",", 1);
-          zorch__buf_json_string(tb, s->inputs[i].name);
-          zorch__buf_puts(tb, ":{\"step\":");
-          zorch__buf_json_string(tb, s->inputs[i].from_step);
-          zorch__buf_puts(tb, ",\"output\":");
-          zorch__buf_json_string(tb, s->inputs[i].from_output);
-          zorch__buf_put(tb, "}", 1);
-        }
-        if (def.inputs)
-          json_object_set_new(def.inputs, s->inputs[i].name,
-                              json_pack("{s:s,s:s}", "step", s->inputs[i].from_step, "output",
-                                        s->inputs[i].from_output));
-      }
-      if (tb) zorch__buf_put(tb, "}", 1);
-    }
-    if (tb && s->outputs.n) put_strv(tb, "outputs", s->outputs.v, s->outputs.n);
-    if (tb && s->after.n) put_strv(tb, "after", s->after.v, s->after.n);
-    if (pb && s->after.n) {
-      if (s->after.n > cap_after) {
-        uint32_t *na = realloc(after, s->after.n * sizeof *na);
-        if (!na) {
-          json_decref(def.inputs);
+    uint32_t i = ZORCH__TOPO_AT(t, oi);
+    const zorch_step *s = p->steps[i];
+    if (!t->order) zorch__prefetch_step(p, i);
+    if (sp->text) rc = step_text(sp, s, oi == 0);
+    if (sp->pb && !rc) {
+      if (!pins || s->n_inputs > cap_pins || s->after.n > cap_after) {
+        cap_pins = s->n_inputs > cap_pins ? s->n_inputs : cap_pins ? cap_pins : 4;
+        cap_after = s->after.n > cap_after ? s->after.n : cap_after ? cap_after : 4;
+        zorch__pin *np = realloc(pins, cap_pins * sizeof *np);
+        if (np) pins = np;
+        uint32_t *na = realloc(after, cap_after * sizeof *na);
+        if (na) after = na;
+        if (!np || !na) {
           rc = zorch__error_oom();
           break;
         }
-        after = na;
-        cap_after = s->after.n;
       }
-      const size_t *up = sp->edges + sp->eoff[sp->order[oi]] + s->n_inputs;
-      for (size_t k = 0; k < s->after.n; k++) after[k] = sp->pos[up[k]];
-      def.after = after;
-      def.n_after = (uint32_t)s->after.n;
+      rc = step_plan(sp, s, t->edges + (sp->eoff ? sp->eoff[i] : e), pins, after);
     }
-    if (tb && s->use_params.n) put_strv(tb, "uses", s->use_params.v, s->use_params.n);
-    if (s->use_params.n || s->params.n) {
-      json_t *spj = json_object();
-      for (size_t i = 0; i < s->use_params.n; i++) {
-        json_t *v = json_object_get(sp->params, s->use_params.v[i]);
-        if (v) json_object_set(spj, s->use_params.v[i], v);
-      }
-      for (size_t i = 0; i < s->params.n; i++)
-        json_object_set_new(spj, s->params.v[i].key, json_text(s->params.v[i].value));
-      if (tb) {
-        zorch__buf_puts(tb, ",\"params\":");
-        put_json(tb, spj);
-      }
-      if (pb) def.params = spj;
-      else json_decref(spj);
-    }
-    const char *ver = s->settings->version ? s->settings->version : NULL;
-    char *autover = NULL;
-    if (!ver && s->kind == ZORCH__STEP_COMMAND && !p->defaults.settings->version) {
-      /* a pass without a memo never meets such a step (see the caller) */
-      autover = sp->memo ? command_version(s->argv.v, sp->memo, sp->keep) : NULL;
-      ver = autover ? autover : "unknown";
-    }
-    if (ver && strcmp(ver, sp->default_version) != 0) {
-      if (tb) {
-        zorch__buf_puts(tb, ",\"version\":");
-        zorch__buf_json_string(tb, ver);
-      }
-      def.version = ver;
-    }
-    if (has_own_settings(s)) {
-      json_t *st = settings_json(s, p->defaults.settings);
-      if (tb) {
-        zorch__buf_puts(tb, ",\"settings\":");
-        put_json(tb, st);
-      }
-      if (pb) def.settings = st;
-      else json_decref(st);
-    }
-    if (tb) zorch__buf_put(tb, "}", 1);
-    if (pb) rc = zorch__plan_builder_step(pb, &def); /* takes inputs, params and settings */
-    free(autover);
+    e += s->n_inputs + s->after.n;
   }
+  free(pins);
   free(after);
   return rc;
 }
@@ -352,10 +443,10 @@ static void *steps_pass_thread(void *arg) {
  * tens of bytes per step. */
 int zorch__deployment_compile(char **out, zorch__plan **plan_out, const zorch_pipeline *p,
                               const zorch__compile_info *info) {
-  *out = NULL;
+  if (out) *out = NULL;
   if (plan_out) *plan_out = NULL;
-  size_t *order = NULL, *edges = NULL;
-  int rc = zorch__pipeline_order(p, &order, plan_out ? &edges : NULL);
+  zorch__topo topo;
+  int rc = zorch__pipeline_order(p, &topo, plan_out != NULL);
   if (rc) return rc;
   json_t *overrides = NULL;
   if (info->params_json && *info->params_json) {
@@ -363,8 +454,7 @@ int zorch__deployment_compile(char **out, zorch__plan **plan_out, const zorch_pi
     overrides = json_loads(info->params_json, 0, &err);
     if (!overrides || !json_is_object(overrides)) {
       json_decref(overrides);
-      free(order);
-      free(edges);
+      zorch__topo_free(&topo);
       return zorch__error_set(ZORCH_EINVALID, "run params must be a JSON object%s%s",
                               overrides ? "" : ": ", overrides ? "" : err.text);
     }
@@ -381,8 +471,7 @@ int zorch__deployment_compile(char **out, zorch__plan **plan_out, const zorch_pi
                          p->name, b.len ? "" : "no params", b.len ? b.data : "");
         zorch__buf_free(&b);
         json_decref(overrides);
-        free(order);
-        free(edges);
+        zorch__topo_free(&topo);
         return ZORCH_EINVALID;
       }
     }
@@ -405,8 +494,9 @@ int zorch__deployment_compile(char **out, zorch__plan **plan_out, const zorch_pi
   const char *default_version =
       p->defaults.settings->version ? p->defaults.settings->version : zorch__program_version();
 
+  /* the header: written as text, and parsed for the plan (it is small) */
   zorch__buf b = ZORCH__BUF_INIT;
-  zorch__buf_grow(&b, 1024 + p->n_steps * 64);
+  zorch__buf_grow(&b, 1024 + (out ? p->n_steps * 64 : 0));
   zorch__buf_printf(&b, "{\"zorch_deployment\":%d,\"pipeline\":", ZORCH__DEPLOYMENT_VERSION);
   zorch__buf_json_string(&b, p->name);
   zorch__buf_puts(&b, ",\"run\":{\"id\":");
@@ -457,41 +547,39 @@ int zorch__deployment_compile(char **out, zorch__plan **plan_out, const zorch_pi
   json_decref(dset);
   zorch__buf_puts(&b, "},\"steps\":[");
 
-  /* the plan: the header is parsed, the steps are added as they are written */
+  /* the plan: the header is parsed, the steps are added from the pipeline */
   zorch__plan_builder *pb = NULL;
-  uint32_t *pos = NULL;   /* pipeline index -> place in the plan */
-  size_t *eoff = NULL;    /* pipeline index -> its first entry in edges */
+  size_t *eoff = NULL;      /* pipeline index -> its first entry in topo.edges */
   size_t autover_steps = 0; /* command steps whose version is made from their files */
+  if (!p->defaults.settings->version && p->n_function < p->n_steps)
+    for (size_t i = 0; i < p->n_steps; i++)
+      if (p->steps[i]->kind == ZORCH__STEP_COMMAND && !p->steps[i]->settings->version) autover_steps++;
   if (plan_out) {
-    pos = malloc(p->n_steps * sizeof *pos);
-    eoff = malloc((p->n_steps + 1) * sizeof *eoff);
-    rc = pos && eoff ? zorch__plan_builder_new(&pb, true) : zorch__error_oom();
-    if (!rc) rc = zorch__plan_builder_reserve(pb, (uint32_t)p->n_steps);
+    rc = zorch__plan_builder_new(&pb, true);
+    if (!rc) rc = zorch__plan_builder_reserve(pb, (uint32_t)p->n_steps, p->n_edges);
     if (!rc) rc = zorch__plan_builder_feed(pb, b.data, b.len);
-    if (!rc) {
-      for (size_t oi = 0; oi < p->n_steps; oi++) pos[order[oi]] = (uint32_t)oi;
-      eoff[0] = 0;
-      for (size_t i = 0; i < p->n_steps; i++) {
-        const zorch_step *s = p->steps[i];
-        eoff[i + 1] = eoff[i] + s->n_inputs + s->after.n;
-        if (s->kind == ZORCH__STEP_COMMAND && !s->settings->version && !p->defaults.settings->version)
-          autover_steps++;
-      }
+    if (!rc && topo.order) { /* out of pipeline order: each step's edges by index */
+      eoff = malloc((p->n_steps + 1) * sizeof *eoff);
+      if (!eoff) rc = zorch__error_oom();
+      else eoff[0] = 0;
+      for (size_t i = 0; eoff && i < p->n_steps; i++)
+        eoff[i + 1] = eoff[i] + p->steps[i]->n_inputs + p->steps[i]->after.n;
     }
   }
 
-  zorch__map *memo = zorch__map_new(8);
+  zorch__map *memo = autover_steps ? zorch__map_new(8) : NULL;
   zorch__strv keep = {0};
-  step_pass text = {.p = p, .order = order, .edges = edges, .eoff = eoff, .pos = pos,
-                    .params = params, .default_version = default_version, .text = &b,
-                    .pb = pb, .memo = memo, .keep = &keep};
+  step_pass text = {.p = p, .t = &topo, .eoff = eoff, .params = params,
+                    .default_version = default_version, .text = out ? &b : NULL, .pb = pb,
+                    .memo = memo, .keep = &keep};
+  if (!rc && autover_steps && !memo) rc = zorch__error_oom();
   if (!rc) {
     /* A large plan is built by a second thread while this one writes the
      * text (both only read the pipeline).  Not when a command step needs its
      * version computed from files: that is done once, here. */
     step_pass plan = text;
     pthread_t t;
-    bool split = pb && p->n_steps >= 8192 && !autover_steps &&
+    bool split = out && pb && p->n_steps >= 8192 && !autover_steps &&
                  sysconf(_SC_NPROCESSORS_ONLN) > 1;
     if (split) {
       text.pb = NULL;
@@ -514,20 +602,17 @@ int zorch__deployment_compile(char **out, zorch__plan **plan_out, const zorch_pi
   zorch__strv_clear(&keep);
   free(default_cmd);
   free(dep_path);
-  free(order);
-  free(edges);
-  free(pos);
+  zorch__topo_free(&topo);
   free(eoff);
   if (!rc && (!b.data || b.len == 0)) rc = zorch__error_oom();
   if (pb) {
     if (rc) zorch__plan_builder_free(pb);
     else rc = zorch__plan_builder_finish(pb, plan_out);
   }
-  if (rc) {
+  if (rc || !out) {
     zorch__buf_free(&b);
     return rc;
   }
   *out = zorch__buf_detach(&b);
   return ZORCH_OK;
 }
-

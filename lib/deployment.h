@@ -25,8 +25,10 @@ typedef struct zorch__compile_info {
 } zorch__compile_info;
 
 /** Compile a pipeline (it is validated on the way) to deployment JSON text
- *  (malloc'd), and, when `plan` is not NULL, to the plan that loading that
- *  text would make, with the function steps bound (no parse of the text). */
+ *  (malloc'd) when `out` is not NULL, and, when `plan` is not NULL, to the
+ *  plan that loading that text would make, with the function steps bound
+ *  (made from the pipeline directly: the text is never parsed, and need not
+ *  be written at all). */
 typedef struct zorch__plan zorch__plan;
 int zorch__deployment_compile(char **out, struct zorch__plan **plan, const zorch_pipeline *p,
                               const zorch__compile_info *info);
@@ -74,6 +76,8 @@ typedef struct zorch__plan {
   int failure_mode;
   uint32_t n_steps;
   zorch__pstep *steps;      /* in topological order */
+  bool bound;               /* every function step has its function */
+  uint32_t n_owning;        /* steps with params or settings of their own (to free) */
   bool steps_big;           /* steps from zorch__big_calloc */
   uint32_t *succ;
   /* name -> (uintptr_t)index+1: made when the plan is loaded from a
@@ -99,18 +103,21 @@ int zorch__plan_load(zorch__plan **out, const char *deployment_json);
  *  checks and make the same plan. */
 typedef struct zorch__plan_builder zorch__plan_builder;
 
-/** One step as the compiler adds it: the members of its object in the
- *  document, with the 'after' steps as indices of earlier steps. */
+/** One step as the compiler adds it, its references resolved: the members
+ *  of its object in the document, with its inputs' and 'after' steps as
+ *  indices of earlier steps of the plan.  Strings are copied. */
 typedef struct zorch__step_def {
   const char *name;
+  uint32_t name_len;              /* strlen(name) */
   int kind;                       /* ZORCH__STEP_FUNCTION / _COMMAND */
   const char *const *command;     /* n_command strings */
   uint32_t n_command;
   const char *const *outputs;     /* n_outputs strings */
   uint32_t n_outputs;
+  const zorch__pin *inputs;       /* n_inputs inputs, in the order the step declares them */
+  uint32_t n_inputs;
   const uint32_t *after;          /* n_after indices of earlier steps of the plan */
   uint32_t n_after;
-  json_t *inputs;                 /* taken: {name: {"step", "output"}}, or NULL */
   json_t *params;                 /* taken: the step's resolved params, or NULL */
   json_t *settings;               /* taken: the step's own settings, or NULL */
   const char *version;            /* NULL: the document's default */
@@ -121,8 +128,9 @@ typedef struct zorch__step_def {
 /** `trusted`: the steps come from a validated pipeline (the compiler): their
  *  names are not checked again and no name map is made while building. */
 int zorch__plan_builder_new(zorch__plan_builder **out, bool trusted);
-/** Make room for n_steps steps at once (the compiler knows how many). */
-int zorch__plan_builder_reserve(zorch__plan_builder *b, uint32_t n_steps);
+/** Make room for n_steps steps and n_edges edges at once (the compiler knows
+ *  how many). */
+int zorch__plan_builder_reserve(zorch__plan_builder *b, uint32_t n_steps, size_t n_edges);
 /** Parse the next piece of the document's text. */
 int zorch__plan_builder_feed(zorch__plan_builder *b, const char *text, size_t len);
 /** Add a step; the text fed so far must end inside the "steps" array. */

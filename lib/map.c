@@ -28,7 +28,7 @@ zorch__map *zorch__map_new(size_t hint) {
   if (!m) return NULL;
   size_t cap = 16;
   while (cap < hint * 2) cap <<= 1;
-  m->slots = calloc(cap, sizeof *m->slots);
+  m->slots = zorch__big_calloc(cap, sizeof *m->slots);
   if (!m->slots) {
     free(m);
     return NULL;
@@ -39,13 +39,13 @@ zorch__map *zorch__map_new(size_t hint) {
 
 void zorch__map_free(zorch__map *m) {
   if (!m) return;
-  free(m->slots);
+  zorch__big_free(m->slots);
   free(m);
 }
 
 static int grow(zorch__map *m) {
   size_t ncap = m->cap * 2;
-  slot *ns = calloc(ncap, sizeof *ns);
+  slot *ns = zorch__big_calloc(ncap, sizeof *ns);
   if (!ns) return zorch__error_oom();
   for (size_t i = 0; i < m->cap; i++) {
     if (!m->slots[i].key) continue;
@@ -53,7 +53,7 @@ static int grow(zorch__map *m) {
     while (ns[j].key) j = (j + 1) & (ncap - 1);
     ns[j] = m->slots[i];
   }
-  free(m->slots);
+  zorch__big_free(m->slots);
   m->slots = ns;
   m->cap = ncap;
   return ZORCH_OK;

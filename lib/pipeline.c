@@ -85,25 +85,42 @@ static char *pipeline_str(zorch_pipeline *p, const char *s) {
   return d ? memcpy(d, s, n) : NULL;
 }
 
-static int names_push(zorch_pipeline *p, zorch__names *l, const char *s) {
-  if (l->n + 1 >= l->cap) {
+/* Add `s` (valid, not in the list yet) to a step's 'after' list: `idx` is
+ * its step's index, or ZORCH__UNRESOLVED. */
+static int names_push(zorch_pipeline *p, zorch__names *l, const char *s, uint32_t idx) {
+  if (l->n + 1 >= l->cap) { /* names and indices in one block: v[cap], then idx[cap] */
     size_t nc = l->cap ? l->cap * 2 : 4;
-    char **nv = realloc(l->v, nc * sizeof *nv);
+    char **nv = realloc(l->v, nc * (sizeof *l->v + sizeof *l->idx));
     if (!nv) return zorch__error_oom();
+    l->idx = (uint32_t *)(nv + nc);
+    if (l->n) memmove(l->idx, nv + l->cap, l->n * sizeof *l->idx);
     l->v = nv;
     l->cap = nc;
   }
   char *d = pipeline_str(p, s);
   if (!d) return zorch__error_oom();
+  l->idx[l->n] = idx;
   l->v[l->n++] = d;
   l->v[l->n] = NULL;
   return ZORCH_OK;
 }
 
-static bool names_has(const zorch__names *l, const char *s) {
-  for (size_t i = 0; i < l->n; i++)
-    if (strcmp(l->v[i], s) == 0) return true;
+/* Is the step `s` (index `idx`, or ZORCH__UNRESOLVED) in the list already? */
+static bool names_has(const zorch__names *l, const char *s, uint32_t idx) {
+  for (size_t i = 0; i < l->n; i++) {
+    if (idx != ZORCH__UNRESOLVED && l->idx[i] != ZORCH__UNRESOLVED) {
+      if (l->idx[i] == idx) return true;
+    } else if (strcmp(l->v[i], s) == 0) {
+      return true;
+    }
+  }
   return false;
+}
+
+/* The index of the step called `name`, or ZORCH__UNRESOLVED. */
+static uint32_t step_index(const zorch_pipeline *p, const char *name) {
+  uintptr_t v = (uintptr_t)zorch__map_get(p->by_name, name);
+  return v ? (uint32_t)(v - 1) : ZORCH__UNRESOLVED;
 }
 
 const zorch__settings zorch__no_settings;
@@ -152,7 +169,7 @@ int zorch_pipeline_new(zorch_pipeline **out, const char *name) {
 }
 
 static void step_free(zorch_step *s) {
-  if (s->kind == ZORCH__STEP_DEFAULTS) free(s->name); /* else allocated with the step */
+  if (s->kind == ZORCH__STEP_DEFAULTS) free(s->name); /* else in the pipeline's arena */
   zorch__strv_clear(&s->argv);
   zorch__strv_clear(&s->outputs);
   for (size_t i = 0; i < s->n_inputs; i++) {
@@ -161,7 +178,7 @@ static void step_free(zorch_step *s) {
     free(s->inputs[i].from_output);
   }
   free(s->inputs);
-  free(s->after.v);
+  free(s->after.v); /* and after.idx */
   zorch__strv_clear(&s->use_params);
   zorch__kvs_free(&s->params);
   settings_free(s->settings);
@@ -180,6 +197,7 @@ void zorch_pipeline_free(zorch_pipeline *p) {
   zorch__map_free(p->by_name);
   free(p->name);
   zorch__arena_free(&p->strings);
+  zorch__arena_free(&p->names);
   free(p);
 }
 
@@ -233,6 +251,9 @@ static int add_step(zorch_step **out, zorch_pipeline *p, const char *name, int k
   if (!p) return zorch__error_set(ZORCH_EINVALID, "pipeline is NULL");
   int rc = zorch__check_name("step", name);
   if (rc) return rc;
+  if (p->n_steps >= ZORCH__UNRESOLVED - 1)
+    return zorch__error_set(ZORCH_EINVALID, "pipeline '%s' cannot have more than %u steps", p->name,
+                            ZORCH__UNRESOLVED - 2);
   if (p->n_steps == p->cap_steps) {
     size_t nc = p->cap_steps ? p->cap_steps * 2 : 8;
     zorch_step **ns = realloc(p->steps, nc * sizeof *ns);
@@ -240,21 +261,26 @@ static int add_step(zorch_step **out, zorch_pipeline *p, const char *name, int k
     p->steps = ns;
     p->cap_steps = nc;
   }
+  /* the names of all steps lie together (they are the keys of by_name, whose
+   * lookups then stay in the cache); by_name maps a name to its index + 1 */
   size_t nl = strlen(name) + 1;
-  zorch_step *s = calloc(1, sizeof *s + nl); /* the name lives right after the step */
-  if (!s) return zorch__error_oom();
+  char *sname = zorch__arena_alloc(&p->names, nl, 65536);
+  zorch_step *s = sname ? calloc(1, sizeof *s) : NULL;
+  if (!s) return zorch__error_oom(); /* an arena's bytes are freed with it */
   s->pipeline = p;
   s->kind = kind;
   s->settings = (zorch__settings *)&zorch__no_settings;
-  s->name = memcpy((char *)(s + 1), name, nl);
-  if (zorch__map_put_new(p->by_name, s->name, s, &rc) || rc) { /* one probe: check and insert */
-    free(s);
+  s->name = memcpy(sname, name, nl);
+  s->name_len = (uint32_t)(nl - 1);
+  if (zorch__map_put_new(p->by_name, s->name, (void *)(uintptr_t)(p->n_steps + 1), &rc) || rc) {
+    free(s); /* one probe checked and inserted */
     return rc ? zorch__error_oom()
               : zorch__error_set(ZORCH_EEXISTS, "pipeline '%s' already has a step named '%s'",
                                  p->name, name);
   }
   s->index = p->n_steps;
   p->steps[p->n_steps++] = s;
+  if (kind == ZORCH__STEP_FUNCTION) p->n_function++;
   if (out) *out = s;
   return ZORCH_OK;
 }
@@ -294,7 +320,8 @@ int zorch_pipeline_add_command_step(zorch_step **out, zorch_pipeline *p, const c
 
 zorch_step *zorch_pipeline_step(const zorch_pipeline *p, const char *name) {
   if (!p || !name) return NULL;
-  return zorch__map_get(p->by_name, name);
+  uint32_t i = step_index(p, name);
+  return i == ZORCH__UNRESOLVED ? NULL : p->steps[i];
 }
 
 size_t zorch_pipeline_step_count(const zorch_pipeline *p) { return p ? p->n_steps : 0; }
@@ -352,17 +379,24 @@ int zorch_step_add_input(zorch_step *s, const char *name, const char *from_step,
     free(in->from_output);
     return zorch__error_oom();
   }
+  in->from_idx = step_index(s->pipeline, from_step);
   s->n_inputs++;
+  s->pipeline->n_edges++;
   return ZORCH_OK;
 }
 
 int zorch_step_after(zorch_step *s, const char *upstream) {
   int rc = not_on_defaults(s, "an 'after' dependency");
   if (rc) return rc;
-  if ((rc = zorch__check_name("step", upstream)))
+  /* the upstream step is looked up now when it exists (validation then
+   * needs no lookup); a name that names a step is valid */
+  uint32_t u = upstream ? step_index(s->pipeline, upstream) : ZORCH__UNRESOLVED;
+  if (u == ZORCH__UNRESOLVED && (rc = zorch__check_name("step", upstream)))
     return zorch__error_prefix("step '%s': after", s->name);
-  if (names_has(&s->after, upstream)) return ZORCH_OK;
-  return names_push(s->pipeline, &s->after, upstream);
+  if (names_has(&s->after, upstream, u)) return ZORCH_OK;
+  if ((rc = names_push(s->pipeline, &s->after, upstream, u))) return rc;
+  s->pipeline->n_edges++;
+  return ZORCH_OK;
 }
 
 int zorch_step_use_param(zorch_step *s, const char *param) {
@@ -510,43 +544,40 @@ int zorch_step_set_flavor_settings(zorch_step *s, const char *flavor, const char
 
 /* ---- validation ------------------------------------------------------------------ */
 
-/* Describe a cycle among the steps whose in-degree stayed > 0 after Kahn's
- * algorithm: walk predecessors (each such node has one that is also stuck)
- * until a node repeats. */
-/* The index of the step called `name` (a pointer to it), or NULL. */
-static const size_t *index_of(const zorch_pipeline *p, const char *name) {
-  const zorch_step *s = zorch__map_get(p->by_name, name);
-  return s ? &s->index : NULL;
+/* The upstream of a step's input or 'after' dependency: looked up when it
+ * was added, else now by name. */
+static uint32_t upstream_of(const zorch_pipeline *p, uint32_t idx, const char *name) {
+  return idx != ZORCH__UNRESOLVED ? idx : step_index(p, name);
 }
 
-static int report_cycle(const zorch_pipeline *p, const size_t *indeg) {
+/* Describe a cycle among the steps whose in-degree stayed > 0 after Kahn's
+ * algorithm: walk predecessors (each such node has one that is also stuck)
+ * until a node repeats.  `edges` as zorch__topo has them. */
+static int report_cycle(const zorch_pipeline *p, const uint32_t *indeg, const uint32_t *edges) {
   size_t n = p->n_steps;
   size_t start = 0;
   while (start < n && indeg[start] == 0) start++;
   size_t *seen_at = malloc(n * sizeof *seen_at);
   size_t *path = malloc((n + 1) * sizeof *path);
-  if (!seen_at || !path) {
+  size_t *eoff = malloc((n + 1) * sizeof *eoff);
+  if (!seen_at || !path || !eoff) {
     free(seen_at);
     free(path);
+    free(eoff);
     return zorch__error_set(ZORCH_ECYCLE, "pipeline '%s' has a cycle", p->name);
   }
+  eoff[0] = 0;
+  for (size_t i = 0; i < n; i++) eoff[i + 1] = eoff[i] + p->steps[i]->n_inputs + p->steps[i]->after.n;
   for (size_t i = 0; i < n; i++) seen_at[i] = SIZE_MAX;
   size_t len = 0, cur = start;
   for (;;) {
     if (seen_at[cur] != SIZE_MAX) break;
     seen_at[cur] = len;
     path[len++] = cur;
-    /* pick a stuck predecessor */
-    const zorch_step *s = p->steps[cur];
+    /* pick a stuck predecessor: the first of its inputs, then of its 'after' steps */
     size_t next = SIZE_MAX;
-    for (size_t k = 0; k < s->n_inputs && next == SIZE_MAX; k++) {
-      size_t j = *index_of(p, s->inputs[k].from_step);
-      if (indeg[j] > 0) next = j;
-    }
-    for (size_t k = 0; k < s->after.n && next == SIZE_MAX; k++) {
-      size_t j = *index_of(p, s->after.v[k]);
-      if (indeg[j] > 0) next = j;
-    }
+    for (size_t e = eoff[cur]; e < eoff[cur + 1] && next == SIZE_MAX; e++)
+      if (indeg[edges[e]] > 0) next = edges[e];
     if (next == SIZE_MAX) break;
     cur = next;
   }
@@ -563,54 +594,118 @@ static int report_cycle(const zorch_pipeline *p, const size_t *indeg) {
   zorch__buf_free(&b);
   free(seen_at);
   free(path);
+  free(eoff);
   return ZORCH_ECYCLE;
 }
 
-int zorch__pipeline_order(const zorch_pipeline *p, size_t **order_out, size_t **edges_out) {
-  if (edges_out) *edges_out = NULL;
+/* A min-heap of step indices: of the steps ready to be placed, the one added
+ * first comes first. */
+static void heap_push(uint32_t *h, size_t *n, uint32_t v) {
+  size_t i = (*n)++;
+  while (i > 0 && h[(i - 1) / 2] > v) {
+    h[i] = h[(i - 1) / 2];
+    i = (i - 1) / 2;
+  }
+  h[i] = v;
+}
+
+static uint32_t heap_pop(uint32_t *h, size_t *n) {
+  uint32_t top = h[0], last = h[--*n];
+  size_t i = 0;
+  for (;;) {
+    size_t c = 2 * i + 1;
+    if (c >= *n) break;
+    if (c + 1 < *n && h[c + 1] < h[c]) c++;
+    if (h[c] >= last) break;
+    h[i] = h[c];
+    i = c;
+  }
+  if (*n) h[i] = last;
+  return top;
+}
+
+/* Kahn's algorithm over the edges, the earliest-added ready step first. */
+static int order_steps(const zorch_pipeline *p, zorch__topo *t, const uint32_t *edges) {
+  size_t n = p->n_steps, n_edges = p->n_edges;
+  uint32_t *rem = calloc(n, sizeof *rem);
+  uint32_t *off = calloc(n + 1, sizeof *off);
+  uint32_t *succ = malloc((n_edges + 1) * sizeof *succ);
+  uint32_t *heap = malloc(n * sizeof *heap);
+  t->order = malloc(n * sizeof *t->order);
+  t->pos = malloc(n * sizeof *t->pos);
+  int rc = ZORCH_OK;
+  if (!rem || !off || !succ || !heap || !t->order || !t->pos) {
+    rc = zorch__error_oom();
+    goto out;
+  }
+  /* successor lists (CSR) */
+  for (size_t e = 0; e < n_edges; e++) off[edges[e] + 1]++;
+  for (size_t i = 0; i < n; i++) off[i + 1] += off[i];
+  size_t e = 0;
+  for (size_t i = 0; i < n; i++) {
+    size_t k = p->steps[i]->n_inputs + p->steps[i]->after.n;
+    rem[i] = (uint32_t)k;
+    for (; k; k--, e++) succ[off[edges[e]]++] = (uint32_t)i;
+  }
+  for (size_t i = n; i > 0; i--) off[i] = off[i - 1]; /* back to the start of each list */
+  off[0] = 0;
+  size_t hn = 0, placed = 0;
+  for (size_t i = 0; i < n; i++)
+    if (rem[i] == 0) heap[hn++] = (uint32_t)i; /* ascending: already a heap */
+  while (hn) {
+    uint32_t u = heap_pop(heap, &hn);
+    t->pos[u] = (uint32_t)placed;
+    t->order[placed++] = u;
+    for (uint32_t x = off[u]; x < off[u + 1]; x++)
+      if (--rem[succ[x]] == 0) heap_push(heap, &hn, succ[x]);
+  }
+  if (placed != n) rc = report_cycle(p, rem, edges);
+out:
+  free(rem);
+  free(off);
+  free(succ);
+  free(heap);
+  return rc;
+}
+
+void zorch__topo_free(zorch__topo *t) {
+  free(t->order);
+  free(t->pos);
+  free(t->edges);
+  memset(t, 0, sizeof *t);
+}
+
+int zorch__pipeline_order(const zorch_pipeline *p, zorch__topo *t, bool want_edges) {
+  memset(t, 0, sizeof *t);
   if (!p) return zorch__error_set(ZORCH_EINVALID, "pipeline is NULL");
   size_t n = p->n_steps;
   if (n == 0) return zorch__error_set(ZORCH_EINVALID, "pipeline '%s' has no steps", p->name);
-  /* index of each step, by pointer identity through a map of names */
-  size_t *indeg = calloc(n, sizeof *indeg);
-  size_t *order = malloc(n * sizeof *order);
-  size_t *succ_count = calloc(n + 1, sizeof *succ_count);
-  size_t n_edges = 0;
-  for (size_t i = 0; i < n; i++) n_edges += p->steps[i]->n_inputs + p->steps[i]->after.n;
-  size_t *edge_from = malloc((n_edges + 1) * sizeof *edge_from); /* upstream of each edge, in order */
+  uint32_t *edges = malloc((p->n_edges + 1) * sizeof *edges);
+  if (!edges) return zorch__error_oom();
   size_t ne = 0;
-  if (!indeg || !order || !succ_count || !edge_from) goto oom;
-  /* check every reference, count edges (an input or an 'after' on the same
-   * upstream counts once per occurrence: in-degree and successor lists agree) */
+  bool forward = true; /* every edge from an earlier-added step to a later one */
+  /* check every reference (an input or an 'after' on the same upstream
+   * counts once per occurrence) */
   for (size_t i = 0; i < n; i++) {
     const zorch_step *s = p->steps[i];
-    /* the lookups of a large pipeline miss the cache: ask for the slots of
-     * the step 16 ahead and for the steps named by the one 8 ahead */
-    for (int d = 0; d < 2; d++) {
-      size_t ahead = i + (d ? 8 : 16);
-      if (ahead >= n) continue;
-      const zorch_step *f = p->steps[ahead];
-      for (size_t k = 0; k < f->after.n; k++) zorch__map_prefetch(p->by_name, f->after.v[k], d);
-      for (size_t k = 0; k < f->n_inputs; k++)
-        zorch__map_prefetch(p->by_name, f->inputs[k].from_step, d);
-    }
+    zorch__prefetch_step(p, i);
     for (size_t k = 0; k < s->n_inputs; k++) {
       const zorch__input *in = &s->inputs[k];
-      const size_t *u = index_of(p, in->from_step);
-      if (!u) {
+      uint32_t u = upstream_of(p, in->from_idx, in->from_step);
+      if (u == ZORCH__UNRESOLVED) {
         zorch__error_set(ZORCH_EINVALID,
                          "step '%s': input '%s' is wired to step '%s', which does not exist",
                          s->name, in->name, in->from_step);
         goto fail;
       }
-      if (*u == i) {
+      if (u == i) {
         zorch__error_set(ZORCH_ECYCLE, "step '%s': input '%s' is wired to the step itself",
                          s->name, in->name);
         goto fail;
       }
-      if (!zorch__strv_has(&p->steps[*u]->outputs, in->from_output)) {
+      if (!zorch__strv_has(&p->steps[u]->outputs, in->from_output)) {
         zorch__buf b = ZORCH__BUF_INIT;
-        const zorch__strv *outs = &p->steps[*u]->outputs;
+        const zorch__strv *outs = &p->steps[u]->outputs;
         for (size_t o = 0; o < outs->n; o++) {
           zorch__buf_puts(&b, o ? ", " : "");
           zorch__buf_puts(&b, outs->v[o]);
@@ -623,24 +718,22 @@ int zorch__pipeline_order(const zorch_pipeline *p, size_t **order_out, size_t **
         zorch__buf_free(&b);
         goto fail;
       }
-      indeg[i]++;
-      succ_count[*u]++;
-      edge_from[ne++] = *u;
+      forward &= u < i;
+      edges[ne++] = u;
     }
     for (size_t k = 0; k < s->after.n; k++) {
-      const size_t *u = index_of(p, s->after.v[k]);
-      if (!u) {
+      uint32_t u = upstream_of(p, s->after.idx[k], s->after.v[k]);
+      if (u == ZORCH__UNRESOLVED) {
         zorch__error_set(ZORCH_EINVALID, "step '%s' runs after step '%s', which does not exist",
                          s->name, s->after.v[k]);
         goto fail;
       }
-      if (*u == i) {
+      if (u == i) {
         zorch__error_set(ZORCH_ECYCLE, "step '%s' is set to run after itself", s->name);
         goto fail;
       }
-      indeg[i]++;
-      succ_count[*u]++;
-      edge_from[ne++] = *u;
+      forward &= u < i;
+      edges[ne++] = u;
     }
     for (size_t k = 0; k < s->use_params.n; k++) {
       if (!zorch__kvs_get(&p->params, s->use_params.v[k]) &&
@@ -652,67 +745,20 @@ int zorch__pipeline_order(const zorch_pipeline *p, size_t **order_out, size_t **
       }
     }
   }
-  /* CSR successor lists */
-  size_t *off = calloc(n + 1, sizeof *off);
-  if (!off) goto oom;
-  for (size_t i = 0; i < n; i++) off[i + 1] = off[i] + succ_count[i];
-  size_t *succ = malloc((off[n] + 1) * sizeof *succ);
-  if (!succ) {
-    free(off);
-    goto oom;
-  }
-  memset(succ_count, 0, (n + 1) * sizeof *succ_count);
-  ne = 0;
-  for (size_t i = 0; i < n; i++) {
-    const zorch_step *s = p->steps[i];
-    for (size_t k = 0; k < s->n_inputs + s->after.n; k++) {
-      size_t u = edge_from[ne++];
-      succ[off[u] + succ_count[u]++] = i;
-    }
-  }
-  /* Kahn, stable: a FIFO seeded in insertion order */
-  size_t head = 0, tail = 0;
-  size_t *rem = malloc(n * sizeof *rem);
-  if (!rem) {
-    free(off);
-    free(succ);
-    goto oom;
-  }
-  memcpy(rem, indeg, n * sizeof *rem);
-  for (size_t i = 0; i < n; i++)
-    if (rem[i] == 0) order[tail++] = i;
-  while (head < tail) {
-    size_t u = order[head++];
-    for (size_t e = off[u]; e < off[u + 1]; e++)
-      if (--rem[succ[e]] == 0) order[tail++] = succ[e];
-  }
-  free(off);
-  free(succ);
-  if (tail != n) {
-    report_cycle(p, rem);
-    free(rem);
-    goto fail;
-  }
-  free(rem);
-  free(indeg);
-  free(succ_count);
-  if (edges_out) *edges_out = edge_from;
-  else free(edge_from);
-  *order_out = order;
+  /* steps added after their upstreams keep their order: nothing to sort */
+  if (!forward && order_steps(p, t, edges) != ZORCH_OK) goto fail;
+  if (want_edges) t->edges = edges;
+  else free(edges);
   return ZORCH_OK;
-oom:
-  zorch__error_oom();
 fail:
-  free(indeg);
-  free(order);
-  free(succ_count);
-  free(edge_from);
+  free(edges);
+  zorch__topo_free(t);
   return zorch_error_last()->code;
 }
 
 int zorch_pipeline_validate(const zorch_pipeline *p) {
-  size_t *order = NULL;
-  int rc = zorch__pipeline_order(p, &order, NULL);
-  free(order);
+  zorch__topo t;
+  int rc = zorch__pipeline_order(p, &t, false);
+  zorch__topo_free(&t);
   return rc;
 }

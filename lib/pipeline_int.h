@@ -28,10 +28,17 @@ int zorch__strv_push(zorch__strv *s, const char *str);
 bool zorch__strv_has(const zorch__strv *s, const char *str);
 void zorch__strv_clear(zorch__strv *s);
 
-/** A list of names whose strings belong to the pipeline (its string arena):
- *  only the array is the list's own. */
+/** An upstream step not added yet when a step was wired to it. */
+#define ZORCH__UNRESOLVED UINT32_MAX
+
+/** A step's 'after' dependencies: their names, whose strings belong to the
+ *  pipeline (its string arena; only the arrays are the list's own), and the
+ *  index of each upstream step in pipeline->steps, looked up when the
+ *  dependency was added (ZORCH__UNRESOLVED when that step did not exist yet:
+ *  validation looks it up by name). */
 typedef struct zorch__names {
-  char **v; /* NULL-terminated */
+  char **v;      /* NULL-terminated */
+  uint32_t *idx; /* in v's block */
   size_t n, cap;
 } zorch__names;
 
@@ -54,6 +61,7 @@ typedef struct zorch__settings {
 
 typedef struct zorch__input {
   char *name, *from_step, *from_output;
+  uint32_t from_idx; /* index of from_step, or ZORCH__UNRESOLVED (see zorch__names) */
 } zorch__input;
 
 extern const zorch__settings zorch__no_settings;
@@ -61,22 +69,25 @@ extern const zorch__settings zorch__no_settings;
 enum { ZORCH__STEP_FUNCTION = 0, ZORCH__STEP_COMMAND = 1, ZORCH__STEP_DEFAULTS = 2 };
 
 struct zorch_step {
-  zorch_pipeline *pipeline;
-  size_t index; /* position in pipeline->steps */
+  /* what validating and compiling a large pipeline reads of every step
+   * comes first (two cache lines) */
   char *name;
+  uint32_t name_len; /* strlen(name) */
   int kind;
-  zorch_step_fn fn;
-  void *payload;
-  zorch__strv argv;
-  zorch__strv outputs;
-  zorch__input *inputs;
   size_t n_inputs, cap_inputs;
+  zorch__input *inputs;
   zorch__names after;  /* names in the pipeline's string arena */
-  zorch__strv use_params;
-  zorch__kvs params; /* step-local params */
   /* &zorch__no_settings until the first setting is set (most steps have
    * none: a large pipeline then costs no settings block per step) */
   zorch__settings *settings;
+  zorch_step_fn fn;
+  void *payload;
+  zorch__strv use_params;
+  zorch__kvs params; /* step-local params */
+  zorch__strv argv;
+  zorch__strv outputs;
+  zorch_pipeline *pipeline;
+  size_t index; /* position in pipeline->steps */
 };
 
 struct zorch_pipeline {
@@ -84,17 +95,46 @@ struct zorch_pipeline {
   zorch__kvs params; /* declared params with defaults */
   zorch_step **steps;
   size_t n_steps, cap_steps;
+  size_t n_edges;    /* inputs and 'after' dependencies of all steps */
+  size_t n_function; /* function steps */
   zorch__map *by_name;
   zorch_step defaults;
   zorch__strv entrypoint; /* zorch_pipeline_set_entrypoint(); empty: the program itself */
   void *strings; /* arena of names shared by the steps (freed with the pipeline) */
+  void *names;   /* arena of the steps' own names */
 };
 
-/** Topological order of the steps (indices into pipeline->steps); validates.
- *  *order is malloc'd.  When `edges` is not NULL, *edges (malloc'd) lists the
- *  upstream step of every edge: step by step in pipeline order, each step's
- *  inputs, then its 'after' steps. */
-int zorch__pipeline_order(const zorch_pipeline *p, size_t **order, size_t **edges);
+/** In a loop over the steps, ask for what steps a few places ahead of step i
+ *  hold (a large pipeline's steps miss the cache). */
+static inline void zorch__prefetch_step(const zorch_pipeline *p, size_t i) {
+  if (i + 8 < p->n_steps) {
+    const char *s = (const char *)p->steps[i + 8];
+    __builtin_prefetch(s);
+    __builtin_prefetch(s + 64);
+    __builtin_prefetch(s + 128);
+  }
+  if (i + 4 < p->n_steps) __builtin_prefetch(p->steps[i + 4]->after.v);
+}
+
+/** A validated pipeline's steps in topological order: the order they were
+ *  added in, except that a step comes after every step it depends on (of the
+ *  steps ready at a time, the one added first comes first). */
+typedef struct zorch__topo {
+  /* place in the order -> index in pipeline->steps, and back; both NULL when
+   * that is the pipeline's own order (every step added after its upstreams) */
+  uint32_t *order, *pos;
+  /* when asked for: the upstream (index in pipeline->steps) of every edge,
+   * step by step in pipeline order: each step's inputs, then its 'after'
+   * steps */
+  uint32_t *edges;
+} zorch__topo;
+
+#define ZORCH__TOPO_AT(t, i) ((t)->order ? (t)->order[i] : (uint32_t)(i))
+#define ZORCH__TOPO_POS(t, i) ((t)->pos ? (t)->pos[i] : (uint32_t)(i))
+
+/** Validate the pipeline and order its steps.  `want_edges`: fill t->edges. */
+int zorch__pipeline_order(const zorch_pipeline *p, zorch__topo *t, bool want_edges);
+void zorch__topo_free(zorch__topo *t);
 
 
 #endif

@@ -33,7 +33,7 @@ zorch__plan *zorch__plan_ref(zorch__plan *plan) {
 
 void zorch__plan_free(zorch__plan *plan) {
   if (!plan || atomic_fetch_sub(&plan->refs, 1) > 1) return;
-  for (uint32_t i = 0; i < plan->n_steps; i++) {
+  for (uint32_t i = 0; plan->n_owning && i < plan->n_steps; i++) {
     zorch__pstep *s = &plan->steps[i];
     free(s->params_canon);
     if (s->params && s->params != plan->empty) json_decref(s->params);
@@ -130,6 +130,7 @@ typedef struct {
   size_t cap_steps;
   bool header_done;
   bool trusted;            /* steps from the compiler: names known valid and unique */
+  uint32_t unbound;        /* function steps without their function */
   int err_code;
   char err[1024];
 } reader;
@@ -249,6 +250,81 @@ static void step_reset(reader *r) {
   r->n_after = 0;
 }
 
+static const char *no_strings[1] = {NULL};
+
+/* Room for one more step. */
+static int steps_room(reader *r) {
+  zorch__plan *pl = r->pl;
+  if (pl->n_steps < r->cap_steps) return 1;
+  size_t nc = r->cap_steps ? r->cap_steps * 2 : 256;
+  if (pl->steps_big) { /* reserved too few: continue in a plain block */
+    zorch__pstep *ns = malloc(nc * sizeof *ns);
+    if (!ns) return fail(r, ZORCH_ENOMEM, "out of memory");
+    memcpy(ns, pl->steps, pl->n_steps * sizeof *ns);
+    zorch__big_free(pl->steps);
+    pl->steps = ns;
+    pl->steps_big = false;
+  }
+  zorch__pstep *ns = realloc(pl->steps, nc * sizeof *ns);
+  uint32_t *no = realloc(r->pred_off, (nc + 1) * sizeof *no);
+  if (ns) pl->steps = ns;
+  if (no) r->pred_off = no;
+  if (!ns || !no) return fail(r, ZORCH_ENOMEM, "out of memory");
+  r->cap_steps = nc;
+  return 1;
+}
+
+/* The rest of a step whose name, kind, lists and predecessors are in place:
+ * its params (taken), code version (NULL: the default) and settings (taken;
+ * NULL: the defaults); then it counts.  `where` names the step in errors. */
+static int step_rest(reader *r, zorch__pstep *s, json_t *params, const char *version,
+                     json_t *settings, const char *where) {
+  zorch__plan *pl = r->pl;
+  r->pred_off[pl->n_steps + 1] = (uint32_t)r->n_preds;
+  int ok = 1;
+  if (params && !json_is_object(params)) {
+    json_decref(params);
+    params = NULL;
+    ok = fail(r, ZORCH_EINVALID, "%s: params must be an object", where);
+  }
+  if (params) {
+    s->params = params;
+    s->params_canon = json_dumps(params, JSON_COMPACT | JSON_SORT_KEYS);
+  } else {
+    s->params = pl->empty;
+    s->params_canon = NULL;
+  }
+  s->version = version ? version : pl->default_version;
+  if (!ok) {
+  } else if (settings) {
+    s->own_env = true;
+    ok = parse_settings(pl, s, settings, where, r);
+  } else {
+    s->env = pl->defaults.env;
+    s->retries = pl->defaults.retries;
+    s->retry_delay = pl->defaults.retry_delay;
+    s->retry_backoff = pl->defaults.retry_backoff;
+    s->timeout = pl->defaults.timeout;
+    s->cache = pl->defaults.cache;
+    s->image = pl->defaults.image;
+  }
+  json_decref(settings);
+  if (!ok) { /* not counted: free what it holds now */
+    free(s->params_canon);
+    if (s->params != pl->empty) json_decref(s->params);
+    if (s->own_env) free(s->env);
+    memset(s, 0, sizeof *s);
+    return 0;
+  }
+  if (s->kind == ZORCH__STEP_FUNCTION && !s->fn) r->unbound++;
+  if (s->params != pl->empty || s->own_env) pl->n_owning++;
+  pl->n_steps++;
+  zorch__map *m = atomic_load(&pl->by_name); /* once made, kept current */
+  if (m && zorch__map_put(m, s->name, (void *)(uintptr_t)(pl->n_steps)))
+    return fail(r, ZORCH_ENOMEM, "out of memory");
+  return 1;
+}
+
 /* The step object is complete: add it to the plan. */
 static int step_done(reader *r) {
   zorch__plan *pl = r->pl;
@@ -262,23 +338,7 @@ static int step_done(reader *r) {
     if (zorch__map_get(atomic_load(&pl->by_name), r->name))
       return fail(r, ZORCH_EINVALID, "%s: duplicate step name", where);
   }
-  if (pl->n_steps == r->cap_steps) {
-    size_t nc = r->cap_steps ? r->cap_steps * 2 : 256;
-    if (pl->steps_big) { /* reserved too few: continue in a plain block */
-      zorch__pstep *ns = malloc(nc * sizeof *ns);
-      if (!ns) return fail(r, ZORCH_ENOMEM, "out of memory");
-      memcpy(ns, pl->steps, pl->n_steps * sizeof *ns);
-      zorch__big_free(pl->steps);
-      pl->steps = ns;
-      pl->steps_big = false;
-    }
-    zorch__pstep *ns = realloc(pl->steps, nc * sizeof *ns);
-    uint32_t *no = realloc(r->pred_off, (nc + 1) * sizeof *no);
-    if (ns) pl->steps = ns;
-    if (no) r->pred_off = no;
-    if (!ns || !no) return fail(r, ZORCH_ENOMEM, "out of memory");
-    r->cap_steps = nc;
-  }
+  if (!steps_room(r)) return 0;
   uint32_t i = pl->n_steps;
   zorch__pstep *s = &pl->steps[i];
   memset(s, 0, sizeof *s);
@@ -294,8 +354,7 @@ static int step_done(reader *r) {
       return fail(r, ZORCH_EINVALID, "%s: command must be a non-empty array of strings", where);
     s->argv = r->command;
   }
-  static const char *none[1] = {NULL};
-  s->outputs = r->outputs ? r->outputs : none;
+  s->outputs = r->outputs ? r->outputs : no_strings;
   s->n_outputs = r->n_outputs;
   /* the 'after' predecessors were pushed as they were read; the inputs come next */
   uint32_t n_in = (uint32_t)json_object_size(r->inputs);
@@ -328,34 +387,9 @@ static int step_done(reader *r) {
   }
   s->n_inputs = n_in;
   s->n_preds = r->n_after + n_in;
-  r->pred_off[i + 1] = (uint32_t)r->n_preds;
-  if (r->params) {
-    if (!json_is_object(r->params))
-      return fail(r, ZORCH_EINVALID, "%s: params must be an object", where);
-    s->params = r->params;
-    r->params = NULL;
-    s->params_canon = json_dumps(s->params, JSON_COMPACT | JSON_SORT_KEYS);
-  } else {
-    s->params = pl->empty;
-    s->params_canon = NULL;
-  }
-  s->version = r->version ? r->version : pl->default_version;
-  if (r->settings) {
-    s->own_env = true;
-    if (!parse_settings(pl, s, r->settings, where, r)) return 0;
-  } else {
-    s->env = pl->defaults.env;
-    s->retries = pl->defaults.retries;
-    s->retry_delay = pl->defaults.retry_delay;
-    s->retry_backoff = pl->defaults.retry_backoff;
-    s->timeout = pl->defaults.timeout;
-    s->cache = pl->defaults.cache;
-    s->image = pl->defaults.image;
-  }
-  pl->n_steps++;
-  zorch__map *m = atomic_load(&pl->by_name); /* once made, kept current */
-  if (m && zorch__map_put(m, s->name, (void *)(uintptr_t)(i + 1)))
-    return fail(r, ZORCH_ENOMEM, "out of memory");
+  json_t *params = r->params, *settings = r->settings;
+  r->params = r->settings = NULL;
+  if (!step_rest(r, s, params, r->version, settings, where)) return 0;
   step_reset(r);
   return 1;
 #undef where
@@ -697,7 +731,7 @@ static int builder_error(zorch__plan_builder *b, const char *text, size_t len) {
   return b->rc;
 }
 
-int zorch__plan_builder_reserve(zorch__plan_builder *b, uint32_t n_steps) {
+int zorch__plan_builder_reserve(zorch__plan_builder *b, uint32_t n_steps, size_t n_edges) {
   reader *r = &b->r;
   zorch__plan *pl = r->pl;
   if (pl->n_steps || pl->steps || !n_steps) return ZORCH_OK;
@@ -706,6 +740,12 @@ int zorch__plan_builder_reserve(zorch__plan_builder *b, uint32_t n_steps) {
   if (!pl->steps || !r->pred_off) return b->rc = zorch__error_oom();
   pl->steps_big = true;
   r->cap_steps = n_steps;
+  if (n_edges > r->cap_preds) {
+    uint32_t *np = realloc(r->preds, n_edges * sizeof *np);
+    if (!np) return b->rc = zorch__error_oom();
+    r->preds = np;
+    r->cap_preds = n_edges;
+  }
   return ZORCH_OK;
 }
 
@@ -716,58 +756,75 @@ int zorch__plan_builder_feed(zorch__plan_builder *b, const char *text, size_t le
   return st == yajl_status_ok ? ZORCH_OK : builder_error(b, text, len);
 }
 
+/* A list of strings copied into the plan's arena (NULL-terminated). */
+static const char **arena_strv(zorch__plan *pl, const char *const *v, uint32_t n) {
+  const char **c = arena_alloc(pl, (n + 1) * sizeof *c);
+  if (!c) return NULL;
+  for (uint32_t k = 0; k < n; k++)
+    if (!(c[k] = arena_strndup(pl, v[k], strlen(v[k])))) return NULL;
+  c[n] = NULL;
+  return c;
+}
+
 int zorch__plan_builder_step(zorch__plan_builder *b, const zorch__step_def *d) {
   reader *r = &b->r;
   zorch__plan *pl = r->pl;
   if (!b->rc && r->state != S_STEPS)
     b->rc = zorch__error_set(ZORCH_ERROR, "deployment: a step was added outside \"steps\"");
-  if (b->rc) {
-    json_decref(d->inputs);
+  if (b->rc || !steps_room(r)) {
     json_decref(d->params);
     json_decref(d->settings);
-    return b->rc;
+    return b->rc ? b->rc : (b->rc = zorch__error_set(r->err_code, "%s", r->err));
   }
-  step_reset(r);
-  r->inputs = d->inputs;
-  r->params = d->params;
-  r->settings = d->settings;
-  r->name = arena_strndup(pl, d->name, strlen(d->name));
-  r->kind = d->kind == ZORCH__STEP_COMMAND ? "command" : "function";
-  r->version = d->version ? arena_strndup(pl, d->version, strlen(d->version)) : NULL;
-  bool oom = !r->name || (d->version && !r->version);
-  const char *const *lists[2] = {d->command, d->outputs};
-  uint32_t lens[2] = {d->n_command, d->n_outputs};
-  const char **copies[2] = {NULL, NULL};
-  for (int l = 0; l < 2 && !oom; l++) {
-    if (!lens[l]) continue;
-    copies[l] = arena_alloc(pl, (lens[l] + 1) * sizeof *copies[l]);
-    if (!copies[l]) {
-      oom = true;
-      break;
+  uint32_t i = pl->n_steps;
+  zorch__pstep *s = &pl->steps[i];
+  if (!pl->steps_big) memset(s, 0, sizeof *s); /* else fresh from zorch__big_calloc */
+  s->name = arena_strndup(pl, d->name, d->name_len);
+  s->kind = d->kind;
+  const char *version = d->version ? arena_strndup(pl, d->version, strlen(d->version)) : NULL;
+  bool oom = !s->name || (d->version && !version);
+  if (d->n_command && !oom) oom = !(s->argv = arena_strv(pl, d->command, d->n_command));
+  s->outputs = no_strings;
+  if (d->n_outputs && !oom) oom = !(s->outputs = arena_strv(pl, d->outputs, d->n_outputs));
+  s->n_outputs = d->n_outputs;
+  if (d->n_inputs && !oom) {
+    s->inputs = arena_alloc(pl, d->n_inputs * sizeof *s->inputs);
+    oom = !s->inputs;
+    for (uint32_t k = 0; k < d->n_inputs && !oom; k++) {
+      s->inputs[k] = d->inputs[k];
+      oom = !(s->inputs[k].name = arena_strndup(pl, d->inputs[k].name, strlen(d->inputs[k].name)));
     }
-    for (uint32_t k = 0; k < lens[l]; k++)
-      if (!(copies[l][k] = arena_strndup(pl, lists[l][k], strlen(lists[l][k])))) oom = true;
-    copies[l][lens[l]] = NULL;
+    s->n_inputs = d->n_inputs;
   }
-  r->command = copies[0];
-  r->n_command = d->n_command;
-  r->outputs = copies[1];
-  r->n_outputs = d->n_outputs;
-  for (uint32_t k = 0; k < d->n_after && !oom; k++) {
-    if (d->after[k] >= pl->n_steps) {
-      fail(r, ZORCH_EINVALID, "deployment: step '%s': 'after' refers to a step that is not an earlier step", d->name);
-      break;
+  s->n_preds = d->n_after + d->n_inputs;
+  if (oom) {
+    fail(r, ZORCH_ENOMEM, "out of memory");
+  } else {
+    /* the 'after' steps first, then the inputs' steps (as a document is read) */
+    for (uint32_t k = 0; k < d->n_after + d->n_inputs; k++) {
+      uint32_t u = k < d->n_after ? d->after[k] : d->inputs[k - d->n_after].step;
+      if (u >= i) {
+        fail(r, ZORCH_EINVALID,
+             "deployment: step '%s': 'after' or input refers to a step that is not an earlier step",
+             d->name);
+        break;
+      }
+      if (!push_pred(r, u)) break;
     }
-    r->n_after++;
-    if (!push_pred(r, d->after[k])) break;
   }
-  if (oom) fail(r, ZORCH_ENOMEM, "out of memory");
-  if (r->err_code || !step_done(r)) {
-    step_reset(r);
+  if (r->err_code) {
+    json_decref(d->params);
+    json_decref(d->settings);
+    memset(s, 0, sizeof *s);
     return b->rc = zorch__error_set(r->err_code, "%s", r->err);
   }
-  pl->steps[pl->n_steps - 1].fn = d->fn;
-  pl->steps[pl->n_steps - 1].payload = d->payload;
+  s->fn = d->fn; /* before step_rest, which counts the steps without one */
+  s->payload = d->payload;
+  char where[160];
+  where[0] = '\0';
+  if (d->settings || d->params) snprintf(where, sizeof where, "deployment: step '%s'", d->name);
+  if (!step_rest(r, s, d->params, version, d->settings, where))
+    return b->rc = zorch__error_set(r->err_code, "%s", r->err);
   return ZORCH_OK;
 }
 
@@ -786,30 +843,29 @@ int zorch__plan_builder_finish(zorch__plan_builder *b, zorch__plan **out) {
     rc = zorch__error_set(ZORCH_EINVALID, "deployment: steps: missing, empty or not an array");
   }
   if (rc == ZORCH_OK) {
-    /* successor lists (CSR) from the predecessor lists */
+    /* successor lists (CSR) from the predecessor lists, in a small array of
+     * cursors (the steps are large: visit each once, in order) */
     uint32_t n = pl->n_steps;
-    uint32_t *count = calloc(n + 1, sizeof *count);
+    uint32_t *cur = calloc(n + 1, sizeof *cur);
     pl->succ = malloc((r->n_preds + 1) * sizeof *pl->succ);
-    if (!count || !pl->succ) {
-      free(count);
+    if (!cur || !pl->succ) {
+      free(cur);
       rc = zorch__error_oom();
     } else {
-      for (size_t e = 0; e < r->n_preds; e++) count[r->preds[e]]++;
-      uint32_t off = 0;
+      for (size_t e = 0; e < r->n_preds; e++) cur[r->preds[e] + 1]++;
       for (uint32_t i = 0; i < n; i++) {
-        pl->steps[i].succ_off = off;
-        off += count[i];
-        pl->steps[i].n_succ = 0;
+        pl->steps[i].succ_off = cur[i];
+        pl->steps[i].n_succ = cur[i + 1];
+        cur[i + 1] += cur[i];
       }
       for (uint32_t i = 0; i < n; i++)
-        for (uint32_t e = r->pred_off[i]; e < r->pred_off[i + 1]; e++) {
-          zorch__pstep *u = &pl->steps[r->preds[e]];
-          pl->succ[u->succ_off + u->n_succ++] = i;
-        }
-      free(count);
+        for (uint32_t e = r->pred_off[i]; e < r->pred_off[i + 1]; e++)
+          pl->succ[cur[r->preds[e]]++] = i;
+      free(cur);
     }
   }
   if (rc == ZORCH_OK) {
+    pl->bound = r->unbound == 0;
     *out = pl;
     r->pl = NULL;
   }
@@ -831,6 +887,7 @@ int zorch__plan_load(zorch__plan **out, const char *text) {
 }
 
 int zorch__plan_bind(zorch__plan *plan, const zorch_pipeline *p) {
+  if (plan->bound) return ZORCH_OK; /* by the compiler (a large plan is not read again) */
   for (uint32_t i = 0; i < plan->n_steps; i++) {
     zorch__pstep *s = &plan->steps[i];
     if (s->kind != ZORCH__STEP_FUNCTION || s->fn) continue; /* bound when it was built */
@@ -843,5 +900,6 @@ int zorch__plan_bind(zorch__plan *plan, const zorch_pipeline *p) {
     s->fn = st->fn;
     s->payload = st->payload;
   }
+  plan->bound = true;
   return ZORCH_OK;
 }

@@ -54,6 +54,9 @@ struct zorch_submission {
   bool status_set;
   zorch__exec *exec;        /* when the in-library executor runs it */
   zorch__exec_opts exec_opts;
+  /* while the run is compiled and submitted: how (the deployment text of
+   * an ephemeral run is made only if asked for) */
+  const zorch__compile_info *compile_info;
 };
 
 struct zorch_run {
@@ -149,6 +152,15 @@ static int parse_run_record(zorch_run *r, const char *text, const char *where) {
  * document is stored and loaded (a million-step document is tens of MB) and
  * reads it back from the store when asked. */
 static const char *deployment_text(zorch_run *r) {
+  if (!r->deployment && (r->flags & ZORCH_RUN_EPHEMERAL)) {
+    /* compiled to its plan only (see run_start_common): the text is made
+     * if the flavor asks for it while it starts the run, when the pipeline
+     * is known to be there */
+    const zorch_submission *sub = r->sub;
+    if (sub && sub->compile_info && sub->pipeline)
+      zorch__deployment_compile(&r->deployment, NULL, sub->pipeline, sub->compile_info);
+    return r->deployment;
+  }
   if (!r->deployment && r->store && r->id) {
     char *rel = zorch__asprintf("runs/%s/deployment.json", r->id);
     size_t len = 0;
@@ -452,8 +464,7 @@ static int run_start_common(zorch_run **out, zorch_client *client, start_src *sr
   }
   bool has_function = false;
   if (pipeline) {
-    for (size_t i = 0; i < pipeline->n_steps; i++)
-      if (pipeline->steps[i]->kind == ZORCH__STEP_FUNCTION) has_function = true;
+    has_function = pipeline->n_function > 0;
   } else {
     size_t i;
     json_t *st;
@@ -553,8 +564,9 @@ static int run_start_common(zorch_run **out, zorch_client *client, start_src *sr
     zorch__error_prefix("artifact store '%s'", stack.store_name);
     goto fail;
   }
+  zorch__compile_info ci;
   if (pipeline) {
-    zorch__compile_info ci = {.run_id = r->id,
+    ci = (zorch__compile_info){.run_id = r->id,
                               .run_name = r->name,
                               .params_json = opts->params_json,
                               .stack = stack.name,
@@ -564,7 +576,14 @@ static int run_start_common(zorch_run **out, zorch_client *client, start_src *sr
                               .failure_mode = opts->failure_mode,
                               .zorch_command = sub->zorch_command,
                               .created = r->created};
-    if ((rc = zorch__deployment_compile(&r->deployment, &r->plan, pipeline, &ci))) goto fail;
+    /* An ephemeral run on the local flavor needs no deployment document:
+     * nothing is stored, and the steps run here from the plan, which is
+     * made from the pipeline directly. */
+    bool text = src->cron || !(opts->flags & ZORCH_RUN_EPHEMERAL) ||
+                strcmp(stack.orchestrator_flavor, "local") != 0;
+    if ((rc = zorch__deployment_compile(text ? &r->deployment : NULL, &r->plan, pipeline, &ci)))
+      goto fail;
+    sub->compile_info = &ci;
   } else {
     const char *dstore = json_string_value(json_object_get(json_object_get(src->doc, "artifact_store"), "path"));
     if (!dstore || strcmp(dstore, zorch__store_root(r->store)) != 0) {
@@ -632,6 +651,7 @@ static int run_start_common(zorch_run **out, zorch_client *client, start_src *sr
     goto fail;
   }
   rc = fops->submit(&r->flavor_run, fl->payload, sub);
+  sub->compile_info = NULL;
   if (rc) {
     zorch__error_prefix("orchestrator '%s' (flavor %s) could not start the run",
                         stack.orchestrator_name, stack.orchestrator_flavor);

@@ -118,6 +118,17 @@ static char *parent_of(const char *path) {
 
 /* mkdir -p of `path`; with `durable`, the parent of every directory created
  * is fsync'd so that the new entry survives a power loss. */
+/* mkdir one directory whose parent exists; *made tells whether it was new. */
+static int mkdir_one(const char *p, bool *made) {
+  *made = mkdir(p, 0755) == 0;
+  if (*made) return ZORCH_OK;
+  if (errno != EEXIST) return zorch__error_errno(ZORCH_EIO, errno, "cannot create directory '%s'", p);
+  struct stat sb;
+  if (stat(p, &sb) != 0 || !S_ISDIR(sb.st_mode))
+    return zorch__error_set(ZORCH_EIO, "cannot create directory '%s': a non-directory is in the way", p);
+  return ZORCH_OK;
+}
+
 static int mkdirs_durable(const char *path, bool durable) {
   char *p = zorch__strdup(path);
   if (!p) return zorch__error_oom();
@@ -128,22 +139,13 @@ static int mkdirs_durable(const char *path, bool durable) {
     bool end = (*s == '\0');
     if (!end && *s != '/') continue;
     *s = '\0';
-    if (mkdir(p, 0755) == 0) {
-      if (durable) {
-        char *par = parent_of(p);
-        rc = par ? fsync_path_dir(par) : zorch__error_oom();
-        free(par);
-        if (rc) break;
-      }
-    } else if (errno != EEXIST) {
-      rc = zorch__error_errno(ZORCH_EIO, errno, "cannot create directory '%s'", p);
-      break;
-    } else {
-      struct stat sb;
-      if (stat(p, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-        rc = zorch__error_set(ZORCH_EIO, "cannot create directory '%s': a non-directory is in the way", p);
-        break;
-      }
+    bool made;
+    if ((rc = mkdir_one(p, &made))) break;
+    if (made && durable) {
+      char *par = parent_of(p);
+      rc = par ? fsync_path_dir(par) : zorch__error_oom();
+      free(par);
+      if (rc) break;
     }
     if (end) break;
     *s = '/';
@@ -294,9 +296,16 @@ int zorch__store_open(zorch__store **out, const char *root) {
   char *cache = zorch__path_join(abs, "cache");
   if (!st->tmp || !st->artifacts || !runs || !cache) {
     rc = zorch__error_oom();
-  } else if ((rc = mkdirs_durable(st->tmp, true)) || (rc = mkdirs_durable(st->artifacts, true)) ||
-             (rc = mkdirs_durable(runs, true)) || (rc = mkdirs_durable(cache, true))) {
-    zorch__error_prefix("cannot open store '%s'", root);
+  } else {
+    /* a new store's directories, made durable with one sync of the root */
+    const char *subs[] = {st->tmp, st->artifacts, runs, cache};
+    bool made, any = false;
+    for (size_t i = 0; i < 4 && !rc; i++) {
+      rc = mkdir_one(subs[i], &made);
+      any |= made;
+    }
+    if (!rc && any) rc = fsync_path_dir(abs);
+    if (rc) zorch__error_prefix("cannot open store '%s'", root);
   }
   free(runs);
   free(cache);

@@ -53,7 +53,9 @@ enum {
    *  no record files); artifacts are still stored.  With ZORCH_RUN_NO_CACHE
    *  as well, the run neither reads nor writes the cache index and computes
    *  no cache keys.  For benchmarks and throw-away runs; such a run cannot
-   *  be opened later. */
+   *  be opened later.  On the local flavor it is compiled straight to the
+   *  executor's plan: it has no deployment document (see
+   *  zorch_run_deployment()). */
   ZORCH_RUN_EPHEMERAL = 1u << 1,
   /** While zorch_run_wait() blocks, turn SIGINT into zorch_run_cancel(). */
   ZORCH_RUN_HANDLE_SIGINT = 1u << 2,
@@ -158,7 +160,8 @@ ZORCH_API double zorch_run_finished_at(const zorch_run *run);
 /** Run metadata by key: "orchestrator", "orchestrator_run_id",
  *  "orchestrator_url" (where the flavor has one).  NULL when unset. */
 ZORCH_API const char *zorch_run_metadata(const zorch_run *run, const char *key);
-/** The run's deployment document (JSON). */
+/** The run's deployment document (JSON).  NULL for an ephemeral run on the
+ *  local flavor (ZORCH_RUN_EPHEMERAL), which is never written as one. */
 ZORCH_API const char *zorch_run_deployment(const zorch_run *run);
 
 /* ---- per-step results, by index 0..count-1 in topological order ------ */

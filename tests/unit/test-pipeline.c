@@ -294,12 +294,16 @@ static void same_strv(const char **a, const char **b) {
 }
 
 /* A large pipeline: its plan is built by a second thread while the text is
- * written (function steps only, with inputs, 'after' and params). */
-static zorch_pipeline *large(void) {
+ * written (function steps only, with inputs, 'after' and params).  Added in
+ * order (each step after its upstreams, which are looked up as they are
+ * wired), or in reverse (each wired to steps not added yet, looked up by
+ * validation, and reordered). */
+static zorch_pipeline *large(bool reverse) {
   zorch_pipeline *p = new_pipeline("large");
   zt_ok(zorch_pipeline_add_param(p, "lr", "0.1"));
   char name[32], up[32];
-  for (int i = 0; i < 9000; i++) {
+  for (int j = 0; j < 9000; j++) {
+    int i = reverse ? 8999 - j : j;
     zorch_step *s;
     snprintf(name, sizeof name, "s%d", i);
     zt_ok(zorch_pipeline_add_function_step(&s, p, name, noop, NULL));
@@ -318,8 +322,54 @@ static zorch_pipeline *large(void) {
   return p;
 }
 
+/* Plans a and b are the same: steps, edges, settings, params, cache keys. */
+static void same_plan(const zorch__plan *a, const zorch__plan *b) {
+  ck_assert_int_eq(a->n_steps, b->n_steps);
+  ck_assert_str_eq(a->pipeline, b->pipeline);
+  ck_assert_str_eq(a->run_id, b->run_id);
+  ck_assert_int_eq(a->failure_mode, b->failure_mode);
+  zorch__step_rec *ra = zorch__step_recs_new(a), *rb = zorch__step_recs_new(b);
+  for (uint32_t i = 0; i < a->n_steps; i++) {
+    const zorch__pstep *x = &a->steps[i], *y = &b->steps[i];
+    ck_assert_str_eq(x->name, y->name);
+    ck_assert_int_eq(x->kind, y->kind);
+    same_strv(x->argv, y->argv);
+    ck_assert_int_eq(x->n_outputs, y->n_outputs);
+    same_strv(x->outputs, y->outputs);
+    ck_assert_int_eq(x->n_inputs, y->n_inputs);
+    for (uint32_t k = 0; k < x->n_inputs; k++) {
+      ck_assert_str_eq(x->inputs[k].name, y->inputs[k].name);
+      ck_assert_int_eq(x->inputs[k].step, y->inputs[k].step);
+      ck_assert_int_eq(x->inputs[k].output, y->inputs[k].output);
+    }
+    ck_assert_int_eq(x->n_preds, y->n_preds);
+    ck_assert_int_eq(x->n_succ, y->n_succ);
+    for (uint32_t e = 0; e < x->n_succ; e++)
+      ck_assert_int_eq(a->succ[x->succ_off + e], b->succ[y->succ_off + e]);
+    ck_assert_str_eq(x->params_canon ? x->params_canon : "-", y->params_canon ? y->params_canon : "-");
+    same_strv(x->env, y->env);
+    ck_assert_int_eq(x->retries, y->retries);
+    ck_assert(x->retry_delay == y->retry_delay && x->retry_backoff == y->retry_backoff);
+    ck_assert(x->timeout == y->timeout);
+    ck_assert_int_eq(x->cache, y->cache);
+    ck_assert_str_eq(x->version, y->version);
+    ck_assert_str_eq(x->image ? x->image : "-", y->image ? y->image : "-");
+    char ka[ZORCH__DIGEST_HEX], kb[ZORCH__DIGEST_HEX];
+    zorch__cache_key(a, i, ra, ka);
+    zorch__cache_key(b, i, rb, kb);
+    ck_assert_str_eq(ka, kb);
+  }
+  ck_assert_int_eq(zorch__plan_find(a, "extra"), zorch__plan_find(b, "extra"));
+  zorch__step_recs_free(ra, a->n_steps);
+  zorch__step_recs_free(rb, b->n_steps);
+}
+
+/* The plan the compiler builds while it writes the document, the plan it
+ * builds without writing one (an ephemeral run), and the plan that loading
+ * the document makes are the same (a local run uses one of the first two, a
+ * step started elsewhere the third). */
 START_TEST(compiled_plan_equals_loaded_plan) {
-  zorch_pipeline *p = _i ? large() : sample();
+  zorch_pipeline *p = _i ? large(_i == 2) : sample();
   zorch_step *extra;
   const char *argv[] = {"true", NULL};
   zt_ok(zorch_pipeline_add_command_step(&extra, p, "extra", argv));
@@ -330,53 +380,61 @@ START_TEST(compiled_plan_equals_loaded_plan) {
   zorch__compile_info ci = {.run_id = "r1", .run_name = "run-one", .params_json = "{\"lr\":0.25}",
                             .store_path = "/tmp/store"};
   char *doc = NULL;
-  zorch__plan *direct = NULL, *loaded = NULL;
+  zorch__plan *direct = NULL, *loaded = NULL, *textless = NULL;
   zt_ok(zorch__deployment_compile(&doc, &direct, p, &ci));
   ck_assert_ptr_nonnull(direct);
   zt_ok(zorch__plan_load(&loaded, doc));
-  ck_assert_int_eq(direct->n_steps, loaded->n_steps);
-  ck_assert_str_eq(direct->pipeline, loaded->pipeline);
-  ck_assert_str_eq(direct->run_id, loaded->run_id);
-  ck_assert_int_eq(direct->failure_mode, loaded->failure_mode);
-  zorch__step_rec *ra = zorch__step_recs_new(direct), *rb = zorch__step_recs_new(loaded);
+  zt_ok(zorch__deployment_compile(NULL, &textless, p, &ci));
+  same_plan(direct, loaded);
+  same_plan(textless, loaded);
   for (uint32_t i = 0; i < direct->n_steps; i++) {
-    const zorch__pstep *a = &direct->steps[i], *b = &loaded->steps[i];
-    ck_assert_str_eq(a->name, b->name);
-    ck_assert_int_eq(a->kind, b->kind);
-    same_strv(a->argv, b->argv);
-    ck_assert_int_eq(a->n_outputs, b->n_outputs);
-    same_strv(a->outputs, b->outputs);
-    ck_assert_int_eq(a->n_inputs, b->n_inputs);
-    for (uint32_t k = 0; k < a->n_inputs; k++) {
-      ck_assert_str_eq(a->inputs[k].name, b->inputs[k].name);
-      ck_assert_int_eq(a->inputs[k].step, b->inputs[k].step);
-      ck_assert_int_eq(a->inputs[k].output, b->inputs[k].output);
-    }
-    ck_assert_int_eq(a->n_preds, b->n_preds);
-    ck_assert_int_eq(a->n_succ, b->n_succ);
-    for (uint32_t e = 0; e < a->n_succ; e++)
-      ck_assert_int_eq(direct->succ[a->succ_off + e], loaded->succ[b->succ_off + e]);
-    ck_assert_str_eq(a->params_canon ? a->params_canon : "-", b->params_canon ? b->params_canon : "-");
-    same_strv(a->env, b->env);
-    ck_assert_int_eq(a->retries, b->retries);
-    ck_assert(a->retry_delay == b->retry_delay && a->retry_backoff == b->retry_backoff);
-    ck_assert(a->timeout == b->timeout);
-    ck_assert_int_eq(a->cache, b->cache);
-    ck_assert_str_eq(a->version, b->version);
-    ck_assert_str_eq(a->image ? a->image : "-", b->image ? b->image : "-");
     /* function steps come bound from the compiler; the loaded plan is bound by name */
-    ck_assert_int_eq(a->kind == ZORCH__STEP_FUNCTION, a->fn == noop);
-    char ka[ZORCH__DIGEST_HEX], kb[ZORCH__DIGEST_HEX];
-    zorch__cache_key(direct, i, ra, ka);
-    zorch__cache_key(loaded, i, rb, kb);
-    ck_assert_str_eq(ka, kb);
+    ck_assert_int_eq(direct->steps[i].kind == ZORCH__STEP_FUNCTION, direct->steps[i].fn == noop);
+    ck_assert_int_eq(textless->steps[i].kind == ZORCH__STEP_FUNCTION, textless->steps[i].fn == noop);
+    ck_assert_ptr_null(loaded->steps[i].fn);
   }
-  ck_assert_int_eq(zorch__plan_find(direct, "extra"), zorch__plan_find(loaded, "extra"));
-  zorch__step_recs_free(ra, direct->n_steps);
-  zorch__step_recs_free(rb, loaded->n_steps);
+  if (_i) { /* every step after its upstreams, in the order added where that allows */
+    for (uint32_t i = 0; i < direct->n_steps; i++)
+      for (uint32_t e = 0; e < direct->steps[i].n_succ; e++)
+        ck_assert_uint_gt(direct->succ[direct->steps[i].succ_off + e], i);
+    ck_assert_str_eq(direct->steps[0].name, "s0");
+    if (_i == 1) ck_assert_str_eq(direct->steps[8999].name, "s8999");
+  }
   zorch__plan_free(direct);
   zorch__plan_free(loaded);
+  zorch__plan_free(textless);
   free(doc);
+  zorch_pipeline_free(p);
+}
+END_TEST
+
+/* Steps keep the order they were added in, except that each comes after the
+ * steps it depends on; of the steps ready at a time, the first added comes
+ * first. */
+START_TEST(steps_keep_their_order_where_dependencies_allow) {
+  zorch_pipeline *p = new_pipeline("order");
+  const char *names[] = {"a", "b", "c", "d", "e", "f"};
+  zorch_step *s[6];
+  for (int i = 0; i < 6; i++) zt_ok(zorch_pipeline_add_function_step(&s[i], p, names[i], noop, NULL));
+  zt_ok(zorch_step_after(s[0], "e")); /* a after e: a moves behind e */
+  zt_ok(zorch_step_after(s[2], "b"));
+  zt_ok(zorch_step_after(s[4], "f")); /* e after f */
+  zorch__compile_info ci = {.run_id = "r"};
+  zorch__plan *plan = NULL;
+  zt_ok(zorch__deployment_compile(NULL, &plan, p, &ci));
+  const char *want[] = {"b", "c", "d", "f", "e", "a"};
+  for (int i = 0; i < 6; i++) ck_assert_str_eq(plan->steps[i].name, want[i]);
+  zorch__plan_free(plan);
+  /* added in an order that respects the dependencies: that very order */
+  zorch_pipeline_free(p);
+  p = new_pipeline("order");
+  for (int i = 0; i < 6; i++) {
+    zt_ok(zorch_pipeline_add_function_step(&s[i], p, names[i], noop, NULL));
+    if (i >= 2) zt_ok(zorch_step_after(s[i], names[i - 2]));
+  }
+  zt_ok(zorch__deployment_compile(NULL, &plan, p, &ci));
+  for (int i = 0; i < 6; i++) ck_assert_str_eq(plan->steps[i].name, names[i]);
+  zorch__plan_free(plan);
   zorch_pipeline_free(p);
 }
 END_TEST
@@ -443,7 +501,8 @@ Suite *pipeline_suite(void) {
   tcase_add_test(tc, wiring_errors);
   tcase_add_test(tc, deployment_round_trip);
   tcase_add_test(tc, json_strings_round_trip);
-  tcase_add_loop_test(tc, compiled_plan_equals_loaded_plan, 0, 2);
+  tcase_add_loop_test(tc, compiled_plan_equals_loaded_plan, 0, 3);
+  tcase_add_test(tc, steps_keep_their_order_where_dependencies_allow);
   tcase_add_test(tc, large_chain_compiles);
   suite_add_tcase(s, tc);
   return s;
