@@ -275,6 +275,38 @@ START_TEST(the_deployment_carries_the_pipeline_entrypoint) {
 }
 END_TEST
 
+/* An ephemeral run on the local flavor is compiled to its plan only: it runs
+ * and reports like any run, and has no deployment document. */
+START_TEST(ephemeral_runs_have_no_deployment_document) {
+  zorch_client *c = zt_client();
+  zorch_pipeline *p = build();
+  zorch_run *r = NULL;
+  zorch_run_options o = ZORCH_RUN_OPTIONS_INIT;
+  o.flags = ZORCH_RUN_EPHEMERAL | ZORCH_RUN_NO_CACHE;
+  o.params_json = "{\"n\": 4}";
+  zt_ok(zorch_pipeline_run(&r, c, p, &o));
+  ck_assert_ptr_null(zorch_run_deployment(r));
+  ck_assert_int_eq(zorch_run_step_count(r), 2);
+  void *data = NULL;
+  zt_ok(zorch_run_read_output(&data, NULL, r, "consume", "copy"));
+  ck_assert_str_eq((char *)data, "8");
+  zorch_free(data);
+  /* it cannot be opened later */
+  char id[64];
+  snprintf(id, sizeof id, "%s", zorch_run_id(r));
+  zorch_run_free(r);
+  zt_assert_rc(zorch_run_open(&r, c, id), ZORCH_ENOTFOUND);
+  /* a persisted run keeps its document */
+  o.flags = ZORCH_RUN_NO_CACHE;
+  zt_ok(zorch_pipeline_run(&r, c, p, &o));
+  ck_assert_ptr_nonnull(zorch_run_deployment(r));
+  ck_assert_ptr_nonnull(strstr(zorch_run_deployment(r), "\"name\":\"consume\""));
+  zorch_run_free(r);
+  zorch_pipeline_free(p);
+  zorch_client_free(c);
+}
+END_TEST
+
 Suite *run_suite(void) {
   Suite *s = suite_create("run");
   TCase *tc = tcase_create("api");
@@ -285,6 +317,7 @@ Suite *run_suite(void) {
   tcase_add_test(tc, options_are_checked);
   tcase_add_test(tc, remote_flavors_need_the_entrypoint_and_report_submit_errors);
   tcase_add_test(tc, the_deployment_carries_the_pipeline_entrypoint);
+  tcase_add_test(tc, ephemeral_runs_have_no_deployment_document);
   suite_add_tcase(s, tc);
   return s;
 }
