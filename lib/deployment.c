@@ -212,28 +212,38 @@ static void put_entrypoint(zorch__buf *b, const char *head, const char *dep_path
   zorch__buf_puts(b, "]");
 }
 
-/* The steps in plan order: their text (when `text`) and their plan steps
- * (when `pb`), in one pass or in two (one per thread). */
-typedef struct step_pass {
+/* Compiling: the plan is built first, from the pipeline in its own order
+ * (each step put in its place in the plan); the document's steps are then
+ * written in plan order from the plan, which holds all but a few rare
+ * members (those are read from the pipeline's step). */
+typedef struct compiler {
   const zorch_pipeline *p;
   const zorch__topo *t;
-  const size_t *eoff;         /* pipeline index -> its first entry in t->edges (NULL: in order) */
   json_t *params;             /* resolved pipeline params (only read) */
   const char *default_version;
-  zorch__buf *text;           /* NULL: no text */
-  zorch__plan_builder *pb;    /* NULL: no plan */
+  zorch__plan_builder *pb;
   zorch__map *memo;           /* command versions; NULL when no step needs one */
   zorch__strv *keep;
-  int rc;
-  char err[1024];             /* the message of rc, when run as a thread */
-} step_pass;
+  uint8_t *rare;              /* per plan step: its text needs the pipeline's step */
+  /* per plan step, for the text: its name in the plan, and the name's length
+   * (small arrays: the plan's steps are large) */
+  const char **names;
+  uint8_t *name_len;
+} compiler;
+
+/* Step k was put: keep its name at hand for the text. */
+static void note_name(const compiler *c, uint32_t k, uint32_t len) {
+  if (!c->names) return;
+  c->names[k] = zorch__plan_builder_plan(c->pb)->steps[k].name;
+  c->name_len[k] = (uint8_t)len;
+}
 
 /* The step's resolved params (new), or NULL when it uses and sets none. */
-static json_t *step_params(const step_pass *sp, const zorch_step *s) {
+static json_t *step_params(const compiler *c, const zorch_step *s) {
   if (!s->use_params.n && !s->params.n) return NULL;
   json_t *spj = json_object();
   for (size_t i = 0; i < s->use_params.n; i++) {
-    json_t *v = json_object_get(sp->params, s->use_params.v[i]);
+    json_t *v = json_object_get(c->params, s->use_params.v[i]);
     if (v) json_object_set(spj, s->use_params.v[i], v);
   }
   for (size_t i = 0; i < s->params.n; i++)
@@ -243,15 +253,113 @@ static json_t *step_params(const step_pass *sp, const zorch_step *s) {
 
 /* The step's code version when it differs from the document's default, else
  * NULL.  A command step without one gets the identity of its files (*made,
- * malloc'd; a pass without a memo never meets such a step: see the caller). */
-static const char *step_version(const step_pass *sp, const zorch_step *s, char **made) {
+ * malloc'd). */
+static const char *step_version(const compiler *c, const zorch_step *s, char **made) {
   const char *ver = s->settings->version;
   *made = NULL;
-  if (!ver && s->kind == ZORCH__STEP_COMMAND && !sp->p->defaults.settings->version) {
-    *made = sp->memo ? command_version(s->argv.v, sp->memo, sp->keep) : NULL;
+  if (!ver && s->kind == ZORCH__STEP_COMMAND && !c->p->defaults.settings->version) {
+    *made = command_version(s->argv.v, c->memo, c->keep);
     ver = *made ? *made : "unknown";
   }
-  return ver && strcmp(ver, sp->default_version) != 0 ? ver : NULL;
+  return ver && strcmp(ver, c->default_version) != 0 ? ver : NULL;
+}
+
+/* Step i of the pipeline, put in its place in the plan. */
+static int step_plan(const compiler *c, uint32_t i, zorch__pin *pins, uint32_t *after) {
+  const zorch_pipeline *p = c->p;
+  const zorch__topo *t = c->t;
+  const zorch_step *s = p->steps[i];
+  const uint32_t *edges = t->edges + t->eoff[i];
+  for (size_t k = 0; k < s->n_inputs; k++) {
+    uint32_t u = edges[k];
+    const zorch__strv *outs = &p->steps[u]->outputs;
+    uint32_t o = 0;
+    while (o < outs->n && strcmp(outs->v[o], s->inputs[k].from_output) != 0) o++;
+    pins[k] = (zorch__pin){.name = s->inputs[k].name, .step = t->pos[u], .output = o};
+  }
+  for (size_t k = 0; k < s->after.n; k++) after[k] = t->pos[edges[s->n_inputs + k]];
+  char *made;
+  const char *ver = step_version(c, s, &made);
+  bool own = has_own_settings(s);
+  if (c->rare) c->rare[t->pos[i]] = s->use_params.n || own; /* what the text needs of it */
+  zorch__step_def def = {.name = s->name,
+                         .name_len = s->name_len,
+                         .kind = s->kind,
+                         .command = (const char *const *)s->argv.v,
+                         .n_command = (uint32_t)s->argv.n,
+                         .outputs = (const char *const *)s->outputs.v,
+                         .n_outputs = (uint32_t)s->outputs.n,
+                         .inputs = pins,
+                         .n_inputs = (uint32_t)s->n_inputs,
+                         .after = after,
+                         .n_after = (uint32_t)s->after.n,
+                         .params = step_params(c, s),
+                         .settings = own ? settings_json(s, p->defaults.settings) : NULL,
+                         .version = ver,
+                         .fn = s->fn,
+                         .payload = s->payload};
+  int rc = zorch__plan_builder_put(c->pb, t->pos[i], &def); /* takes params and settings */
+  if (!rc) note_name(c, t->pos[i], s->name_len);
+  free(made);
+  return rc;
+}
+
+/* Every step of the plan, in plan order: most from the compact copy the
+ * ordering made (read ahead), the rare ones from the pipeline's steps. */
+static int plan_steps(const compiler *c) {
+  const zorch_pipeline *p = c->p;
+  const zorch__topo *t = c->t;
+  uint32_t n = (uint32_t)p->n_steps;
+  zorch__pin *pins = NULL; /* one step's inputs and 'after' steps, resolved */
+  uint32_t *after = NULL;
+  size_t cap_pins = 0, cap_after = 0;
+  int rc = ZORCH_OK;
+  for (uint32_t k = 0; k < n && !rc; k++) {
+    /* far ahead: the compact step and its edges' offset; nearer: what they point at */
+    if (k + 32 < n) {
+      __builtin_prefetch(&t->steps[t->order[k + 32]]);
+      __builtin_prefetch(&t->eoff[t->order[k + 32]]);
+    }
+    if (k + 16 < n) {
+      uint32_t j = t->order[k + 16];
+      __builtin_prefetch(t->steps[j].name);
+      __builtin_prefetch(t->edges + t->eoff[j]);
+    }
+    uint32_t i = t->order[k];
+    const zorch__tstep *ts = &t->steps[i];
+    size_t n_in = ts->rare ? p->steps[i]->n_inputs : 0, n_edges = t->eoff[i + 1] - t->eoff[i];
+    if (!pins || n_in > cap_pins || n_edges > cap_after) {
+      cap_pins = n_in > cap_pins ? n_in : cap_pins ? cap_pins : 4;
+      cap_after = n_edges > cap_after ? n_edges : cap_after ? cap_after : 4;
+      zorch__pin *np = realloc(pins, cap_pins * sizeof *np);
+      if (np) pins = np;
+      uint32_t *na = realloc(after, cap_after * sizeof *na);
+      if (na) after = na;
+      if (!np || !na) {
+        rc = zorch__error_oom();
+        break;
+      }
+    }
+    if (ts->rare) {
+      rc = step_plan(c, i, pins, after);
+      continue;
+    }
+    /* a function step with 'after' steps only */
+    const uint32_t *edges = t->edges + t->eoff[i];
+    for (size_t e = 0; e < n_edges; e++) after[e] = t->pos[edges[e]];
+    zorch__step_def def = {.name = ts->name,
+                           .name_len = ts->name_len,
+                           .kind = ts->kind,
+                           .after = after,
+                           .n_after = (uint32_t)n_edges,
+                           .fn = ts->fn,
+                           .payload = ts->payload};
+    rc = zorch__plan_builder_put(c->pb, k, &def);
+    if (!rc) note_name(c, k, ts->name_len);
+  }
+  free(pins);
+  free(after);
+  return rc;
 }
 
 /* Names of steps, outputs, inputs and params were checked when they were
@@ -270,12 +378,17 @@ static char *put_name(char *o, const char *name, size_t len) {
   return o;
 }
 
-/* ,"key":["a","b"] of names; room: 6 + strlen(key) + sum of (strlen + 3) */
-static char *put_names(char *o, const char *key, char **v, size_t n) {
+/* ,"key":[ then "a","b" then ] : room 6 + strlen(key) + sum of (strlen + 3) */
+static char *put_names_open(char *o, const char *key) {
   *o++ = ',';
   o = put_name(o, key, strlen(key));
   *o++ = ':';
   *o++ = '[';
+  return o;
+}
+
+static char *put_names(char *o, const char *key, const char *const *v, size_t n) {
+  o = put_names_open(o, key);
   for (size_t i = 0; i < n; i++) {
     if (i) *o++ = ',';
     o = put_name(o, v[i], strlen(v[i]));
@@ -284,71 +397,80 @@ static char *put_names(char *o, const char *key, char **v, size_t n) {
   return o;
 }
 
-static size_t names_room(const char *key, char **v, size_t n) {
-  size_t need = 6 + strlen(key);
-  for (size_t i = 0; i < n; i++) need += strlen(v[i]) + 3;
-  return need;
-}
-
-/* The step's object in the document. */
-static int step_text(const step_pass *sp, const zorch_step *s, bool first) {
-  zorch__buf *tb = sp->text;
-  /* what every step has, and its names, at once */
-  size_t need = 48 + s->name_len;
-  if (s->after.n) need += names_room("after", s->after.v, s->after.n);
-  if (s->outputs.n) need += names_room("outputs", s->outputs.v, s->outputs.n);
-  if (s->use_params.n) need += names_room("uses", s->use_params.v, s->use_params.n);
-  for (size_t i = 0; i < s->n_inputs; i++)
-    need += 32 + strlen(s->inputs[i].name) + strlen(s->inputs[i].from_step) +
-            strlen(s->inputs[i].from_output);
+/* One step of the document: plan step k, written from the plan (and, for a
+ * rare member, from the pipeline's step). */
+static int step_text(const compiler *c, zorch__buf *tb, uint32_t k) {
+  const zorch__plan *pl = zorch__plan_builder_plan(c->pb);
+  const zorch__pstep *ps = &pl->steps[k];
+  uint32_t n_preds;
+  const uint32_t *preds = zorch__plan_builder_preds(c->pb, k, &n_preds);
+  uint32_t n_after = n_preds - ps->n_inputs;
+  const zorch_step *s = c->rare[k] ? c->p->steps[c->t->order[k]] : NULL;
+  /* what is made of names, at once */
+  size_t need = 48 + c->name_len[k] + 18 + 12 * (size_t)ps->n_outputs + 16;
+  for (uint32_t i = 0; i < n_after; i++) need += 3 + c->name_len[preds[i]];
+  for (uint32_t i = 0; i < ps->n_outputs; i++) need += 3 + strlen(ps->outputs[i]);
+  for (uint32_t i = 0; i < ps->n_inputs; i++) {
+    const zorch__pstep *u = &pl->steps[ps->inputs[i].step];
+    need += 32 + strlen(ps->inputs[i].name) + c->name_len[ps->inputs[i].step] +
+            strlen(u->outputs[ps->inputs[i].output]);
+  }
+  if (s && s->use_params.n)
+    for (size_t i = 0; i < s->use_params.n; i++) need += 3 + strlen(s->use_params.v[i]);
   if (zorch__buf_grow(tb, need)) return ZORCH_ENOMEM;
   char *o = tb->data + tb->len;
-  if (!first) *o++ = ',';
+  if (k) *o++ = ',';
   o = PUT_RAW_LIT(o, "{\"name\":");
-  o = put_name(o, s->name, s->name_len);
-  if (s->kind == ZORCH__STEP_FUNCTION) {
+  o = put_name(o, c->names[k], c->name_len[k]);
+  if (ps->kind == ZORCH__STEP_FUNCTION) {
     o = PUT_RAW_LIT(o, ",\"kind\":\"function\"");
   } else {
     o = PUT_RAW_LIT(o, ",\"kind\":\"command\"");
     tb->len = (size_t)(o - tb->data);
-    put_strv(tb, "command", s->argv.v, s->argv.n); /* any text: escaped */
+    uint32_t argc = 0;
+    while (ps->argv[argc]) argc++;
+    put_strv(tb, "command", (char **)ps->argv, argc); /* any text: escaped */
     if (zorch__buf_grow(tb, need)) return ZORCH_ENOMEM;
     o = tb->data + tb->len;
   }
-  if (s->n_inputs) {
+  if (ps->n_inputs) {
     o = PUT_RAW_LIT(o, ",\"inputs\":{");
-    for (size_t i = 0; i < s->n_inputs; i++) {
-      const zorch__input *in = &s->inputs[i];
+    for (uint32_t i = 0; i < ps->n_inputs; i++) {
+      const zorch__pin *in = &ps->inputs[i];
+      const zorch__pstep *u = &pl->steps[in->step];
       if (i) *o++ = ',';
       o = put_name(o, in->name, strlen(in->name));
       o = PUT_RAW_LIT(o, ":{\"step\":");
-      o = put_name(o, in->from_step, strlen(in->from_step));
+      o = put_name(o, c->names[in->step], c->name_len[in->step]);
       o = PUT_RAW_LIT(o, ",\"output\":");
-      o = put_name(o, in->from_output, strlen(in->from_output));
+      o = put_name(o, u->outputs[in->output], strlen(u->outputs[in->output]));
       *o++ = '}';
     }
     *o++ = '}';
   }
-  if (s->outputs.n) o = put_names(o, "outputs", s->outputs.v, s->outputs.n);
-  if (s->after.n) o = put_names(o, "after", s->after.v, s->after.n);
-  if (s->use_params.n) o = put_names(o, "uses", s->use_params.v, s->use_params.n);
+  if (ps->n_outputs) o = put_names(o, "outputs", ps->outputs, ps->n_outputs);
+  if (n_after) {
+    o = put_names_open(o, "after");
+    for (uint32_t i = 0; i < n_after; i++) {
+      if (i) *o++ = ',';
+      o = put_name(o, c->names[preds[i]], c->name_len[preds[i]]);
+    }
+    *o++ = ']';
+  }
+  if (s && s->use_params.n)
+    o = put_names(o, "uses", (const char *const *)s->use_params.v, s->use_params.n);
   tb->len = (size_t)(o - tb->data);
   /* the rest is rare: any text, escaped */
-  json_t *spj = step_params(sp, s);
-  if (spj) {
+  if (ps->params != pl->empty) {
     zorch__buf_puts(tb, ",\"params\":");
-    put_json(tb, spj);
-    json_decref(spj);
+    put_json(tb, ps->params);
   }
-  char *made;
-  const char *ver = step_version(sp, s, &made);
-  if (ver) {
+  if (ps->version != pl->default_version) {
     zorch__buf_puts(tb, ",\"version\":");
-    zorch__buf_json_string(tb, ver);
+    zorch__buf_json_string(tb, ps->version);
   }
-  free(made);
-  if (has_own_settings(s)) {
-    json_t *st = settings_json(s, sp->p->defaults.settings);
+  if (s && has_own_settings(s)) {
+    json_t *st = settings_json(s, c->p->defaults.settings);
     zorch__buf_puts(tb, ",\"settings\":");
     put_json(tb, st);
     json_decref(st);
@@ -356,83 +478,48 @@ static int step_text(const step_pass *sp, const zorch_step *s, bool first) {
   return zorch__buf_put(tb, "}", 1); /* and the NUL after it */
 }
 
-/* The step's place in the plan, built from the pipeline directly. */
-static int step_plan(const step_pass *sp, const zorch_step *s, const uint32_t *edges,
-                     zorch__pin *pins, uint32_t *after) {
-  const zorch_pipeline *p = sp->p;
-  const zorch__topo *t = sp->t;
-  for (size_t k = 0; k < s->n_inputs; k++) {
-    uint32_t u = edges[k];
-    const zorch__strv *outs = &p->steps[u]->outputs;
-    uint32_t o = 0;
-    while (o < outs->n && strcmp(outs->v[o], s->inputs[k].from_output) != 0) o++;
-    pins[k] = (zorch__pin){.name = s->inputs[k].name, .step = ZORCH__TOPO_POS(t, u), .output = o};
-  }
-  for (size_t k = 0; k < s->after.n; k++) after[k] = ZORCH__TOPO_POS(t, edges[s->n_inputs + k]);
-  char *made;
-  const char *ver = step_version(sp, s, &made);
-  zorch__step_def def = {.name = s->name,
-                         .name_len = s->name_len,
-                         .kind = s->kind,
-                         .command = (const char *const *)s->argv.v,
-                         .n_command = (uint32_t)s->argv.n,
-                         .outputs = (const char *const *)s->outputs.v,
-                         .n_outputs = (uint32_t)s->outputs.n,
-                         .inputs = pins,
-                         .n_inputs = (uint32_t)s->n_inputs,
-                         .after = after,
-                         .n_after = (uint32_t)s->after.n,
-                         .params = step_params(sp, s),
-                         .settings = has_own_settings(s) ? settings_json(s, p->defaults.settings) : NULL,
-                         .version = ver,
-                         .fn = s->fn,
-                         .payload = s->payload};
-  int rc = zorch__plan_builder_step(sp->pb, &def); /* takes params and settings */
-  free(made);
-  return rc;
-}
+/* Steps [from, to) of the document. */
+typedef struct text_part {
+  const compiler *c;
+  zorch__buf *b;
+  uint32_t from, to;
+  int rc;
+  char err[1024]; /* the message of rc, when run as a thread */
+} text_part;
 
-static int steps_pass(step_pass *sp) {
-  const zorch_pipeline *p = sp->p;
-  const zorch__topo *t = sp->t;
-  /* one step's inputs and 'after' steps, resolved */
-  zorch__pin *pins = NULL;
-  uint32_t *after = NULL;
-  size_t cap_pins = 0, cap_after = 0;
-  size_t e = 0; /* in pipeline order: the step's first edge */
+static int steps_text(text_part *tp) {
   int rc = ZORCH_OK;
-  for (size_t oi = 0; oi < p->n_steps && !rc; oi++) {
-    uint32_t i = ZORCH__TOPO_AT(t, oi);
-    const zorch_step *s = p->steps[i];
-    if (!t->order) zorch__prefetch_step(p, i);
-    if (sp->text) rc = step_text(sp, s, oi == 0);
-    if (sp->pb && !rc) {
-      if (!pins || s->n_inputs > cap_pins || s->after.n > cap_after) {
-        cap_pins = s->n_inputs > cap_pins ? s->n_inputs : cap_pins ? cap_pins : 4;
-        cap_after = s->after.n > cap_after ? s->after.n : cap_after ? cap_after : 4;
-        zorch__pin *np = realloc(pins, cap_pins * sizeof *np);
-        if (np) pins = np;
-        uint32_t *na = realloc(after, cap_after * sizeof *na);
-        if (na) after = na;
-        if (!np || !na) {
-          rc = zorch__error_oom();
-          break;
-        }
-      }
-      rc = step_plan(sp, s, t->edges + (sp->eoff ? sp->eoff[i] : e), pins, after);
-    }
-    e += s->n_inputs + s->after.n;
-  }
-  free(pins);
-  free(after);
+  for (uint32_t k = tp->from; k < tp->to && !rc; k++) rc = step_text(tp->c, tp->b, k);
   return rc;
 }
 
-static void *steps_pass_thread(void *arg) {
-  step_pass *sp = arg;
-  sp->rc = steps_pass(sp);
-  if (sp->rc) snprintf(sp->err, sizeof sp->err, "%s", zorch_error_last()->message);
+static void *steps_text_thread(void *arg) {
+  text_part *tp = arg;
+  tp->rc = steps_text(tp);
+  if (tp->rc) snprintf(tp->err, sizeof tp->err, "%s", zorch_error_last()->message);
   return NULL;
+}
+
+/* The document's steps, appended to `b`: a large plan's second half is
+ * written by a second thread meanwhile. */
+static int write_steps(const compiler *c, zorch__buf *b) {
+  uint32_t n = (uint32_t)c->p->n_steps;
+  text_part first = {.c = c, .b = b, .from = 0, .to = n};
+  zorch__buf b2 = ZORCH__BUF_INIT;
+  text_part second = {.c = c, .b = &b2, .from = n / 2, .to = n};
+  pthread_t t;
+  bool split = n >= 8192 && sysconf(_SC_NPROCESSORS_ONLN) > 1 &&
+               zorch__buf_grow(&b2, (size_t)(n - n / 2) * 48) == ZORCH_OK &&
+               pthread_create(&t, NULL, steps_text_thread, &second) == 0;
+  if (split) first.to = n / 2;
+  int rc = steps_text(&first);
+  if (split) {
+    pthread_join(t, NULL);
+    if (!rc && second.rc) rc = zorch__error_set(second.rc, "%s", second.err);
+    if (!rc) rc = zorch__buf_put(b, b2.data, b2.len);
+  }
+  zorch__buf_free(&b2);
+  return rc;
 }
 
 /* The document lists the steps in topological order.  What most steps share
@@ -446,7 +533,7 @@ int zorch__deployment_compile(char **out, zorch__plan **plan_out, const zorch_pi
   if (out) *out = NULL;
   if (plan_out) *plan_out = NULL;
   zorch__topo topo;
-  int rc = zorch__pipeline_order(p, &topo, plan_out != NULL);
+  int rc = zorch__pipeline_order(p, &topo, true);
   if (rc) return rc;
   json_t *overrides = NULL;
   if (info->params_json && *info->params_json) {
@@ -547,68 +634,57 @@ int zorch__deployment_compile(char **out, zorch__plan **plan_out, const zorch_pi
   json_decref(dset);
   zorch__buf_puts(&b, "},\"steps\":[");
 
-  /* the plan: the header is parsed, the steps are added from the pipeline */
+  /* the plan: the header is parsed, the steps are put from the pipeline */
   zorch__plan_builder *pb = NULL;
-  size_t *eoff = NULL;      /* pipeline index -> its first entry in topo.edges */
-  size_t autover_steps = 0; /* command steps whose version is made from their files */
+  bool autover = false; /* command steps whose version is made from their files */
   if (!p->defaults.settings->version && p->n_function < p->n_steps)
-    for (size_t i = 0; i < p->n_steps; i++)
-      if (p->steps[i]->kind == ZORCH__STEP_COMMAND && !p->steps[i]->settings->version) autover_steps++;
-  if (plan_out) {
-    rc = zorch__plan_builder_new(&pb, true);
-    if (!rc) rc = zorch__plan_builder_reserve(pb, (uint32_t)p->n_steps, p->n_edges);
-    if (!rc) rc = zorch__plan_builder_feed(pb, b.data, b.len);
-    if (!rc && topo.order) { /* out of pipeline order: each step's edges by index */
-      eoff = malloc((p->n_steps + 1) * sizeof *eoff);
-      if (!eoff) rc = zorch__error_oom();
-      else eoff[0] = 0;
-      for (size_t i = 0; eoff && i < p->n_steps; i++)
-        eoff[i + 1] = eoff[i] + p->steps[i]->n_inputs + p->steps[i]->after.n;
-    }
-  }
-
-  zorch__map *memo = autover_steps ? zorch__map_new(8) : NULL;
+    for (size_t i = 0; i < p->n_steps && !autover; i++)
+      autover = p->steps[i]->kind == ZORCH__STEP_COMMAND && !p->steps[i]->settings->version;
+  zorch__map *memo = autover ? zorch__map_new(8) : NULL;
   zorch__strv keep = {0};
-  step_pass text = {.p = p, .t = &topo, .eoff = eoff, .params = params,
-                    .default_version = default_version, .text = out ? &b : NULL, .pb = pb,
-                    .memo = memo, .keep = &keep};
-  if (!rc && autover_steps && !memo) rc = zorch__error_oom();
-  if (!rc) {
-    /* A large plan is built by a second thread while this one writes the
-     * text (both only read the pipeline).  Not when a command step needs its
-     * version computed from files: that is done once, here. */
-    step_pass plan = text;
-    pthread_t t;
-    bool split = out && pb && p->n_steps >= 8192 && !autover_steps &&
-                 sysconf(_SC_NPROCESSORS_ONLN) > 1;
-    if (split) {
-      text.pb = NULL;
-      plan.text = NULL;
-      plan.memo = NULL;
-      plan.keep = NULL;
-      split = pthread_create(&t, NULL, steps_pass_thread, &plan) == 0;
-      if (!split) text.pb = pb;
-    }
-    rc = steps_pass(&text);
-    if (split) {
-      pthread_join(t, NULL);
-      if (!rc && plan.rc) rc = zorch__error_set(plan.rc, "%s", plan.err);
-    }
+  uint32_t *pred_count = malloc(p->n_steps * sizeof *pred_count);
+  compiler c = {.p = p, .t = &topo, .params = params, .default_version = default_version,
+                .memo = memo, .keep = &keep};
+  if (out) {
+    c.rare = calloc(p->n_steps, 1);
+    c.names = malloc(p->n_steps * sizeof *c.names);
+    c.name_len = malloc(p->n_steps);
   }
+  rc = (autover && !memo) || !pred_count || (out && (!c.rare || !c.names || !c.name_len))
+           ? zorch__error_oom()
+           : ZORCH_OK;
+  if (!rc) rc = zorch__plan_builder_new(&pb, true);
+  if (!rc) rc = zorch__plan_builder_feed(pb, b.data, b.len);
+  if (!rc) {
+    for (size_t k = 0; k < p->n_steps; k++) {
+      uint32_t i = topo.order[k];
+      pred_count[k] = topo.eoff[i + 1] - topo.eoff[i];
+    }
+    c.pb = pb;
+    rc = zorch__plan_builder_direct(pb, (uint32_t)p->n_steps, pred_count);
+  }
+  if (!rc) rc = plan_steps(&c);
+  if (!rc && out) rc = write_steps(&c, &b);
   zorch__buf_puts(&b, "]}");
   if (pb && !rc) rc = zorch__plan_builder_feed(pb, "]}", 2);
+  free(pred_count);
+  free(c.rare);
+  free(c.names);
+  free(c.name_len);
   json_decref(params);
   zorch__map_free(memo);
   zorch__strv_clear(&keep);
   free(default_cmd);
   free(dep_path);
   zorch__topo_free(&topo);
-  free(eoff);
   if (!rc && (!b.data || b.len == 0)) rc = zorch__error_oom();
+  zorch__plan *plan = NULL;
   if (pb) {
     if (rc) zorch__plan_builder_free(pb);
-    else rc = zorch__plan_builder_finish(pb, plan_out);
+    else rc = zorch__plan_builder_finish(pb, &plan);
   }
+  if (plan_out) *plan_out = plan;
+  else zorch__plan_free(plan);
   if (rc || !out) {
     zorch__buf_free(&b);
     return rc;

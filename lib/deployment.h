@@ -128,13 +128,19 @@ typedef struct zorch__step_def {
 /** `trusted`: the steps come from a validated pipeline (the compiler): their
  *  names are not checked again and no name map is made while building. */
 int zorch__plan_builder_new(zorch__plan_builder **out, bool trusted);
-/** Make room for n_steps steps and n_edges edges at once (the compiler knows
- *  how many). */
-int zorch__plan_builder_reserve(zorch__plan_builder *b, uint32_t n_steps, size_t n_edges);
 /** Parse the next piece of the document's text. */
 int zorch__plan_builder_feed(zorch__plan_builder *b, const char *text, size_t len);
-/** Add a step; the text fed so far must end inside the "steps" array. */
-int zorch__plan_builder_step(zorch__plan_builder *b, const zorch__step_def *def);
+/** The compiler's way: once the text fed ends inside the "steps" array, the
+ *  plan has n_steps steps, step k with pred_count[k] predecessors (its
+ *  'after' steps and its inputs' steps); each step is then put in its place,
+ *  in any order, with zorch__plan_builder_put(). */
+int zorch__plan_builder_direct(zorch__plan_builder *b, uint32_t n_steps, const uint32_t *pred_count);
+/** Put step k (each once); the steps it names must be earlier ones. */
+int zorch__plan_builder_put(zorch__plan_builder *b, uint32_t k, const zorch__step_def *def);
+/** The plan under construction (its steps are read-only). */
+const zorch__plan *zorch__plan_builder_plan(const zorch__plan_builder *b);
+/** Step k's predecessors as put: its 'after' steps, then its inputs' steps. */
+const uint32_t *zorch__plan_builder_preds(const zorch__plan_builder *b, uint32_t k, uint32_t *n);
 /** Check the document is complete and hand the plan over; frees the builder. */
 int zorch__plan_builder_finish(zorch__plan_builder *b, zorch__plan **out);
 /** Give up on a builder (after an error). */

@@ -598,73 +598,52 @@ static int report_cycle(const zorch_pipeline *p, const uint32_t *indeg, const ui
   return ZORCH_ECYCLE;
 }
 
-/* A min-heap of step indices: of the steps ready to be placed, the one added
- * first comes first. */
-static void heap_push(uint32_t *h, size_t *n, uint32_t v) {
-  size_t i = (*n)++;
-  while (i > 0 && h[(i - 1) / 2] > v) {
-    h[i] = h[(i - 1) / 2];
-    i = (i - 1) / 2;
-  }
-  h[i] = v;
-}
-
-static uint32_t heap_pop(uint32_t *h, size_t *n) {
-  uint32_t top = h[0], last = h[--*n];
-  size_t i = 0;
-  for (;;) {
-    size_t c = 2 * i + 1;
-    if (c >= *n) break;
-    if (c + 1 < *n && h[c + 1] < h[c]) c++;
-    if (h[c] >= last) break;
-    h[i] = h[c];
-    i = c;
-  }
-  if (*n) h[i] = last;
-  return top;
-}
-
-/* Kahn's algorithm over the edges, the earliest-added ready step first. */
-static int order_steps(const zorch_pipeline *p, zorch__topo *t, const uint32_t *edges) {
+/* Kahn's algorithm over the edges with a FIFO seeded in the order the steps
+ * were added: steps come level by level, in the order the executor is
+ * likely to run them (a plan laid out that way keeps a large run's memory
+ * accesses close together). */
+static int order_steps(const zorch_pipeline *p, zorch__topo *t, const uint32_t *edges,
+                       const uint32_t *eoff) {
   size_t n = p->n_steps, n_edges = p->n_edges;
   uint32_t *rem = calloc(n, sizeof *rem);
   uint32_t *off = calloc(n + 1, sizeof *off);
   uint32_t *succ = malloc((n_edges + 1) * sizeof *succ);
-  uint32_t *heap = malloc(n * sizeof *heap);
-  t->order = malloc(n * sizeof *t->order);
+  uint32_t *order = malloc(n * sizeof *order);
   t->pos = malloc(n * sizeof *t->pos);
   int rc = ZORCH_OK;
-  if (!rem || !off || !succ || !heap || !t->order || !t->pos) {
+  if (!rem || !off || !succ || !order || !t->pos) {
     rc = zorch__error_oom();
     goto out;
   }
   /* successor lists (CSR) */
   for (size_t e = 0; e < n_edges; e++) off[edges[e] + 1]++;
   for (size_t i = 0; i < n; i++) off[i + 1] += off[i];
-  size_t e = 0;
   for (size_t i = 0; i < n; i++) {
-    size_t k = p->steps[i]->n_inputs + p->steps[i]->after.n;
-    rem[i] = (uint32_t)k;
-    for (; k; k--, e++) succ[off[edges[e]]++] = (uint32_t)i;
+    rem[i] = eoff[i + 1] - eoff[i];
+    for (size_t e = eoff[i]; e < eoff[i + 1]; e++) succ[off[edges[e]]++] = (uint32_t)i;
   }
   for (size_t i = n; i > 0; i--) off[i] = off[i - 1]; /* back to the start of each list */
   off[0] = 0;
-  size_t hn = 0, placed = 0;
+  size_t head = 0, tail = 0;
   for (size_t i = 0; i < n; i++)
-    if (rem[i] == 0) heap[hn++] = (uint32_t)i; /* ascending: already a heap */
-  while (hn) {
-    uint32_t u = heap_pop(heap, &hn);
-    t->pos[u] = (uint32_t)placed;
-    t->order[placed++] = u;
+    if (rem[i] == 0) order[tail++] = (uint32_t)i;
+  while (head < tail) {
+    uint32_t u = order[head++];
     for (uint32_t x = off[u]; x < off[u + 1]; x++)
-      if (--rem[succ[x]] == 0) heap_push(heap, &hn, succ[x]);
+      if (--rem[succ[x]] == 0) order[tail++] = succ[x];
   }
-  if (placed != n) rc = report_cycle(p, rem, edges);
+  if (tail != n) {
+    rc = report_cycle(p, rem, edges);
+    goto out;
+  }
+  for (size_t k = 0; k < n; k++) t->pos[order[k]] = (uint32_t)k;
+  t->order = order;
+  order = NULL;
 out:
   free(rem);
   free(off);
   free(succ);
-  free(heap);
+  free(order);
   return rc;
 }
 
@@ -672,6 +651,8 @@ void zorch__topo_free(zorch__topo *t) {
   free(t->order);
   free(t->pos);
   free(t->edges);
+  free(t->eoff);
+  free(t->steps);
   memset(t, 0, sizeof *t);
 }
 
@@ -680,15 +661,31 @@ int zorch__pipeline_order(const zorch_pipeline *p, zorch__topo *t, bool want_edg
   if (!p) return zorch__error_set(ZORCH_EINVALID, "pipeline is NULL");
   size_t n = p->n_steps;
   if (n == 0) return zorch__error_set(ZORCH_EINVALID, "pipeline '%s' has no steps", p->name);
+  if (p->n_edges >= UINT32_MAX)
+    return zorch__error_set(ZORCH_EINVALID, "pipeline '%s' has too many dependencies (%zu)", p->name,
+                            p->n_edges);
   uint32_t *edges = malloc((p->n_edges + 1) * sizeof *edges);
-  if (!edges) return zorch__error_oom();
+  uint32_t *eoff = malloc((n + 1) * sizeof *eoff);
+  zorch__tstep *ts = want_edges ? malloc(n * sizeof *ts) : NULL;
+  if (!edges || !eoff || (want_edges && !ts)) {
+    free(edges);
+    free(eoff);
+    free(ts);
+    return zorch__error_oom();
+  }
   size_t ne = 0;
-  bool forward = true; /* every edge from an earlier-added step to a later one */
   /* check every reference (an input or an 'after' on the same upstream
    * counts once per occurrence) */
   for (size_t i = 0; i < n; i++) {
     const zorch_step *s = p->steps[i];
-    zorch__prefetch_step(p, i);
+    zorch__prefetch_step(p, NULL, i);
+    eoff[i] = (uint32_t)ne;
+    if (ts)
+      ts[i] = (zorch__tstep){.name = s->name, .fn = s->fn, .payload = s->payload,
+                             .name_len = s->name_len, .kind = (uint8_t)s->kind,
+                             .rare = s->kind != ZORCH__STEP_FUNCTION || s->n_inputs ||
+                                     s->outputs.n || s->use_params.n || s->params.n ||
+                                     s->settings != &zorch__no_settings};
     for (size_t k = 0; k < s->n_inputs; k++) {
       const zorch__input *in = &s->inputs[k];
       uint32_t u = upstream_of(p, in->from_idx, in->from_step);
@@ -718,7 +715,6 @@ int zorch__pipeline_order(const zorch_pipeline *p, zorch__topo *t, bool want_edg
         zorch__buf_free(&b);
         goto fail;
       }
-      forward &= u < i;
       edges[ne++] = u;
     }
     for (size_t k = 0; k < s->after.n; k++) {
@@ -732,7 +728,6 @@ int zorch__pipeline_order(const zorch_pipeline *p, zorch__topo *t, bool want_edg
         zorch__error_set(ZORCH_ECYCLE, "step '%s' is set to run after itself", s->name);
         goto fail;
       }
-      forward &= u < i;
       edges[ne++] = u;
     }
     for (size_t k = 0; k < s->use_params.n; k++) {
@@ -745,13 +740,21 @@ int zorch__pipeline_order(const zorch_pipeline *p, zorch__topo *t, bool want_edg
       }
     }
   }
-  /* steps added after their upstreams keep their order: nothing to sort */
-  if (!forward && order_steps(p, t, edges) != ZORCH_OK) goto fail;
-  if (want_edges) t->edges = edges;
-  else free(edges);
+  eoff[n] = (uint32_t)ne;
+  if (order_steps(p, t, edges, eoff) != ZORCH_OK) goto fail;
+  if (want_edges) {
+    t->edges = edges;
+    t->eoff = eoff;
+    t->steps = ts;
+  } else {
+    free(edges);
+    free(eoff);
+  }
   return ZORCH_OK;
 fail:
   free(edges);
+  free(eoff);
+  free(ts);
   zorch__topo_free(t);
   return zorch_error_last()->code;
 }

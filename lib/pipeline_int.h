@@ -104,33 +104,43 @@ struct zorch_pipeline {
   void *names;   /* arena of the steps' own names */
 };
 
-/** In a loop over the steps, ask for what steps a few places ahead of step i
- *  hold (a large pipeline's steps miss the cache). */
-static inline void zorch__prefetch_step(const zorch_pipeline *p, size_t i) {
+/** In a loop over the steps (in pipeline order, or in the order `order`
+ *  when not NULL), ask for what the steps a few places ahead of place i hold
+ *  (a large pipeline's steps miss the cache). */
+static inline void zorch__prefetch_step(const zorch_pipeline *p, const uint32_t *order, size_t i) {
   if (i + 8 < p->n_steps) {
-    const char *s = (const char *)p->steps[i + 8];
+    const char *s = (const char *)p->steps[order ? order[i + 8] : i + 8];
     __builtin_prefetch(s);
     __builtin_prefetch(s + 64);
     __builtin_prefetch(s + 128);
   }
-  if (i + 4 < p->n_steps) __builtin_prefetch(p->steps[i + 4]->after.v);
+  if (i + 4 < p->n_steps) __builtin_prefetch(p->steps[order ? order[i + 4] : i + 4]->after.v);
 }
 
-/** A validated pipeline's steps in topological order: the order they were
- *  added in, except that a step comes after every step it depends on (of the
- *  steps ready at a time, the one added first comes first). */
+/** A validated pipeline's steps in topological order: level by level
+ *  (Kahn's algorithm, a FIFO seeded with the steps that depend on none, in
+ *  the order they were added). */
 typedef struct zorch__topo {
-  /* place in the order -> index in pipeline->steps, and back; both NULL when
-   * that is the pipeline's own order (every step added after its upstreams) */
+  /* place in the order -> index in pipeline->steps, and back */
   uint32_t *order, *pos;
   /* when asked for: the upstream (index in pipeline->steps) of every edge,
    * step by step in pipeline order: each step's inputs, then its 'after'
-   * steps */
-  uint32_t *edges;
+   * steps; and where each step's edges begin (n_steps + 1 entries) */
+  uint32_t *edges, *eoff;
+  /* with the edges: what a plan needs of most steps, in pipeline order (a
+   * compact copy, read in plan order) */
+  struct zorch__tstep *steps;
 } zorch__topo;
 
-#define ZORCH__TOPO_AT(t, i) ((t)->order ? (t)->order[i] : (uint32_t)(i))
-#define ZORCH__TOPO_POS(t, i) ((t)->pos ? (t)->pos[i] : (uint32_t)(i))
+typedef struct zorch__tstep {
+  const char *name;
+  zorch_step_fn fn;
+  void *payload;
+  uint32_t name_len;
+  uint8_t kind;
+  bool rare; /* it has more than a name, a function and 'after' steps */
+} zorch__tstep;
+
 
 /** Validate the pipeline and order its steps.  `want_edges`: fill t->edges. */
 int zorch__pipeline_order(const zorch_pipeline *p, zorch__topo *t, bool want_edges);

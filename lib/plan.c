@@ -130,6 +130,7 @@ typedef struct {
   size_t cap_steps;
   bool header_done;
   bool trusted;            /* steps from the compiler: names known valid and unique */
+  bool direct;             /* the steps are put in place (zorch__plan_builder_direct) */
   uint32_t unbound;        /* function steps without their function */
   int err_code;
   char err[1024];
@@ -276,11 +277,11 @@ static int steps_room(reader *r) {
 
 /* The rest of a step whose name, kind, lists and predecessors are in place:
  * its params (taken), code version (NULL: the default) and settings (taken;
- * NULL: the defaults); then it counts.  `where` names the step in errors. */
-static int step_rest(reader *r, zorch__pstep *s, json_t *params, const char *version,
-                     json_t *settings, const char *where) {
+ * NULL: the defaults).  `where` names the step in errors.  On failure the
+ * step is left empty. */
+static int step_settle(reader *r, zorch__pstep *s, json_t *params, const char *version,
+                       json_t *settings, const char *where) {
   zorch__plan *pl = r->pl;
-  r->pred_off[pl->n_steps + 1] = (uint32_t)r->n_preds;
   int ok = 1;
   if (params && !json_is_object(params)) {
     json_decref(params);
@@ -309,7 +310,7 @@ static int step_rest(reader *r, zorch__pstep *s, json_t *params, const char *ver
     s->image = pl->defaults.image;
   }
   json_decref(settings);
-  if (!ok) { /* not counted: free what it holds now */
+  if (!ok) { /* free what it holds now */
     free(s->params_canon);
     if (s->params != pl->empty) json_decref(s->params);
     if (s->own_env) free(s->env);
@@ -318,9 +319,16 @@ static int step_rest(reader *r, zorch__pstep *s, json_t *params, const char *ver
   }
   if (s->kind == ZORCH__STEP_FUNCTION && !s->fn) r->unbound++;
   if (s->params != pl->empty || s->own_env) pl->n_owning++;
+  return 1;
+}
+
+/* A step read from a document is complete: it counts. */
+static int step_count(reader *r) {
+  zorch__plan *pl = r->pl;
+  r->pred_off[pl->n_steps + 1] = (uint32_t)r->n_preds;
   pl->n_steps++;
   zorch__map *m = atomic_load(&pl->by_name); /* once made, kept current */
-  if (m && zorch__map_put(m, s->name, (void *)(uintptr_t)(pl->n_steps)))
+  if (m && zorch__map_put(m, pl->steps[pl->n_steps - 1].name, (void *)(uintptr_t)(pl->n_steps)))
     return fail(r, ZORCH_ENOMEM, "out of memory");
   return 1;
 }
@@ -389,7 +397,7 @@ static int step_done(reader *r) {
   s->n_preds = r->n_after + n_in;
   json_t *params = r->params, *settings = r->settings;
   r->params = r->settings = NULL;
-  if (!step_rest(r, s, params, r->version, settings, where)) return 0;
+  if (!step_settle(r, s, params, r->version, settings, where) || !step_count(r)) return 0;
   step_reset(r);
   return 1;
 #undef where
@@ -731,21 +739,27 @@ static int builder_error(zorch__plan_builder *b, const char *text, size_t len) {
   return b->rc;
 }
 
-int zorch__plan_builder_reserve(zorch__plan_builder *b, uint32_t n_steps, size_t n_edges) {
+int zorch__plan_builder_direct(zorch__plan_builder *b, uint32_t n_steps, const uint32_t *pred_count) {
   reader *r = &b->r;
   zorch__plan *pl = r->pl;
-  if (pl->n_steps || pl->steps || !n_steps) return ZORCH_OK;
+  if (b->rc) return b->rc;
+  if (r->state != S_STEPS || pl->n_steps || pl->steps || !n_steps)
+    return b->rc = zorch__error_set(ZORCH_ERROR, "deployment: steps added directly to a plan that has some");
   pl->steps = zorch__big_calloc(n_steps, sizeof *pl->steps);
   r->pred_off = realloc(r->pred_off, ((size_t)n_steps + 1) * sizeof *r->pred_off);
   if (!pl->steps || !r->pred_off) return b->rc = zorch__error_oom();
   pl->steps_big = true;
   r->cap_steps = n_steps;
-  if (n_edges > r->cap_preds) {
-    uint32_t *np = realloc(r->preds, n_edges * sizeof *np);
-    if (!np) return b->rc = zorch__error_oom();
-    r->preds = np;
-    r->cap_preds = n_edges;
-  }
+  r->pred_off[0] = 0;
+  for (uint32_t k = 0; k < n_steps; k++) r->pred_off[k + 1] = r->pred_off[k] + pred_count[k];
+  r->n_preds = r->pred_off[n_steps];
+  free(r->preds);
+  r->preds = malloc((r->n_preds + 1) * sizeof *r->preds);
+  if (!r->preds) return b->rc = zorch__error_oom();
+  r->cap_preds = r->n_preds;
+  /* every step counts from now on: those not put yet are empty (zeroed) */
+  pl->n_steps = n_steps;
+  r->direct = true;
   return ZORCH_OK;
 }
 
@@ -766,19 +780,17 @@ static const char **arena_strv(zorch__plan *pl, const char *const *v, uint32_t n
   return c;
 }
 
-int zorch__plan_builder_step(zorch__plan_builder *b, const zorch__step_def *d) {
+int zorch__plan_builder_put(zorch__plan_builder *b, uint32_t k, const zorch__step_def *d) {
   reader *r = &b->r;
   zorch__plan *pl = r->pl;
-  if (!b->rc && r->state != S_STEPS)
-    b->rc = zorch__error_set(ZORCH_ERROR, "deployment: a step was added outside \"steps\"");
-  if (b->rc || !steps_room(r)) {
+  if (!b->rc && (!r->direct || k >= pl->n_steps || d->n_after + d->n_inputs != r->pred_off[k + 1] - r->pred_off[k]))
+    b->rc = zorch__error_set(ZORCH_ERROR, "deployment: step '%s' does not fit the plan's shape", d->name);
+  if (b->rc) {
     json_decref(d->params);
     json_decref(d->settings);
-    return b->rc ? b->rc : (b->rc = zorch__error_set(r->err_code, "%s", r->err));
+    return b->rc;
   }
-  uint32_t i = pl->n_steps;
-  zorch__pstep *s = &pl->steps[i];
-  if (!pl->steps_big) memset(s, 0, sizeof *s); /* else fresh from zorch__big_calloc */
+  zorch__pstep *s = &pl->steps[k]; /* fresh from zorch__big_calloc */
   s->name = arena_strndup(pl, d->name, d->name_len);
   s->kind = d->kind;
   const char *version = d->version ? arena_strndup(pl, d->version, strlen(d->version)) : NULL;
@@ -790,9 +802,9 @@ int zorch__plan_builder_step(zorch__plan_builder *b, const zorch__step_def *d) {
   if (d->n_inputs && !oom) {
     s->inputs = arena_alloc(pl, d->n_inputs * sizeof *s->inputs);
     oom = !s->inputs;
-    for (uint32_t k = 0; k < d->n_inputs && !oom; k++) {
-      s->inputs[k] = d->inputs[k];
-      oom = !(s->inputs[k].name = arena_strndup(pl, d->inputs[k].name, strlen(d->inputs[k].name)));
+    for (uint32_t i = 0; i < d->n_inputs && !oom; i++) {
+      s->inputs[i] = d->inputs[i];
+      oom = !(s->inputs[i].name = arena_strndup(pl, d->inputs[i].name, strlen(d->inputs[i].name)));
     }
     s->n_inputs = d->n_inputs;
   }
@@ -801,32 +813,41 @@ int zorch__plan_builder_step(zorch__plan_builder *b, const zorch__step_def *d) {
     fail(r, ZORCH_ENOMEM, "out of memory");
   } else {
     /* the 'after' steps first, then the inputs' steps (as a document is read) */
-    for (uint32_t k = 0; k < d->n_after + d->n_inputs; k++) {
-      uint32_t u = k < d->n_after ? d->after[k] : d->inputs[k - d->n_after].step;
-      if (u >= i) {
+    uint32_t *pr = r->preds + r->pred_off[k];
+    for (uint32_t i = 0; i < s->n_preds; i++) {
+      uint32_t u = i < d->n_after ? d->after[i] : d->inputs[i - d->n_after].step;
+      if (u >= k) {
         fail(r, ZORCH_EINVALID,
              "deployment: step '%s': 'after' or input refers to a step that is not an earlier step",
              d->name);
         break;
       }
-      if (!push_pred(r, u)) break;
+      pr[i] = u;
     }
   }
+  s->fn = d->fn;
+  s->payload = d->payload;
+  char where[160];
+  where[0] = '\0';
+  if (!r->err_code && (d->settings || d->params))
+    snprintf(where, sizeof where, "deployment: step '%s'", d->name);
   if (r->err_code) {
     json_decref(d->params);
     json_decref(d->settings);
     memset(s, 0, sizeof *s);
-    return b->rc = zorch__error_set(r->err_code, "%s", r->err);
+  } else {
+    step_settle(r, s, d->params, version, d->settings, where);
   }
-  s->fn = d->fn; /* before step_rest, which counts the steps without one */
-  s->payload = d->payload;
-  char where[160];
-  where[0] = '\0';
-  if (d->settings || d->params) snprintf(where, sizeof where, "deployment: step '%s'", d->name);
-  if (!step_rest(r, s, d->params, version, d->settings, where))
-    return b->rc = zorch__error_set(r->err_code, "%s", r->err);
-  return ZORCH_OK;
+  return r->err_code ? (b->rc = zorch__error_set(r->err_code, "%s", r->err)) : ZORCH_OK;
 }
+
+const uint32_t *zorch__plan_builder_preds(const zorch__plan_builder *b, uint32_t k, uint32_t *n) {
+  const reader *r = &b->r;
+  *n = r->pred_off[k + 1] - r->pred_off[k];
+  return r->preds + r->pred_off[k];
+}
+
+const zorch__plan *zorch__plan_builder_plan(const zorch__plan_builder *b) { return b->r.pl; }
 
 int zorch__plan_builder_finish(zorch__plan_builder *b, zorch__plan **out) {
   *out = NULL;
