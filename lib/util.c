@@ -83,19 +83,33 @@ char *zorch__put_u64(char *p, uint64_t v) {
   return p + n;
 }
 
+/* "00".."99" */
+static const char two_digits[201] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                                    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                                    "8081828384858687888990919293949596979899";
+
 char *zorch__put_time(char *p, double t) {
   if (!(t > 0)) {
     *p = '0';
     return p + 1;
   }
   uint64_t us = (uint64_t)(t * 1e6 + 0.5);
-  p = zorch__put_u64(p, us / 1000000);
+  uint64_t sec = us / 1000000;
+  /* times written one after another share their seconds: keep the last */
+  static _Thread_local uint64_t last_sec = UINT64_MAX;
+  static _Thread_local char last_txt[20];
+  static _Thread_local size_t last_len;
+  if (sec != last_sec) {
+    last_len = (size_t)(zorch__put_u64(last_txt, sec) - last_txt);
+    last_sec = sec;
+  }
+  memcpy(p, last_txt, last_len);
+  p += last_len;
   *p++ = '.';
   uint32_t f = (uint32_t)(us % 1000000);
-  for (int i = 5; i >= 0; i--) {
-    p[i] = (char)('0' + f % 10);
-    f /= 10;
-  }
+  memcpy(p, two_digits + 2 * (f / 10000), 2);
+  memcpy(p + 2, two_digits + 2 * (f / 100 % 100), 2);
+  memcpy(p + 4, two_digits + 2 * (f % 100), 2);
   return p + 6;
 }
 

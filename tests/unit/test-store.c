@@ -292,6 +292,28 @@ START_TEST(test_sha256_one_shot) {
 }
 END_TEST
 
+/* Record times: seconds, a point and 6 decimals, rounded to the microsecond;
+ * consecutive times share the text of their seconds (cached per thread). */
+START_TEST(test_time_format) {
+  double ts[] = {1764118000.1234564, 1764118000.9999996, 1764118001.0, 1764118001.0000004, 0.5,
+                 1e-7, 42.000001, 1764118000.5, 1764118999.999999, 1764118000.000001};
+  for (size_t k = 0; k < sizeof ts / sizeof ts[0]; k++) {
+    zorch__buf b = ZORCH__BUF_INIT;
+    zt_ok(zorch__buf_time(&b, ts[k]));
+    unsigned long long us = (unsigned long long)(ts[k] * 1e6 + 0.5);
+    char want[64];
+    snprintf(want, sizeof want, "%llu.%06llu", us / 1000000, us % 1000000);
+    ck_assert_msg(!strcmp(b.data, want), "%.7f: %s, want %s", ts[k], b.data, want);
+    zorch__buf_free(&b);
+  }
+  zorch__buf b = ZORCH__BUF_INIT;
+  zt_ok(zorch__buf_time(&b, 0));
+  zt_ok(zorch__buf_time(&b, -1));
+  ck_assert_str_eq(b.data, "00");
+  zorch__buf_free(&b);
+}
+END_TEST
+
 /* ---- artifacts ------------------------------------------------------------------------ */
 
 START_TEST(test_put_bytes) {
@@ -1310,6 +1332,7 @@ Suite *store_suite(void) {
   TCase *tc = tcase_create("artifacts");
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, test_sha256_one_shot);
+  tcase_add_test(tc, test_time_format);
   tcase_add_test(tc, test_put_bytes);
   tcase_add_test(tc, test_put_bytes_dedup);
   tcase_add_test(tc, test_put_path_file_copy);
