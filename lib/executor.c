@@ -760,22 +760,8 @@ static void attempt_done(zorch__exec *x, uint32_t i, bool ok, char *error, int e
 
 /* A worker's own state. */
 typedef struct worker {
-  zorch__buf buf[2]; /* scratch for a step's key text, outputs and record */
-  /* Cache entries made and not yet handed to the index: a worker hands them
-   * over together (one append instead of one per step), when they are
-   * CACHE_PENDING_BYTES, CACHE_PENDING_S old, or the worker has nothing to do. */
-  zorch__buf cpend;
-  double cpend_since;
+  zorch__buf buf[2]; /* scratch for a step's key text, outputs, cache entry and record */
 } worker;
-
-#define CACHE_PENDING_BYTES 32768
-#define CACHE_PENDING_S 0.005
-
-static void flush_cache_lines(zorch__exec *x, worker *w) {
-  if (!w->cpend.len) return;
-  zorch__cache_append_lines(x->cache, w->cpend.data, w->cpend.len); /* an error only costs re-runs */
-  w->cpend.len = 0;
-}
 
 /* Run one attempt of function step i.  Called with the lock held and
  * returns with it held; the lock is free while the function runs and while
@@ -837,13 +823,10 @@ static void run_function(zorch__exec *x, uint32_t i, uint32_t attempt, worker *w
     if (x->cache && key[0]) {
       zorch__step_rec tmp = *r;
       tmp.outputs = ctx.outputs;
-      bool first = w->cpend.len == 0;
+      line[0].len = 0;
       if (zorch__outputs_json_to(&line[1], x->plan, i, &tmp) == ZORCH_OK &&
-          zorch__cache_entry_line(&w->cpend, key, line[1].data) == ZORCH_OK) {
-        if (first || finished < w->cpend_since) w->cpend_since = finished;
-        if (w->cpend.len >= CACHE_PENDING_BYTES || finished - w->cpend_since >= CACHE_PENDING_S)
-          flush_cache_lines(x, w);
-      }
+          zorch__cache_entry_line(&line[0], key, line[1].data) == ZORCH_OK)
+        zorch__cache_append_lines(x->cache, line[0].data, line[0].len); /* a lost entry costs a re-run */
       cache_done = true;
     }
     if (x->journal) {
@@ -897,16 +880,10 @@ static void run_function(zorch__exec *x, uint32_t i, uint32_t attempt, worker *w
 
 static void *worker_main(void *arg) {
   zorch__exec *x = arg;
-  worker w = {.buf = {ZORCH__BUF_INIT, ZORCH__BUF_INIT}, .cpend = ZORCH__BUF_INIT};
+  worker w = {.buf = {ZORCH__BUF_INIT, ZORCH__BUF_INIT}};
   pthread_mutex_lock(&x->lock);
   for (;;) {
     while (!x->fq.len && !x->shutdown) {
-      if (w.cpend.len) { /* nothing to do: hand the cache entries over first */
-        pthread_mutex_unlock(&x->lock);
-        flush_cache_lines(x, &w);
-        pthread_mutex_lock(&x->lock);
-        continue;
-      }
       x->n_idle++;
       pthread_cond_wait(&x->work_cv, &x->lock);
       x->n_idle--;
@@ -927,10 +904,8 @@ static void *worker_main(void *arg) {
     run_function(x, i, x->recs[i].attempts, &w);
   }
   pthread_mutex_unlock(&x->lock);
-  flush_cache_lines(x, &w);
   zorch__buf_free(&w.buf[0]);
   zorch__buf_free(&w.buf[1]);
-  zorch__buf_free(&w.cpend);
   return NULL;
 }
 
