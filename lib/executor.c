@@ -380,6 +380,7 @@ struct zorch__exec {
   uint32_t n_active;
   uint32_t running, max_parallel, n_done, n_idle;
   uint32_t n_failed;       /* steps that ended failed */
+  zorch__buf key_text;     /* the text of cache keys made under the lock */
   bool stopping, cancelled, sched_done, shutdown, finished;
   char *stop_reason;
   int run_status;
@@ -557,7 +558,7 @@ static void make_ready(zorch__exec *x, uint32_t i) {
   /* with the cache off the key is needed only for the records: a function
    * step's worker computes it outside the lock (see ensure_cache_key) */
   if (x->cache && !(x->opts.flags & ZORCH_RUN_NO_CACHE) && (x->sflags[i] & SF_CACHE)) {
-    zorch__cache_key(x->plan, i, x->recs, r->cache_key);
+    zorch__cache_key_with(&x->key_text, x->plan, i, x->recs, r->cache_key);
     if (cache_hit(x, i)) {
       r->started = r->finished = zorch__now();
       step_terminal(x, i, ZORCH_STATUS_CACHED);
@@ -699,7 +700,7 @@ int zorch__outputs_json_to(zorch__buf *out, const zorch__plan *plan, uint32_t i,
 static void ensure_cache_key(zorch__exec *x, uint32_t i) {
   zorch__step_rec *r = &x->recs[i];
   if (x->cache && x->plan->steps[i].cache && !r->cache_key[0])
-    zorch__cache_key(x->plan, i, x->recs, r->cache_key);
+    zorch__cache_key_with(&x->key_text, x->plan, i, x->recs, r->cache_key);
 }
 
 /* An attempt ended.  `outs` holds the outputs on success.  Lock held. */
@@ -1775,6 +1776,7 @@ static void *loop_main(void *arg) {
 
 static void exec_destroy(zorch__exec *x) {
   if (!x) return;
+  zorch__buf_free(&x->key_text);
   if (x->evfd >= 0) close(x->evfd);
   if (x->devnull >= 0) close(x->devnull);
   if (x->epfd >= 0) close(x->epfd);
