@@ -355,10 +355,8 @@ struct zorch__exec {
   xstep *xs;
   /* per step: predecessors not yet done.  Apart from xs: a completion
    * touches it for every successor, and 4 bytes a step stay in the cache
-   * where xs would not.  Atomic: a function step's worker counts its
-   * successors down before it takes the lock (see run_function); all other
-   * changes happen under the lock. */
-  _Atomic uint32_t *remaining;
+   * where xs would not. */
+  uint32_t *remaining;
   /* per step: SF_* bits, one byte, for the same reason: making a step ready
    * and dispatching it need to know no more of the step */
   uint8_t *sflags;
@@ -406,11 +404,6 @@ struct zorch__exec {
   bool pre_recorded;
   bool pre_cache_done;
   double pre_finished;  /* when it ended (0: not known) */
-  /* the worker published the outputs into the record and counted the
-   * successors down; these reached zero */
-  bool pre_counted;
-  const uint32_t *pre_zero;
-  uint32_t n_pre_zero;
   /* the time a completion under way read (0: none): the steps it makes
    * ready are dispatched at that time, without a second clock read */
   double now_hint;
@@ -494,11 +487,6 @@ static void step_terminal(zorch__exec *x, uint32_t i, int status) {
   if (status == ZORCH_STATUS_FAILED) x->n_failed++;
   record(x, i);
   progress(x, i, status);
-  if (x->pre_counted && x->pre_step == i) { /* counted down by its worker */
-    for (uint32_t e = 0; e < x->n_pre_zero; e++) x->work[x->n_work++] = x->pre_zero[e];
-    x->pre_counted = false;
-    return;
-  }
   const zorch__pstep *s = &x->plan->steps[i];
   bool ok = status == ZORCH_STATUS_COMPLETED || status == ZORCH_STATUS_CACHED;
   for (uint32_t e = 0; e < s->n_succ; e++) {
@@ -507,8 +495,7 @@ static void step_terminal(zorch__exec *x, uint32_t i, int status) {
       x->sflags[j] |= SF_UPSTREAM_FAILED;
       x->xs[j].upstream = s->name;
     }
-    if (atomic_fetch_sub_explicit(&x->remaining[j], 1, memory_order_acq_rel) == 1)
-      x->work[x->n_work++] = j;
+    if (--x->remaining[j] == 0) x->work[x->n_work++] = j;
   }
 }
 
@@ -720,8 +707,7 @@ static void attempt_done(zorch__exec *x, uint32_t i, bool ok, char *error, int e
   x->now_hint = r->finished;
   ensure_cache_key(x, i);
   if (ok) {
-    if (!(x->pre_counted && x->pre_step == i)) /* else its worker put them there */
-      for (uint32_t k = 0; k < s->n_outputs; k++) r->outputs[k] = outs[k];
+    for (uint32_t k = 0; k < s->n_outputs; k++) r->outputs[k] = outs[k];
     set_error(r, NULL);
     free(error);
     step_terminal(x, i, ZORCH_STATUS_COMPLETED);
@@ -752,7 +738,6 @@ static void attempt_done(zorch__exec *x, uint32_t i, bool ok, char *error, int e
   x->pre_recorded = false;
   x->pre_cache_done = false;
   x->pre_finished = 0;
-  x->pre_counted = false;
   drain(x);
   x->now_hint = 0;
 }
@@ -781,8 +766,9 @@ static void run_function(zorch__exec *x, uint32_t i, uint32_t attempt, worker *w
   } else {
     if (attempt > 1) zorch_ctx_log(&ctx, "--- zorch: attempt %u ---", attempt);
     int frc = s->fn(&ctx, s->payload);
-    /* the completion will count down the successors under the lock: fetch
-     * their counters now, so that the lock is held for less */
+    /* the completion counts the successors down under the lock: fetch their
+     * counters now (while the end is recorded), so that the lock is held
+     * for less */
     for (uint32_t e = 0; e < s->n_succ; e++) {
       uint32_t j = x->plan->succ[s->succ_off + e];
       __builtin_prefetch(&x->remaining[j], 1);
@@ -844,24 +830,6 @@ static void run_function(zorch__exec *x, uint32_t i, uint32_t attempt, worker *w
                  zorch__journal_append(x->journal, line[0].data, line[0].len) == ZORCH_OK;
     }
   }
-  /* The outputs go into the record and the successors are counted down
-   * here, outside the lock: a step that succeeded always ends completed
-   * under the lock below, its record line is in the journal already, and
-   * nothing reads a record's outputs before the step is ready for (a
-   * successor's inputs), completed (a snapshot) or over (the records handed
-   * over): the counter that reaches zero, with acquire-release order, makes
-   * every predecessor's outputs visible to whoever makes the successor
-   * ready.  The lock is then held for less, and the counters (cache lines
-   * that both workers write) are fetched while nobody waits. */
-  uint32_t zero[64], n_zero = 0;
-  bool counted = ok && s->n_succ <= sizeof zero / sizeof zero[0];
-  if (counted) {
-    for (uint32_t k = 0; k < s->n_outputs; k++) x->recs[i].outputs[k] = ctx.outputs[k];
-    for (uint32_t e = 0; e < s->n_succ; e++) {
-      uint32_t j = x->plan->succ[s->succ_off + e];
-      if (atomic_fetch_sub_explicit(&x->remaining[j], 1, memory_order_acq_rel) == 1) zero[n_zero++] = j;
-    }
-  }
   /* the outputs stay in ctx until attempt_done has copied them */
   if (rc == ZORCH_OK) zorch__ctx_release(&ctx);
   pthread_mutex_lock(&x->lock);
@@ -870,9 +838,6 @@ static void run_function(zorch__exec *x, uint32_t i, uint32_t attempt, worker *w
     x->pre_recorded = recorded;
     x->pre_cache_done = cache_done;
     x->pre_finished = finished;
-    x->pre_counted = counted;
-    x->pre_zero = zero;
-    x->n_pre_zero = n_zero;
     if (key[0]) memcpy(x->recs[i].cache_key, key, sizeof key);
   }
   attempt_done(x, i, ok, err, -1, ok ? ctx.outputs : NULL);
@@ -1742,7 +1707,7 @@ static void *loop_main(void *arg) {
   for (uint32_t i = 0; x->n_cmd_workers && i < x->n; i++)
     free_scratch(&x->xs[i], x->plan->steps[i].n_outputs, true);
   zorch__big_free(x->xs);
-  zorch__big_free((void *)x->remaining);
+  zorch__big_free(x->remaining);
   zorch__big_free(x->sflags);
   x->xs = NULL;
   x->remaining = NULL;
@@ -1786,7 +1751,7 @@ static void exec_destroy(zorch__exec *x) {
   zorch__cache_close(x->cache);
   zorch__step_recs_free(x->recs, x->n);
   zorch__big_free(x->xs);
-  zorch__big_free((void *)x->remaining);
+  zorch__big_free(x->remaining);
   zorch__big_free(x->sflags);
   free(x->ready.v);
   free(x->fq.v);
@@ -1858,7 +1823,7 @@ int zorch__exec_start(zorch__exec **out, zorch__plan *plan, zorch__store *store,
   }
   uint32_t n_func = 0, n_cmd = 0;
   for (uint32_t i = 0; i < x->n; i++) {
-    atomic_init(&x->remaining[i], plan->steps[i].n_preds);
+    x->remaining[i] = plan->steps[i].n_preds;
     x->sflags[i] = (uint8_t)((plan->steps[i].kind == ZORCH__STEP_FUNCTION && !x->remote ? SF_WORKER : 0) |
                              (plan->steps[i].timeout > 0 ? SF_TIMEOUT : 0) |
                              (plan->steps[i].cache ? SF_CACHE : 0));
@@ -1923,7 +1888,7 @@ int zorch__exec_start(zorch__exec **out, zorch__plan *plan, zorch__store *store,
   /* seed: steps with no predecessors */
   pthread_mutex_lock(&x->lock);
   for (uint32_t i = 0; i < x->n; i++)
-    if (atomic_load_explicit(&x->remaining[i], memory_order_relaxed) == 0) x->work[x->n_work++] = i;
+    if (x->remaining[i] == 0) x->work[x->n_work++] = i;
   /* reverse so that the first roots are made ready first (the worklist is a stack) */
   for (uint32_t a = 0, b = x->n_work ? x->n_work - 1 : 0; a < b; a++, b--) {
     uint32_t t = x->work[a];
@@ -2024,11 +1989,7 @@ zorch__step_rec *zorch__exec_snapshot(zorch__exec *x) {
     copy[i] = x->recs[i];
     copy[i].outputs = outs;
     copy[i].error = zorch__strdup(x->recs[i].error);
-    /* outputs count once the step completed (a running step's worker may be
-     * writing them; see run_function) */
-    int st = x->recs[i].status;
-    if (st == ZORCH_STATUS_COMPLETED || st == ZORCH_STATUS_CACHED)
-      for (uint32_t k = 0; k < x->plan->steps[i].n_outputs; k++) outs[k] = x->recs[i].outputs[k];
+    for (uint32_t k = 0; k < x->plan->steps[i].n_outputs; k++) outs[k] = x->recs[i].outputs[k];
   }
   pthread_mutex_unlock(&x->lock);
   return copy;

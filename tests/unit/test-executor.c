@@ -519,6 +519,79 @@ START_TEST(long_chain_and_wide_fan) {
 }
 END_TEST
 
+/* ---- status callbacks follow the dependencies ---- */
+
+enum { ORDER_N = 20000 };
+static int order_preds[ORDER_N][3], order_npreds[ORDER_N];
+static long order_running[ORDER_N], order_done[ORDER_N], order_seq;
+
+static void order_progress(const char *run_id, const char *step, int status, void *payload) {
+  (void)run_id;
+  (void)payload;
+  int i = atoi(step + 1); /* calls are serialised: no lock needed */
+  if (status == ZORCH_STATUS_RUNNING) order_running[i] = ++order_seq;
+  else if (status == ZORCH_STATUS_COMPLETED) order_done[i] = ++order_seq;
+}
+
+static int noop_step(zorch_step_ctx *ctx, void *payload) {
+  (void)ctx;
+  (void)payload;
+  return 0;
+}
+
+/* Eight workers on a random DAG of no-op steps: a step is reported running
+ * only after every step it depends on was reported completed. */
+START_TEST(status_callbacks_follow_the_dependencies) {
+  zorch_pipeline *p = newp("order");
+  uint64_t seed = 7;
+  char n[16], d[16];
+  for (int i = 0; i < ORDER_N; i++) {
+    snprintf(n, sizeof n, "s%d", i);
+    zorch_step *s;
+    zt_ok(zorch_pipeline_add_function_step(&s, p, n, noop_step, NULL));
+    seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+    int k = i ? (int)((seed >> 33) % 4) : 0;
+    order_npreds[i] = 0;
+    for (int e = 0; e < k; e++) {
+      seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+      int q = (int)((seed >> 33) % (uint64_t)i);
+      bool dup = false;
+      for (int f = 0; f < order_npreds[i]; f++) dup |= order_preds[i][f] == q;
+      if (dup) continue;
+      order_preds[i][order_npreds[i]++] = q;
+      snprintf(d, sizeof d, "s%d", q);
+      zt_ok(zorch_step_after(s, d));
+    }
+  }
+  if (!shared_store) fresh_store();
+  zorch__compile_info ci = {.run_id = "order1", .run_name = "order1",
+                            .store_path = zorch__store_root(shared_store)};
+  char *doc = NULL;
+  zt_ok(zorch__deployment_compile(&doc, NULL, p, &ci));
+  zorch__plan *plan = NULL;
+  zt_ok(zorch__plan_load(&plan, doc));
+  free(doc);
+  zt_ok(zorch__plan_bind(plan, p));
+  zorch__exec_opts o = {.max_parallel = 8, .flags = ZORCH_RUN_NO_CACHE, .progress_cb = order_progress};
+  zorch__exec *x = NULL;
+  order_seq = 0;
+  zt_ok(zorch__exec_start(&x, plan, shared_store, &o));
+  zt_ok(zorch__exec_wait(x, -1));
+  ck_assert_int_eq(zorch__exec_status(x, NULL), ZORCH_STATUS_COMPLETED);
+  ck_assert_int_eq(order_seq, 2 * ORDER_N);
+  for (int i = 0; i < ORDER_N; i++) {
+    ck_assert_msg(order_running[i] && order_running[i] < order_done[i], "s%d: running #%ld, completed #%ld",
+                  i, order_running[i], order_done[i]);
+    for (int f = 0; f < order_npreds[i]; f++)
+      ck_assert_msg(order_done[order_preds[i][f]] < order_running[i],
+                    "s%d reported running (#%ld) before its upstream s%d completed (#%ld)", i,
+                    order_running[i], order_preds[i][f], order_done[order_preds[i][f]]);
+  }
+  zorch__exec_free(x);
+  zorch_pipeline_free(p);
+}
+END_TEST
+
 /* ---- records and the cache index with the cache off ---- */
 
 static int emit(zorch_step_ctx *ctx, void *payload) {
@@ -692,6 +765,7 @@ Suite *executor_suite(void) {
   tcase_add_test(tc, missing_output_and_missing_program_fail_clearly);
   tcase_add_test(tc, second_run_is_cached_and_param_change_reruns_downstream_only);
   tcase_add_test(tc, long_chain_and_wide_fan);
+  tcase_add_test(tc, status_callbacks_follow_the_dependencies);
   tcase_add_test(tc, params_reach_command_steps_as_text);
   suite_add_tcase(s, tc);
   return s;
