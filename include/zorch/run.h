@@ -55,7 +55,10 @@ enum {
    *  no cache keys.  For benchmarks and throw-away runs; such a run cannot
    *  be opened later.  On the local flavor it is compiled straight to the
    *  executor's plan: it has no deployment document (see
-   *  zorch_run_deployment()). */
+   *  zorch_run_deployment()).  Its steps' start times, and its function
+   *  steps' end times, come from the system's coarse clock, which costs a
+   *  step far less to read: zorch_run_step_started_at() and _finished_at()
+   *  are then good to a few milliseconds. */
   ZORCH_RUN_EPHEMERAL = 1u << 1,
   /** While zorch_run_wait() blocks, turn SIGINT into zorch_run_cancel(). */
   ZORCH_RUN_HANDLE_SIGINT = 1u << 2,

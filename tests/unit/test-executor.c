@@ -511,9 +511,20 @@ START_TEST(long_chain_and_wide_fan) {
     }
   }
   atomic_store(&calls, 0);
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_REALTIME, &t0);
   result r = run_pipeline(p, 0, 2, ZORCH_RUN_EPHEMERAL | ZORCH_RUN_NO_CACHE, 0);
+  clock_gettime(CLOCK_REALTIME, &t1);
   ck_assert_int_eq(r.status, ZORCH_STATUS_COMPLETED);
   ck_assert_int_eq(atomic_load(&calls), 20000);
+  /* an ephemeral run's step times (coarse clock): within the run, a few ms apart at most */
+  double a0 = (double)t0.tv_sec + t0.tv_nsec / 1e9 - 0.02, a1 = (double)t1.tv_sec + t1.tv_nsec / 1e9 + 0.02;
+  zorch__step_rec *snap = zorch__exec_snapshot(r.x);
+  for (uint32_t i = 0; i < 20000; i++)
+    ck_assert_msg(snap[i].started >= a0 && snap[i].started <= snap[i].finished && snap[i].finished <= a1,
+                  "step %u: started %.6f finished %.6f, the run went from %.6f to %.6f", i,
+                  snap[i].started, snap[i].finished, a0, a1);
+  zorch__step_recs_free(snap, 20000);
   zorch__exec_free(r.x);
   zorch_pipeline_free(p);
 }
