@@ -212,6 +212,21 @@ static void put_entrypoint(zorch__buf *b, const char *head, const char *dep_path
   zorch__buf_puts(b, "]");
 }
 
+/* The plan's steps of a large pipeline: a large zeroed array whose pages a
+ * second thread claims while the pipeline is validated and ordered (each
+ * fresh page costs a fault and the kernel's clearing of it). */
+typedef struct prefault {
+  size_t n;
+  zorch__pstep *steps;
+} prefault;
+
+static void *prefault_thread(void *arg) {
+  prefault *pf = arg;
+  pf->steps = zorch__big_calloc(pf->n, sizeof *pf->steps);
+  if (pf->steps) zorch__big_touch(pf->steps, pf->n * sizeof *pf->steps);
+  return NULL;
+}
+
 /* Compiling: the plan is built first, from the pipeline in its own order
  * (each step put in its place in the plan); the document's steps are then
  * written in plan order from the plan, which holds all but a few rare
@@ -324,6 +339,10 @@ static int plan_steps(const compiler *c) {
       uint32_t j = t->order[k + 16];
       __builtin_prefetch(t->steps[j].name);
       __builtin_prefetch(t->edges + t->eoff[j]);
+    }
+    if (k + 8 < n) { /* the places of its upstream steps */
+      uint32_t j = t->order[k + 8];
+      for (uint32_t e = t->eoff[j]; e < t->eoff[j + 1]; e++) __builtin_prefetch(&t->pos[t->edges[e]]);
     }
     uint32_t i = t->order[k];
     const zorch__tstep *ts = &t->steps[i];
@@ -532,9 +551,17 @@ int zorch__deployment_compile(char **out, zorch__plan **plan_out, const zorch_pi
                               const zorch__compile_info *info) {
   if (out) *out = NULL;
   if (plan_out) *plan_out = NULL;
+  prefault pf = {.n = p ? p->n_steps : 0};
+  pthread_t pft;
+  bool prefaulting = pf.n >= 8192 && sysconf(_SC_NPROCESSORS_ONLN) > 1 &&
+                     pthread_create(&pft, NULL, prefault_thread, &pf) == 0;
   zorch__topo topo;
   int rc = zorch__pipeline_order(p, &topo, true);
-  if (rc) return rc;
+  if (rc) {
+    if (prefaulting) pthread_join(pft, NULL);
+    zorch__big_free(pf.steps);
+    return rc;
+  }
   json_t *overrides = NULL;
   if (info->params_json && *info->params_json) {
     json_error_t err;
@@ -542,6 +569,8 @@ int zorch__deployment_compile(char **out, zorch__plan **plan_out, const zorch_pi
     if (!overrides || !json_is_object(overrides)) {
       json_decref(overrides);
       zorch__topo_free(&topo);
+      if (prefaulting) pthread_join(pft, NULL);
+      zorch__big_free(pf.steps);
       return zorch__error_set(ZORCH_EINVALID, "run params must be a JSON object%s%s",
                               overrides ? "" : ": ", overrides ? "" : err.text);
     }
@@ -559,6 +588,8 @@ int zorch__deployment_compile(char **out, zorch__plan **plan_out, const zorch_pi
         zorch__buf_free(&b);
         json_decref(overrides);
         zorch__topo_free(&topo);
+        if (prefaulting) pthread_join(pft, NULL);
+        zorch__big_free(pf.steps);
         return ZORCH_EINVALID;
       }
     }
@@ -661,8 +692,13 @@ int zorch__deployment_compile(char **out, zorch__plan **plan_out, const zorch_pi
       pred_count[k] = topo.eoff[i + 1] - topo.eoff[i];
     }
     c.pb = pb;
-    rc = zorch__plan_builder_direct(pb, (uint32_t)p->n_steps, pred_count);
+    if (prefaulting) pthread_join(pft, NULL);
+    prefaulting = false;
+    rc = zorch__plan_builder_direct(pb, (uint32_t)p->n_steps, pred_count, pf.steps);
+    pf.steps = NULL; /* taken */
   }
+  if (prefaulting) pthread_join(pft, NULL);
+  zorch__big_free(pf.steps);
   if (!rc) rc = plan_steps(&c);
   if (!rc && out) rc = write_steps(&c, &b);
   zorch__buf_puts(&b, "]}");

@@ -133,8 +133,10 @@ int zorch__plan_builder_feed(zorch__plan_builder *b, const char *text, size_t le
 /** The compiler's way: once the text fed ends inside the "steps" array, the
  *  plan has n_steps steps, step k with pred_count[k] predecessors (its
  *  'after' steps and its inputs' steps); each step is then put in its place,
- *  in any order, with zorch__plan_builder_put(). */
-int zorch__plan_builder_direct(zorch__plan_builder *b, uint32_t n_steps, const uint32_t *pred_count);
+ *  in any order, with zorch__plan_builder_put().  `steps`: NULL, or the
+ *  zeroed array of n_steps steps to use (from zorch__big_calloc; taken). */
+int zorch__plan_builder_direct(zorch__plan_builder *b, uint32_t n_steps, const uint32_t *pred_count,
+                               zorch__pstep *steps);
 /** Put step k (each once); the steps it names must be earlier ones. */
 int zorch__plan_builder_put(zorch__plan_builder *b, uint32_t k, const zorch__step_def *def);
 /** The plan under construction (its steps are read-only). */

@@ -50,6 +50,9 @@ int zorch__buf_printf(zorch__buf *b, const char *fmt, ...) ZORCH_PRINTF(2, 3);
  *  or OOM. */
 void *zorch__big_calloc(size_t n, size_t size);
 void zorch__big_free(void *p);
+/** Fault in the pages of `bytes` of a zeroed zorch__big_calloc block now (for
+ *  a thread to do while another works). */
+void zorch__big_touch(void *p, size_t bytes);
 
 /** A bump allocator: blocks of at least `chunk` bytes chained from *arena
  *  (NULL when empty), aligned to 16 bytes, freed all at once. */

@@ -739,13 +739,17 @@ static int builder_error(zorch__plan_builder *b, const char *text, size_t len) {
   return b->rc;
 }
 
-int zorch__plan_builder_direct(zorch__plan_builder *b, uint32_t n_steps, const uint32_t *pred_count) {
+int zorch__plan_builder_direct(zorch__plan_builder *b, uint32_t n_steps, const uint32_t *pred_count,
+                               zorch__pstep *steps) {
   reader *r = &b->r;
   zorch__plan *pl = r->pl;
-  if (b->rc) return b->rc;
-  if (r->state != S_STEPS || pl->n_steps || pl->steps || !n_steps)
-    return b->rc = zorch__error_set(ZORCH_ERROR, "deployment: steps added directly to a plan that has some");
-  pl->steps = zorch__big_calloc(n_steps, sizeof *pl->steps);
+  if (!b->rc && (r->state != S_STEPS || pl->n_steps || pl->steps || !n_steps))
+    b->rc = zorch__error_set(ZORCH_ERROR, "deployment: steps added directly to a plan that has some");
+  if (b->rc) {
+    zorch__big_free(steps);
+    return b->rc;
+  }
+  pl->steps = steps ? steps : zorch__big_calloc(n_steps, sizeof *pl->steps);
   r->pred_off = realloc(r->pred_off, ((size_t)n_steps + 1) * sizeof *r->pred_off);
   if (!pl->steps || !r->pred_off) return b->rc = zorch__error_oom();
   pl->steps_big = true;

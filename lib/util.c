@@ -375,6 +375,11 @@ void *zorch__big_calloc(size_t n, size_t size) {
   return base + BIG_HDR;
 }
 
+void zorch__big_touch(void *p, size_t bytes) {
+  volatile char *c = p;
+  for (size_t o = 0; o < bytes; o += 4096) c[o] = 0; /* the block is zeroed: no change */
+}
+
 void zorch__big_free(void *p) {
   if (!p) return;
   char *base = (char *)p - BIG_HDR;
