@@ -78,15 +78,24 @@ int zorch__map_put(zorch__map *m, const char *key, void *value) {
   return ZORCH_OK;
 }
 
-void *zorch__map_get(const zorch__map *m, const char *key) {
+void *zorch__map_find(const zorch__map *m, const char *key, const char **stored) {
+  *stored = NULL;
   if (!m) return NULL;
   uint64_t h = zorch__hash_str(key);
   size_t j = h & (m->cap - 1);
   while (m->slots[j].key) {
-    if (m->slots[j].hash == h && strcmp(m->slots[j].key, key) == 0) return m->slots[j].value;
+    if (m->slots[j].hash == h && strcmp(m->slots[j].key, key) == 0) {
+      *stored = m->slots[j].key;
+      return m->slots[j].value;
+    }
     j = (j + 1) & (m->cap - 1);
   }
   return NULL;
+}
+
+void *zorch__map_get(const zorch__map *m, const char *key) {
+  const char *stored;
+  return zorch__map_find(m, key, &stored);
 }
 
 size_t zorch__map_count(const zorch__map *m) { return m ? m->count : 0; }

@@ -21,6 +21,8 @@ void *zorch__map_put_new(zorch__map *m, const char *key, void *value, int *rc);
 void zorch__map_prefetch(const zorch__map *m, const char *key, int stage);
 /** The value, or NULL when absent. */
 void *zorch__map_get(const zorch__map *m, const char *key);
+/** The value, or NULL when absent; *stored: the map's own key for it. */
+void *zorch__map_find(const zorch__map *m, const char *key, const char **stored);
 size_t zorch__map_count(const zorch__map *m);
 uint64_t zorch__hash_str(const char *s);
 

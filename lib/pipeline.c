@@ -86,7 +86,8 @@ static char *pipeline_str(zorch_pipeline *p, const char *s) {
 }
 
 /* Add `s` (valid, not in the list yet) to a step's 'after' list: `idx` is
- * its step's index, or ZORCH__UNRESOLVED. */
+ * its step's index and `s` that step's own name, or ZORCH__UNRESOLVED and
+ * `s` is copied. */
 static int names_push(zorch_pipeline *p, zorch__names *l, const char *s, uint32_t idx) {
   if (l->n + 1 >= l->cap) { /* names and indices in one block: v[cap], then idx[cap] */
     size_t nc = l->cap ? l->cap * 2 : 4;
@@ -97,7 +98,7 @@ static int names_push(zorch_pipeline *p, zorch__names *l, const char *s, uint32_
     l->v = nv;
     l->cap = nc;
   }
-  char *d = pipeline_str(p, s);
+  char *d = idx == ZORCH__UNRESOLVED ? pipeline_str(p, s) : (char *)s;
   if (!d) return zorch__error_oom();
   l->idx[l->n] = idx;
   l->v[l->n++] = d;
@@ -390,11 +391,13 @@ int zorch_step_after(zorch_step *s, const char *upstream) {
   if (rc) return rc;
   /* the upstream step is looked up now when it exists (validation then
    * needs no lookup); a name that names a step is valid */
-  uint32_t u = upstream ? step_index(s->pipeline, upstream) : ZORCH__UNRESOLVED;
+  const char *own = NULL; /* the upstream step's own name */
+  uintptr_t v = upstream ? (uintptr_t)zorch__map_find(s->pipeline->by_name, upstream, &own) : 0;
+  uint32_t u = v ? (uint32_t)(v - 1) : ZORCH__UNRESOLVED;
   if (u == ZORCH__UNRESOLVED && (rc = zorch__check_name("step", upstream)))
     return zorch__error_prefix("step '%s': after", s->name);
   if (names_has(&s->after, upstream, u)) return ZORCH_OK;
-  if ((rc = names_push(s->pipeline, &s->after, upstream, u))) return rc;
+  if ((rc = names_push(s->pipeline, &s->after, own ? own : upstream, u))) return rc;
   s->pipeline->n_edges++;
   return ZORCH_OK;
 }

@@ -32,10 +32,11 @@ void zorch__strv_clear(zorch__strv *s);
 #define ZORCH__UNRESOLVED UINT32_MAX
 
 /** A step's 'after' dependencies: their names, whose strings belong to the
- *  pipeline (its string arena; only the arrays are the list's own), and the
- *  index of each upstream step in pipeline->steps, looked up when the
- *  dependency was added (ZORCH__UNRESOLVED when that step did not exist yet:
- *  validation looks it up by name). */
+ *  pipeline (the upstream step's own name, or a copy in its string arena;
+ *  only the arrays are the list's own), and the index of each upstream step
+ *  in pipeline->steps, looked up when the dependency was added
+ *  (ZORCH__UNRESOLVED when that step did not exist yet: validation looks it
+ *  up by name). */
 typedef struct zorch__names {
   char **v;      /* NULL-terminated */
   uint32_t *idx; /* in v's block */
@@ -76,7 +77,7 @@ struct zorch_step {
   int kind;
   size_t n_inputs, cap_inputs;
   zorch__input *inputs;
-  zorch__names after;  /* names in the pipeline's string arena */
+  zorch__names after;
   /* &zorch__no_settings until the first setting is set (most steps have
    * none: a large pipeline then costs no settings block per step) */
   zorch__settings *settings;
