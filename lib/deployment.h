@@ -47,26 +47,28 @@ typedef struct zorch__pin {
 } zorch__pin;
 
 typedef struct zorch__pstep {
+  /* what scheduling reads comes first; no padding (a large run has many) */
   const char *name;
+  zorch_step_fn fn;         /* function steps, after zorch__plan_bind */
+  void *payload;
   int kind;                 /* ZORCH__STEP_FUNCTION / _COMMAND */
-  const char **argv;        /* command steps: NULL-terminated */
-  const char **outputs;
-  uint32_t n_outputs;
-  zorch__pin *inputs;
-  uint32_t n_inputs;
   uint32_t n_preds;         /* edges into this step (inputs and 'after') */
   uint32_t succ_off, n_succ;
+  double timeout;
+  bool cache;
+  bool own_env;             /* env allocated for this step (else shared with defaults) */
+  uint32_t retries;
+  uint32_t n_outputs;
+  uint32_t n_inputs;
+  const char **argv;        /* command steps: NULL-terminated */
+  const char **outputs;
+  zorch__pin *inputs;
   json_t *params;           /* object: resolved params (the step's own, or plan->empty) */
   char *params_canon;       /* canonical text of params (sorted keys, compact) */
   const char **env;         /* "K=V" strings, NULL-terminated (may be empty) */
-  uint32_t retries;
-  double retry_delay, retry_backoff, timeout;
-  bool cache;
   const char *version;
   const char *image;
-  bool own_env;             /* env allocated for this step (else shared with defaults) */
-  zorch_step_fn fn;         /* function steps, after zorch__plan_bind */
-  void *payload;
+  double retry_delay, retry_backoff;
 } zorch__pstep;
 
 typedef struct zorch__plan {
