@@ -21,6 +21,8 @@
  * When $ZORCH_FIXTURE_MARKERS names a directory, init, teardown and the
  * library's unloading each create a file there: <id>.init, <id>.teardown,
  * <id>.unload.  The tests use them to prove what ran (and what did not).
+ * A submission writes there <id>.deployment: the submission's "deployment"
+ * as the flavor got it ("(none)" when it got NULL).
  */
 #define _GNU_SOURCE 1
 #include <fcntl.h>
@@ -94,9 +96,19 @@ static int fx_check_config(void *payload, const char *config_json) {
 }
 
 static int fx_submit(void **out_run, void *payload, zorch_submission *sub) {
-  (void)sub;
   const zorch_host *host = ((fx_ctx *)payload)->host;
   *out_run = NULL;
+  const char *dir = getenv("ZORCH_FIXTURE_MARKERS");
+  if (dir && *dir) {
+    const char *dep = host->submission_get(sub, "deployment");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s.deployment", dir, FX_ID);
+    FILE *f = fopen(path, "w");
+    if (f) {
+      fputs(dep ? dep : "(none)", f);
+      fclose(f);
+    }
+  }
   host->error_set(host, ZORCH_ENOTSUPPORTED, "the fixture flavor runs nothing");
   return ZORCH_ENOTSUPPORTED;
 }

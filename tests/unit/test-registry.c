@@ -443,6 +443,43 @@ START_TEST(frozen_plugin_runs_a_pipeline) {
 }
 END_TEST
 
+/* An ephemeral run on the local flavor is compiled without a deployment
+ * document; a plugin that provides "local" in place of zorch's and asks for
+ * the document while it starts the run still gets it. */
+START_TEST(a_replacement_local_flavor_gets_the_deployment_of_an_ephemeral_run) {
+  const char *dir = dir_with("dup-local", NULL);
+  zorch_client *c = open_client(dir, ISOLATED);
+  const char *markers = zt_tmpdir();
+  setenv("ZORCH_FIXTURE_MARKERS", markers, 1);
+  zorch_pipeline *p = NULL;
+  zt_ok(zorch_pipeline_new(&p, "eph"));
+  const char *argv[] = {"true", NULL};
+  zt_ok(zorch_pipeline_add_command_step(NULL, p, "first", argv));
+  zt_ok(zorch_pipeline_add_command_step(NULL, p, "second", argv));
+  zt_ok(zorch_step_after(zorch_pipeline_step(p, "second"), "first"));
+  zorch_run_options o = ZORCH_RUN_OPTIONS_INIT;
+  o.flags = ZORCH_RUN_EPHEMERAL | ZORCH_RUN_NO_CACHE;
+  zorch_run *r = NULL;
+  zt_assert_rc(zorch_run_start(&r, c, p, &o), ZORCH_ENOTSUPPORTED);
+  zt_assert_msg_has("the fixture flavor runs nothing");
+  char *path = fmt("%s/dup_local.deployment", markers);
+  json_error_t e;
+  json_t *d = json_load_file(path, 0, &e);
+  ck_assert_msg(d, "%s: %s", path, e.text);
+  ck_assert_int_eq(json_integer_value(json_object_get(d, "zorch_deployment")), 1);
+  json_t *steps = json_object_get(d, "steps");
+  ck_assert_uint_eq(json_array_size(steps), 2);
+  ck_assert_str_eq(json_string_value(json_object_get(json_array_get(steps, 1), "name")), "second");
+  ck_assert_str_eq(
+      json_string_value(json_array_get(json_object_get(json_array_get(steps, 1), "after"), 0)), "first");
+  json_decref(d);
+  free(path);
+  unsetenv("ZORCH_FIXTURE_MARKERS");
+  zorch_pipeline_free(p);
+  zorch_client_free(c);
+}
+END_TEST
+
 /* ---- search order --------------------------------------------------------------------- */
 
 START_TEST(options_path_before_env) {
@@ -693,6 +730,7 @@ Suite *registry_suite(void) {
   tcase_add_test(t, two_clients);
   tcase_add_test(t, late_add_flavor_refused);
   tcase_add_test(t, frozen_plugin_runs_a_pipeline);
+  tcase_add_test(t, a_replacement_local_flavor_gets_the_deployment_of_an_ephemeral_run);
   suite_add_tcase(s, t);
   t = tcase_create("search");
   tcase_add_checked_fixture(t, setup, NULL);
