@@ -320,7 +320,8 @@ static int step_plan(const compiler *c, uint32_t i, zorch__pin *pins, uint32_t *
 }
 
 /* Every step of the plan, in plan order: most from the compact copy the
- * ordering made (read ahead), the rare ones from the pipeline's steps. */
+ * ordering made (read ahead), the rare ones from the pipeline's steps.  (Two
+ * threads putting halves were no faster: this is bound by memory.) */
 static int plan_steps(const compiler *c) {
   const zorch_pipeline *p = c->p;
   const zorch__topo *t = c->t;
@@ -373,7 +374,7 @@ static int plan_steps(const compiler *c) {
                            .n_after = (uint32_t)n_edges,
                            .fn = ts->fn,
                            .payload = ts->payload};
-    rc = zorch__plan_builder_put(c->pb, k, &def);
+    rc = zorch__plan_builder_put_plain(c->pb, k, &def);
     if (!rc) note_name(c, k, ts->name_len);
   }
   free(pins);
@@ -674,6 +675,7 @@ int zorch__deployment_compile(char **out, zorch__plan **plan_out, const zorch_pi
   zorch__map *memo = autover ? zorch__map_new(8) : NULL;
   zorch__strv keep = {0};
   uint32_t *pred_count = malloc(p->n_steps * sizeof *pred_count);
+  uint32_t *name_off = malloc((p->n_steps + 1) * sizeof *name_off);
   compiler c = {.p = p, .t = &topo, .params = params, .default_version = default_version,
                 .memo = memo, .keep = &keep};
   if (out) {
@@ -681,20 +683,22 @@ int zorch__deployment_compile(char **out, zorch__plan **plan_out, const zorch_pi
     c.names = malloc(p->n_steps * sizeof *c.names);
     c.name_len = malloc(p->n_steps);
   }
-  rc = (autover && !memo) || !pred_count || (out && (!c.rare || !c.names || !c.name_len))
+  rc = (autover && !memo) || !pred_count || !name_off || (out && (!c.rare || !c.names || !c.name_len))
            ? zorch__error_oom()
            : ZORCH_OK;
   if (!rc) rc = zorch__plan_builder_new(&pb, true);
   if (!rc) rc = zorch__plan_builder_feed(pb, b.data, b.len);
   if (!rc) {
+    name_off[0] = 0;
     for (size_t k = 0; k < p->n_steps; k++) {
       uint32_t i = topo.order[k];
       pred_count[k] = topo.eoff[i + 1] - topo.eoff[i];
+      name_off[k + 1] = name_off[k] + topo.steps[i].name_len + 1;
     }
     c.pb = pb;
     if (prefaulting) pthread_join(pft, NULL);
     prefaulting = false;
-    rc = zorch__plan_builder_direct(pb, (uint32_t)p->n_steps, pred_count, pf.steps);
+    rc = zorch__plan_builder_direct(pb, (uint32_t)p->n_steps, pred_count, name_off, pf.steps);
     pf.steps = NULL; /* taken */
   }
   if (prefaulting) pthread_join(pft, NULL);
@@ -704,6 +708,7 @@ int zorch__deployment_compile(char **out, zorch__plan **plan_out, const zorch_pi
   zorch__buf_puts(&b, "]}");
   if (pb && !rc) rc = zorch__plan_builder_feed(pb, "]}", 2);
   free(pred_count);
+  free(name_off);
   free(c.rare);
   free(c.names);
   free(c.name_len);

@@ -134,13 +134,20 @@ int zorch__plan_builder_new(zorch__plan_builder **out, bool trusted);
 int zorch__plan_builder_feed(zorch__plan_builder *b, const char *text, size_t len);
 /** The compiler's way: once the text fed ends inside the "steps" array, the
  *  plan has n_steps steps, step k with pred_count[k] predecessors (its
- *  'after' steps and its inputs' steps); each step is then put in its place,
- *  in any order, with zorch__plan_builder_put().  `steps`: NULL, or the
- *  zeroed array of n_steps steps to use (from zorch__big_calloc; taken). */
+ *  'after' steps and its inputs' steps) and its name at name_off[k] of one
+ *  block of name_off[n_steps] bytes (name_off lives until the last step is
+ *  put); each step is then put in its place, in any order, with
+ *  zorch__plan_builder_put() or _put_plain().  `steps`: NULL, or the zeroed
+ *  array of n_steps steps to use (from zorch__big_calloc; taken). */
 int zorch__plan_builder_direct(zorch__plan_builder *b, uint32_t n_steps, const uint32_t *pred_count,
-                               zorch__pstep *steps);
+                               const uint32_t *name_off, zorch__pstep *steps);
 /** Put step k (each once); the steps it names must be earlier ones. */
 int zorch__plan_builder_put(zorch__plan_builder *b, uint32_t k, const zorch__step_def *def);
+/** Put step k when it has only a name, a kind, a function and 'after'
+ *  steps (no inputs, outputs, command, params, settings or own version): it
+ *  writes nothing but the step's own parts.  A failure is returned (with
+ *  the thread's error), not kept in the builder. */
+int zorch__plan_builder_put_plain(zorch__plan_builder *b, uint32_t k, const zorch__step_def *def);
 /** The plan under construction (its steps are read-only). */
 const zorch__plan *zorch__plan_builder_plan(const zorch__plan_builder *b);
 /** Step k's predecessors as put: its 'after' steps, then its inputs' steps. */

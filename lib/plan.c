@@ -131,6 +131,8 @@ typedef struct {
   bool header_done;
   bool trusted;            /* steps from the compiler: names known valid and unique */
   bool direct;             /* the steps are put in place (zorch__plan_builder_direct) */
+  char *names;             /* direct: the steps' names, step k's at name_off[k] */
+  const uint32_t *name_off;
   uint32_t unbound;        /* function steps without their function */
   int err_code;
   char err[1024];
@@ -275,6 +277,17 @@ static int steps_room(reader *r) {
   return 1;
 }
 
+/* The settings of a step that sets none of its own. */
+static void step_defaults(const zorch__plan *pl, zorch__pstep *s) {
+  s->env = pl->defaults.env;
+  s->retries = pl->defaults.retries;
+  s->retry_delay = pl->defaults.retry_delay;
+  s->retry_backoff = pl->defaults.retry_backoff;
+  s->timeout = pl->defaults.timeout;
+  s->cache = pl->defaults.cache;
+  s->image = pl->defaults.image;
+}
+
 /* The rest of a step whose name, kind, lists and predecessors are in place:
  * its params (taken), code version (NULL: the default) and settings (taken;
  * NULL: the defaults).  `where` names the step in errors.  On failure the
@@ -301,13 +314,7 @@ static int step_settle(reader *r, zorch__pstep *s, json_t *params, const char *v
     s->own_env = true;
     ok = parse_settings(pl, s, settings, where, r);
   } else {
-    s->env = pl->defaults.env;
-    s->retries = pl->defaults.retries;
-    s->retry_delay = pl->defaults.retry_delay;
-    s->retry_backoff = pl->defaults.retry_backoff;
-    s->timeout = pl->defaults.timeout;
-    s->cache = pl->defaults.cache;
-    s->image = pl->defaults.image;
+    step_defaults(pl, s);
   }
   json_decref(settings);
   if (!ok) { /* free what it holds now */
@@ -740,7 +747,7 @@ static int builder_error(zorch__plan_builder *b, const char *text, size_t len) {
 }
 
 int zorch__plan_builder_direct(zorch__plan_builder *b, uint32_t n_steps, const uint32_t *pred_count,
-                               zorch__pstep *steps) {
+                               const uint32_t *name_off, zorch__pstep *steps) {
   reader *r = &b->r;
   zorch__plan *pl = r->pl;
   if (!b->rc && (r->state != S_STEPS || pl->n_steps || pl->steps || !n_steps))
@@ -761,6 +768,9 @@ int zorch__plan_builder_direct(zorch__plan_builder *b, uint32_t n_steps, const u
   r->preds = malloc((r->n_preds + 1) * sizeof *r->preds);
   if (!r->preds) return b->rc = zorch__error_oom();
   r->cap_preds = r->n_preds;
+  r->names = arena_alloc(pl, name_off[n_steps] ? name_off[n_steps] : 1);
+  if (!r->names) return b->rc = zorch__error_oom();
+  r->name_off = name_off;
   /* every step counts from now on: those not put yet are empty (zeroed) */
   pl->n_steps = n_steps;
   r->direct = true;
@@ -795,7 +805,7 @@ int zorch__plan_builder_put(zorch__plan_builder *b, uint32_t k, const zorch__ste
     return b->rc;
   }
   zorch__pstep *s = &pl->steps[k]; /* fresh from zorch__big_calloc */
-  s->name = arena_strndup(pl, d->name, d->name_len);
+  s->name = memcpy(r->names + r->name_off[k], d->name, d->name_len + 1);
   s->kind = d->kind;
   const char *version = d->version ? arena_strndup(pl, d->version, strlen(d->version)) : NULL;
   bool oom = !s->name || (d->version && !version);
@@ -843,6 +853,38 @@ int zorch__plan_builder_put(zorch__plan_builder *b, uint32_t k, const zorch__ste
     step_settle(r, s, d->params, version, d->settings, where);
   }
   return r->err_code ? (b->rc = zorch__error_set(r->err_code, "%s", r->err)) : ZORCH_OK;
+}
+
+int zorch__plan_builder_put_plain(zorch__plan_builder *b, uint32_t k, const zorch__step_def *d) {
+  reader *r = &b->r;
+  zorch__plan *pl = r->pl;
+  /* only this step's own parts are written: no counter, no arena, no error
+   * kept in the builder */
+  if (!r->direct || k >= pl->n_steps || d->n_inputs || d->n_command || d->n_outputs || d->params ||
+      d->settings || d->version || (d->kind == ZORCH__STEP_FUNCTION && !d->fn) ||
+      d->n_after != r->pred_off[k + 1] - r->pred_off[k])
+    return zorch__error_set(ZORCH_ERROR, "deployment: step '%s' is not a plain step of the plan's shape",
+                            d->name);
+  uint32_t *pr = r->preds + r->pred_off[k];
+  for (uint32_t i = 0; i < d->n_after; i++) {
+    if (d->after[i] >= k)
+      return zorch__error_set(ZORCH_EINVALID,
+                              "deployment: step '%s': 'after' or input refers to a step that is not "
+                              "an earlier step",
+                              d->name);
+    pr[i] = d->after[i];
+  }
+  zorch__pstep *s = &pl->steps[k]; /* fresh from zorch__big_calloc */
+  s->name = memcpy(r->names + r->name_off[k], d->name, d->name_len + 1);
+  s->kind = d->kind;
+  s->outputs = no_strings;
+  s->n_preds = d->n_after;
+  s->fn = d->fn;
+  s->payload = d->payload;
+  s->params = pl->empty;
+  s->version = pl->default_version;
+  step_defaults(pl, s);
+  return ZORCH_OK;
 }
 
 const uint32_t *zorch__plan_builder_preds(const zorch__plan_builder *b, uint32_t k, uint32_t *n) {
