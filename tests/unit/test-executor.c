@@ -44,6 +44,9 @@ static void fresh_store(void) {
   registered = true;
 }
 
+/* The status callback of the next run_pipeline() (reset by it). */
+static zorch_progress_cb next_progress_cb;
+
 static result run_pipeline(zorch_pipeline *p, int mode, uint32_t max_parallel, uint32_t flags,
                            double cancel_after) {
   result res = {0};
@@ -60,7 +63,8 @@ static result run_pipeline(zorch_pipeline *p, int mode, uint32_t max_parallel, u
   zt_ok(zorch__plan_load(&plan, doc));
   free(doc);
   zt_ok(zorch__plan_bind(plan, p));
-  zorch__exec_opts o = {.max_parallel = max_parallel, .flags = flags};
+  zorch__exec_opts o = {.max_parallel = max_parallel, .flags = flags, .progress_cb = next_progress_cb};
+  next_progress_cb = NULL;
   double t0 = now_s();
   zt_ok(zorch__exec_start(&res.x, plan, res.store, &o));
   if (cancel_after > 0) {
@@ -574,21 +578,10 @@ START_TEST(status_callbacks_follow_the_dependencies) {
       zt_ok(zorch_step_after(s, d));
     }
   }
-  if (!shared_store) fresh_store();
-  zorch__compile_info ci = {.run_id = "order1", .run_name = "order1",
-                            .store_path = zorch__store_root(shared_store)};
-  char *doc = NULL;
-  zt_ok(zorch__deployment_compile(&doc, NULL, p, &ci));
-  zorch__plan *plan = NULL;
-  zt_ok(zorch__plan_load(&plan, doc));
-  free(doc);
-  zt_ok(zorch__plan_bind(plan, p));
-  zorch__exec_opts o = {.max_parallel = 8, .flags = ZORCH_RUN_NO_CACHE, .progress_cb = order_progress};
-  zorch__exec *x = NULL;
   order_seq = 0;
-  zt_ok(zorch__exec_start(&x, plan, shared_store, &o));
-  zt_ok(zorch__exec_wait(x, -1));
-  ck_assert_int_eq(zorch__exec_status(x, NULL), ZORCH_STATUS_COMPLETED);
+  next_progress_cb = order_progress;
+  result r = run_pipeline(p, 0, 8, ZORCH_RUN_NO_CACHE, 0);
+  ck_assert_int_eq(r.status, ZORCH_STATUS_COMPLETED);
   ck_assert_int_eq(order_seq, 2 * ORDER_N);
   for (int i = 0; i < ORDER_N; i++) {
     ck_assert_msg(order_running[i] && order_running[i] < order_done[i], "s%d: running #%ld, completed #%ld",
@@ -598,7 +591,7 @@ START_TEST(status_callbacks_follow_the_dependencies) {
                     "s%d reported running (#%ld) before its upstream s%d completed (#%ld)", i,
                     order_running[i], order_preds[i][f], order_done[order_preds[i][f]]);
   }
-  zorch__exec_free(x);
+  zorch__exec_free(r.x);
   zorch_pipeline_free(p);
 }
 END_TEST
