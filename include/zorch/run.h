@@ -68,7 +68,9 @@ enum {
 };
 
 /** Called when a step changes status.  Calls are serialised (never two at
- *  once) but come from an executor thread; do not call zorch from it. */
+ *  once) but come from an executor thread; do not call zorch from it.  A
+ *  step is reported running only after every step it depends on was
+ *  reported completed or cached. */
 typedef void (*zorch_progress_cb)(const char *run_id, const char *step, int status,
                                   void *payload);
 
