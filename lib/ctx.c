@@ -14,7 +14,9 @@ int zorch__ctx_init(zorch_step_ctx *ctx, zorch__store *store, const zorch__plan 
   /* every field but the inline slots (last in the struct), which are
    * cleared as far as used: a context is made for every step, and most
    * steps have few outputs or none */
-  memset(ctx, 0, offsetof(zorch_step_ctx, out_inline));
+  enum { PREFIX = offsetof(zorch_step_ctx, out_inline), HALF = PREFIX / 2 };
+  memset(ctx, 0, HALF); /* in two parts, each cleared with a few vector stores */
+  memset((char *)ctx + HALF, 0, PREFIX - HALF);
   ctx->store = store;
   ctx->plan = plan;
   ctx->step = i;
@@ -27,8 +29,10 @@ int zorch__ctx_init(zorch_step_ctx *ctx, zorch__store *store, const zorch__plan 
   if (n <= 4) {
     ctx->outputs = ctx->out_inline;
     ctx->scratch = ctx->scratch_inline;
-    memset(ctx->out_inline, 0, n * sizeof ctx->out_inline[0]);
-    memset(ctx->scratch_inline, 0, n * sizeof ctx->scratch_inline[0]);
+    if (n) {
+      memset(ctx->out_inline, 0, n * sizeof ctx->out_inline[0]);
+      memset(ctx->scratch_inline, 0, n * sizeof ctx->scratch_inline[0]);
+    }
   } else {
     ctx->outputs = calloc(n, sizeof *ctx->outputs);
     ctx->scratch = calloc(n, sizeof *ctx->scratch);

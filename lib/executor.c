@@ -599,6 +599,9 @@ static void dispatch(zorch__exec *x) {
       ring_push(&x->rq, i);
       wake = true;
     } else if (f & SF_WORKER) {
+      /* its worker reads the plan's step first thing */
+      __builtin_prefetch(&x->plan->steps[i]);
+      __builtin_prefetch((const char *)&x->plan->steps[i] + 64);
       ring_push(&x->fq, i);
       if (x->n_idle) pthread_cond_signal(&x->work_cv);
       if (f & SF_TIMEOUT) wake = true; /* the loop must learn the deadline */
@@ -870,10 +873,9 @@ static void *worker_main(void *arg) {
       attempt_done(x, i, false, NULL, -1, NULL);
       continue;
     }
-    const zorch__pstep *s = &x->plan->steps[i];
     x->xs[i].started = true;
-    if (s->timeout > 0) { /* the loop learns the deadline only now: wake it */
-      x->xs[i].deadline_ns = zorch__mono_ns() + (int64_t)(s->timeout * 1e9);
+    if (x->sflags[i] & SF_TIMEOUT) { /* the loop learns the deadline only now: wake it */
+      x->xs[i].deadline_ns = zorch__mono_ns() + (int64_t)(x->plan->steps[i].timeout * 1e9);
       wake_loop(x);
     }
     /* the completion takes the next step in the same critical section */
