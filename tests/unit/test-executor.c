@@ -243,6 +243,33 @@ START_TEST(artifacts_flow_between_command_and_function_steps) {
 }
 END_TEST
 
+/* A command worker reuses its output pipe from step to step; a step that leaves
+ * a process behind that still writes must not put that output into the log of
+ * the step the worker runs next. */
+START_TEST(leftover_process_output_stays_out_of_the_next_log) {
+  zorch_pipeline *p = newp("leftover");
+  cmd(p, "a", "echo a-own; (sleep 0.3; echo a-late) &");
+  zorch_step *b = cmd(p, "b", "echo b-own; sleep 0.6");
+  zt_ok(zorch_step_after(b, "a"));
+  zorch_step *c = cmd(p, "c", "echo c-own");
+  zt_ok(zorch_step_after(c, "b"));
+  result r = run_pipeline(p, 0, 1, 0, 0);
+  ck_assert_msg(r.status == ZORCH_STATUS_COMPLETED, "run: %s", r.message ? r.message : "");
+  const char *want[] = {"a", "a-own\n", "b", "b-own\n", "c", "c-own\n"};
+  for (int k = 0; k < 6; k += 2) {
+    char *logp = NULL, *text = NULL;
+    if (asprintf(&logp, "%s/runs/%s/logs/%s.log", zorch__store_root(r.store), r.id, want[k]) < 0)
+      abort();
+    zt_ok(zorch__read_file(logp, &text, NULL));
+    ck_assert_msg(!strcmp(text, want[k + 1]), "log of %s: '%s'", want[k], text);
+    free(text);
+    free(logp);
+  }
+  zorch__exec_free(r.x);
+  zorch_pipeline_free(p);
+}
+END_TEST
+
 /* ---- failure modes ---- */
 
 static zorch_pipeline *failing_graph(void) {
@@ -758,6 +785,7 @@ Suite *executor_suite(void) {
   tcase_add_test(tc, function_steps_run_in_parallel_up_to_the_bound);
   tcase_add_test(tc, command_steps_take_one_thread_per_slot);
   tcase_add_test(tc, artifacts_flow_between_command_and_function_steps);
+  tcase_add_test(tc, leftover_process_output_stays_out_of_the_next_log);
   tcase_add_test(tc, continue_on_failure_finishes_independent_branches);
   tcase_add_test(tc, stop_on_failure_lets_running_steps_finish);
   tcase_add_test(tc, fail_fast_stops_running_steps);
