@@ -45,11 +45,28 @@ extern char **environ;
 
 /* ---- step records ---------------------------------------------------------------- */
 
-zorch__step_rec *zorch__step_recs_new(const zorch__plan *plan) {
-  uint32_t n = plan->n_steps;
-  size_t total_out = 0;
-  for (uint32_t i = 0; i < n; i++) total_out += plan->steps[i].n_outputs;
-  /* one block for the records, one for every output slot */
+/* Output slots of steps [lo, hi). */
+static size_t count_outputs(const zorch__plan *plan, uint32_t lo, uint32_t hi) {
+  size_t n = 0;
+  for (uint32_t i = lo; i < hi; i++) n += plan->steps[i].n_outputs;
+  return n;
+}
+
+/* Records of steps [lo, hi), whose output slots start at outs + o. */
+static void recs_init(const zorch__plan *plan, zorch__step_rec *recs, zorch__output_rec *outs,
+                      uint32_t lo, uint32_t hi, size_t o) {
+  for (uint32_t i = lo; i < hi; i++) {
+    recs[i].exit_code = -1;
+    recs[i].outputs = outs + o;
+    for (uint32_t k = 0; k < plan->steps[i].n_outputs; k++)
+      recs[i].outputs[k].name = plan->steps[i].outputs[k];
+    o += plan->steps[i].n_outputs;
+  }
+}
+
+/* One block for the records and one for every output slot (*outs_out); the
+ * records are not initialised (recs_init).  NULL on OOM. */
+static zorch__step_rec *recs_alloc(uint32_t n, size_t total_out, zorch__output_rec **outs_out) {
   zorch__step_rec *recs = zorch__big_calloc(n ? n : 1, sizeof *recs);
   zorch__output_rec *outs = zorch__big_calloc(total_out ? total_out : 1, sizeof *outs);
   if (!recs || !outs) {
@@ -57,14 +74,15 @@ zorch__step_rec *zorch__step_recs_new(const zorch__plan *plan) {
     zorch__big_free(outs);
     return NULL;
   }
-  size_t o = 0;
-  for (uint32_t i = 0; i < n; i++) {
-    recs[i].exit_code = -1;
-    recs[i].outputs = outs + o;
-    for (uint32_t k = 0; k < plan->steps[i].n_outputs; k++)
-      recs[i].outputs[k].name = plan->steps[i].outputs[k];
-    o += plan->steps[i].n_outputs;
-  }
+  recs[0].outputs = outs; /* what zorch__step_recs_free frees, even for 0 steps */
+  *outs_out = outs;
+  return recs;
+}
+
+zorch__step_rec *zorch__step_recs_new(const zorch__plan *plan) {
+  zorch__output_rec *outs;
+  zorch__step_rec *recs = recs_alloc(plan->n_steps, count_outputs(plan, 0, plan->n_steps), &outs);
+  if (recs) recs_init(plan, recs, outs, 0, plan->n_steps, 0);
   return recs;
 }
 
@@ -1825,6 +1843,47 @@ static void exec_destroy(zorch__exec *x) {
   free(x);
 }
 
+/* One part [lo, hi) of a run's steps, set up by zorch__exec_start. */
+typedef struct init_part {
+  zorch__exec *x;
+  uint32_t lo, hi;
+  size_t n_out, out_off;     /* the part's output slots; where they start */
+  zorch__output_rec *outs;
+  uint32_t n_func, n_cmd;
+  uint32_t unbound;          /* first function step without a function, or UINT32_MAX */
+} init_part;
+
+static void *init_part_count(void *arg) {
+  init_part *p = arg;
+  p->n_out = count_outputs(p->x->plan, p->lo, p->hi);
+  return NULL;
+}
+
+static void *init_part_state(void *arg) {
+  init_part *p = arg;
+  zorch__exec *x = p->x;
+  const zorch__plan *plan = x->plan;
+  recs_init(plan, x->recs, p->outs, p->lo, p->hi, p->out_off);
+  p->unbound = UINT32_MAX;
+  for (uint32_t i = p->lo; i < p->hi; i++) {
+    const zorch__pstep *s = &plan->steps[i];
+    x->remaining[i] = s->n_preds;
+    x->sflags[i] = (uint8_t)((s->kind == ZORCH__STEP_FUNCTION && !x->remote ? SF_WORKER : 0) |
+                             (s->timeout > 0 ? SF_TIMEOUT : 0) | (s->cache ? SF_CACHE : 0));
+    x->xs[i].active_slot = UINT32_MAX;
+    x->xs[i].outfd = -1;
+    x->xs[i].outfd_w = -1;
+    x->xs[i].logfd = -1;
+    if (s->kind == ZORCH__STEP_FUNCTION && !x->remote) {
+      p->n_func++;
+      if (!s->fn && p->unbound == UINT32_MAX) p->unbound = i;
+    } else if (s->kind == ZORCH__STEP_COMMAND && !x->remote) {
+      p->n_cmd++;
+    }
+  }
+  return NULL;
+}
+
 int zorch__exec_start(zorch__exec **out, zorch__plan *plan, zorch__store *store,
                       const zorch__exec_opts *opts) {
   *out = NULL;
@@ -1856,40 +1915,50 @@ int zorch__exec_start(zorch__exec **out, zorch__plan *plan, zorch__store *store,
   long cpus = sysconf(_SC_NPROCESSORS_ONLN);
   x->max_parallel = opts->max_parallel ? opts->max_parallel : (uint32_t)(cpus > 0 ? cpus : 1);
   int rc = ZORCH_OK;
-  x->recs = zorch__step_recs_new(plan);
   x->xs = zorch__big_calloc(x->n, sizeof *x->xs);
   x->remaining = zorch__big_calloc(x->n, sizeof *x->remaining);
   x->sflags = zorch__big_calloc(x->n, sizeof *x->sflags);
   x->work = malloc(x->n * sizeof *x->work);
   x->active = malloc(((x->max_parallel < x->n ? x->max_parallel : x->n) + 1) * sizeof *x->active);
-  if (!x->recs || !x->xs || !x->remaining || !x->sflags || !x->work || !x->active || ring_init(&x->ready, x->n) ||
+  if (!x->xs || !x->remaining || !x->sflags || !x->work || !x->active || ring_init(&x->ready, x->n) ||
       ring_init(&x->fq, x->n) || ring_init(&x->cq, x->n) || ring_init(&x->retry, x->n) ||
       (x->remote && (ring_init(&x->rq, x->n) || ring_init(&x->sq, x->n)))) {
     rc = zorch__error_oom();
     goto fail;
   }
-  uint32_t n_func = 0, n_cmd = 0;
-  for (uint32_t i = 0; i < x->n; i++) {
-    x->remaining[i] = plan->steps[i].n_preds;
-    x->sflags[i] = (uint8_t)((plan->steps[i].kind == ZORCH__STEP_FUNCTION && !x->remote ? SF_WORKER : 0) |
-                             (plan->steps[i].timeout > 0 ? SF_TIMEOUT : 0) |
-                             (plan->steps[i].cache ? SF_CACHE : 0));
-    x->xs[i].active_slot = UINT32_MAX;
-    x->xs[i].outfd = -1;
-    x->xs[i].outfd_w = -1;
-    x->xs[i].logfd = -1;
-    if (plan->steps[i].kind == ZORCH__STEP_FUNCTION && !x->remote) {
-      n_func++;
-      if (!plan->steps[i].fn) {
-        rc = zorch__error_set(ZORCH_EINVALID,
-                              "function step '%s' has no function bound (run it from the "
-                              "program that defines it)",
-                              plan->steps[i].name);
-        goto fail;
-      }
-    } else if (plan->steps[i].kind == ZORCH__STEP_COMMAND && !x->remote) {
-      n_cmd++;
-    }
+  /* The records and the per-step state, in two halves at once for a large
+   * run: this is the first touch of some 200 bytes a step of new memory. */
+  init_part parts[2] = {{.x = x, .lo = 0, .hi = x->n}, {.x = x, .lo = x->n, .hi = x->n}};
+  pthread_t helper;
+  bool two = x->n >= 65536;
+  if (two) {
+    parts[0].hi = parts[1].lo = x->n / 2;
+    parts[1].hi = x->n;
+  }
+  two = two && pthread_create(&helper, NULL, init_part_count, &parts[1]) == 0;
+  init_part_count(&parts[0]);
+  if (two) pthread_join(helper, NULL);
+  else init_part_count(&parts[1]);
+  zorch__output_rec *outs = NULL;
+  x->recs = recs_alloc(x->n, parts[0].n_out + parts[1].n_out, &outs);
+  if (!x->recs) {
+    rc = zorch__error_oom();
+    goto fail;
+  }
+  parts[0].outs = parts[1].outs = outs;
+  parts[1].out_off = parts[0].n_out;
+  two = two && pthread_create(&helper, NULL, init_part_state, &parts[1]) == 0;
+  init_part_state(&parts[0]);
+  if (two) pthread_join(helper, NULL);
+  else init_part_state(&parts[1]);
+  uint32_t n_func = parts[0].n_func + parts[1].n_func, n_cmd = parts[0].n_cmd + parts[1].n_cmd;
+  uint32_t unbound = parts[0].unbound < parts[1].unbound ? parts[0].unbound : parts[1].unbound;
+  if (unbound != UINT32_MAX) {
+    rc = zorch__error_set(ZORCH_EINVALID,
+                          "function step '%s' has no function bound (run it from the "
+                          "program that defines it)",
+                          plan->steps[unbound].name);
+    goto fail;
   }
   bool ephemeral = opts->flags & ZORCH_RUN_EPHEMERAL;
   if (plan->run_id && !ephemeral) {
