@@ -52,37 +52,48 @@ static size_t count_outputs(const zorch__plan *plan, uint32_t lo, uint32_t hi) {
   return n;
 }
 
-/* Records of steps [lo, hi), whose output slots start at outs + o. */
+/* Records of steps [lo, hi), whose output slots start at outs + o (keys:
+ * the key block, or NULL). */
 static void recs_init(const zorch__plan *plan, zorch__step_rec *recs, zorch__output_rec *outs,
-                      uint32_t lo, uint32_t hi, size_t o) {
+                      char *keys, uint32_t lo, uint32_t hi, size_t o) {
   for (uint32_t i = lo; i < hi; i++) {
     recs[i].exit_code = -1;
     recs[i].outputs = outs + o;
+    recs[i].cache_key = keys ? keys + (size_t)i * ZORCH__DIGEST_HEX : NULL;
     for (uint32_t k = 0; k < plan->steps[i].n_outputs; k++)
       recs[i].outputs[k].name = plan->steps[i].outputs[k];
     o += plan->steps[i].n_outputs;
   }
 }
 
-/* One block for the records and one for every output slot (*outs_out); the
- * records are not initialised (recs_init).  NULL on OOM. */
-static zorch__step_rec *recs_alloc(uint32_t n, size_t total_out, zorch__output_rec **outs_out) {
+/* One block for the records, one for every output slot (*outs_out) and,
+ * with_keys, one for the cache keys (*keys_out, else NULL); the records are
+ * not initialised (recs_init).  NULL on OOM. */
+static zorch__step_rec *recs_alloc(uint32_t n, size_t total_out, bool with_keys,
+                                   zorch__output_rec **outs_out, char **keys_out) {
   zorch__step_rec *recs = zorch__big_calloc(n ? n : 1, sizeof *recs);
   zorch__output_rec *outs = zorch__big_calloc(total_out ? total_out : 1, sizeof *outs);
-  if (!recs || !outs) {
+  char *keys = with_keys ? zorch__big_calloc(n ? n : 1, ZORCH__DIGEST_HEX) : NULL;
+  if (!recs || !outs || (with_keys && !keys)) {
     zorch__big_free(recs);
     zorch__big_free(outs);
+    zorch__big_free(keys);
     return NULL;
   }
-  recs[0].outputs = outs; /* what zorch__step_recs_free frees, even for 0 steps */
+  /* what zorch__step_recs_free frees, even for 0 steps */
+  recs[0].outputs = outs;
+  recs[0].cache_key = keys;
   *outs_out = outs;
+  *keys_out = keys;
   return recs;
 }
 
 zorch__step_rec *zorch__step_recs_new(const zorch__plan *plan) {
   zorch__output_rec *outs;
-  zorch__step_rec *recs = recs_alloc(plan->n_steps, count_outputs(plan, 0, plan->n_steps), &outs);
-  if (recs) recs_init(plan, recs, outs, 0, plan->n_steps, 0);
+  char *keys;
+  zorch__step_rec *recs =
+      recs_alloc(plan->n_steps, count_outputs(plan, 0, plan->n_steps), true, &outs, &keys);
+  if (recs) recs_init(plan, recs, outs, keys, 0, plan->n_steps, 0);
   return recs;
 }
 
@@ -90,6 +101,7 @@ void zorch__step_recs_free(zorch__step_rec *recs, uint32_t n) {
   if (!recs) return;
   for (uint32_t i = 0; i < n; i++) free(recs[i].error);
   zorch__big_free(recs[0].outputs);
+  zorch__big_free(recs[0].cache_key);
   zorch__big_free(recs);
 }
 
@@ -125,7 +137,7 @@ int zorch__step_rec_json(zorch__buf *b, const zorch__plan *plan, uint32_t i,
     p = PUT_LIT(p, ",\"exit\":");
     p = zorch__put_u64(p, (uint64_t)r->exit_code);
   }
-  if (r->cache_key[0]) {
+  if (r->cache_key && r->cache_key[0]) {
     p = PUT_LIT(p, ",\"cache_key\":\"");
     size_t kl = strnlen(r->cache_key, ZORCH__DIGEST_HEX - 1);
     memcpy(p, r->cache_key, kl);
@@ -186,7 +198,7 @@ int zorch__step_rec_apply(const zorch__plan *plan, zorch__step_rec *recs, const 
   json_t *ex = json_object_get(o, "exit");
   r->exit_code = ex ? (int)json_integer_value(ex) : -1;
   const char *ck = json_string_value(json_object_get(o, "cache_key"));
-  snprintf(r->cache_key, sizeof r->cache_key, "%s", ck && zorch__is_digest(ck) ? ck : "");
+  if (r->cache_key) snprintf(r->cache_key, ZORCH__DIGEST_HEX, "%s", ck && zorch__is_digest(ck) ? ck : "");
   free(r->error);
   const char *e = json_string_value(json_object_get(o, "error"));
   r->error = e ? zorch__strdup(e) : NULL;
@@ -837,7 +849,7 @@ static void run_function(zorch__exec *x, uint32_t i, uint32_t attempt, worker *w
     finished = step_clock(x);
     /* the key, when the run records one: made in make_ready, or here (its
      * inputs are final); written to the record under the lock below */
-    if (r->cache_key[0]) memcpy(key, r->cache_key, sizeof key);
+    if (r->cache_key && r->cache_key[0]) memcpy(key, r->cache_key, sizeof key);
     else if (x->cache && s->cache) zorch__cache_key_with(&line[0], x->plan, i, x->recs, key);
     if (x->cache && key[0]) {
       zorch__step_rec tmp = *r;
@@ -850,7 +862,7 @@ static void run_function(zorch__exec *x, uint32_t i, uint32_t attempt, worker *w
     }
     if (x->journal) {
       zorch__step_rec tmp = *r;
-      memcpy(tmp.cache_key, key, sizeof key);
+      tmp.cache_key = key;
       tmp.status = ZORCH_STATUS_COMPLETED;
       tmp.finished = finished;
       tmp.exit_code = -1;
@@ -870,7 +882,7 @@ static void run_function(zorch__exec *x, uint32_t i, uint32_t attempt, worker *w
     x->pre_recorded = recorded;
     x->pre_cache_done = cache_done;
     x->pre_finished = finished;
-    if (key[0]) memcpy(x->recs[i].cache_key, key, sizeof key);
+    if (key[0] && x->recs[i].cache_key) memcpy(x->recs[i].cache_key, key, sizeof key);
   }
   attempt_done(x, i, ok, err, -1, ok ? ctx.outputs : NULL);
   if (rc == ZORCH_OK) zorch__ctx_free_outputs(&ctx);
@@ -1849,6 +1861,7 @@ typedef struct init_part {
   uint32_t lo, hi;
   size_t n_out, out_off;     /* the part's output slots; where they start */
   zorch__output_rec *outs;
+  char *keys;                /* the key block, NULL when the run makes no keys */
   uint32_t n_func, n_cmd;
   uint32_t unbound;          /* first function step without a function, or UINT32_MAX */
 } init_part;
@@ -1863,7 +1876,7 @@ static void *init_part_state(void *arg) {
   init_part *p = arg;
   zorch__exec *x = p->x;
   const zorch__plan *plan = x->plan;
-  recs_init(plan, x->recs, p->outs, p->lo, p->hi, p->out_off);
+  recs_init(plan, x->recs, p->outs, p->keys, p->lo, p->hi, p->out_off);
   p->unbound = UINT32_MAX;
   for (uint32_t i = p->lo; i < p->hi; i++) {
     const zorch__pstep *s = &plan->steps[i];
@@ -1940,12 +1953,16 @@ int zorch__exec_start(zorch__exec **out, zorch__plan *plan, zorch__store *store,
   if (two) pthread_join(helper, NULL);
   else init_part_count(&parts[1]);
   zorch__output_rec *outs = NULL;
-  x->recs = recs_alloc(x->n, parts[0].n_out + parts[1].n_out, &outs);
+  char *keys = NULL;
+  /* an ephemeral run with the cache off makes no cache keys (see below) */
+  bool with_keys = !((opts->flags & ZORCH_RUN_EPHEMERAL) && (opts->flags & ZORCH_RUN_NO_CACHE));
+  x->recs = recs_alloc(x->n, parts[0].n_out + parts[1].n_out, with_keys, &outs, &keys);
   if (!x->recs) {
     rc = zorch__error_oom();
     goto fail;
   }
   parts[0].outs = parts[1].outs = outs;
+  parts[0].keys = parts[1].keys = keys;
   parts[1].out_off = parts[0].n_out;
   two = two && pthread_create(&helper, NULL, init_part_state, &parts[1]) == 0;
   init_part_state(&parts[0]);
@@ -2102,8 +2119,11 @@ zorch__step_rec *zorch__exec_snapshot(zorch__exec *x) {
   }
   for (uint32_t i = 0; i < x->n; i++) {
     zorch__output_rec *outs = copy[i].outputs;
+    char *key = copy[i].cache_key; /* the copy's own (zorch__step_recs_new makes keys) */
     copy[i] = x->recs[i];
     copy[i].outputs = outs;
+    copy[i].cache_key = key;
+    if (x->recs[i].cache_key) memcpy(key, x->recs[i].cache_key, ZORCH__DIGEST_HEX);
     copy[i].error = zorch__strdup(x->recs[i].error);
     for (uint32_t k = 0; k < x->plan->steps[i].n_outputs; k++) outs[k] = x->recs[i].outputs[k];
   }

@@ -24,7 +24,9 @@ typedef struct zorch__step_rec {
   double started, finished;
   int exit_code;                    /* -1 when not a command or not exited */
   char *error;                      /* malloc'd or NULL */
-  char cache_key[ZORCH__DIGEST_HEX]; /* "" when none */
+  char *cache_key;                  /* ZORCH__DIGEST_HEX bytes in the records' key block, "" when
+                                     * none; NULL in a run that makes no cache keys (ephemeral
+                                     * with the cache off): 65 bytes a step it need not touch */
   zorch__output_rec *outputs;       /* plan->steps[i].n_outputs entries */
 } zorch__step_rec;
 

@@ -1096,7 +1096,7 @@ const char *zorch_run_step_error(const zorch_run *r, size_t i) {
   return REC_OK(r, i) ? r->recs[i].error : NULL;
 }
 const char *zorch_run_step_cache_key(const zorch_run *r, size_t i) {
-  return REC_OK(r, i) && r->recs[i].cache_key[0] ? r->recs[i].cache_key : NULL;
+  return REC_OK(r, i) && r->recs[i].cache_key && r->recs[i].cache_key[0] ? r->recs[i].cache_key : NULL;
 }
 size_t zorch_run_step_output_count(const zorch_run *r, size_t i) {
   return STEP_OK(r, i) ? r->plan->steps[i].n_outputs : 0;
