@@ -342,8 +342,7 @@ typedef struct xstep {
   int64_t deadline_ns;     /* 0: none */
   int64_t retry_due_ns;
   pid_t pid;               /* > 0 while its process runs and is not reaped */
-  int outfd;               /* read end of the pipe holding the process's stdout and stderr */
-  int outfd_w;             /* its write end (both borrowed from the command worker's slot) */
+  int outfd;               /* while it runs: the read end of its command worker's pipe */
   int logfd;               /* the step's log file, opened when the first byte arrives */
   char **scratch;          /* command steps: per output scratch path */
   atomic_int cancelled;    /* function steps: seen by zorch_ctx_cancelled */
@@ -968,7 +967,6 @@ static void copy_output(zorch__exec *x, uint32_t i, bool at_exit) {
     if (n <= 0) {
       if (at_exit) { /* all read: the pipe goes back to the worker's slot */
         xs->outfd = -1;
-        xs->outfd_w = -1;
       }
       break;
     }
@@ -1214,7 +1212,6 @@ static int spawn_command(zorch__exec *x, uint32_t i, cmd_slot *sl, pid_t *pid_ou
   int rc = slot_ready(x, sl, err);
   if (rc) return rc;
   xs->outfd = sl->pipe_r;
-  xs->outfd_w = sl->pipe_w;
   xs->logfd = -1;
   zorch__strv extra = {0};
   xs->scratch = calloc(s->n_outputs + 1, sizeof *xs->scratch);
@@ -1250,7 +1247,7 @@ static int spawn_command(zorch__exec *x, uint32_t i, cmd_slot *sl, pid_t *pid_ou
   }
   if (rc) {
     *err = zorch__asprintf("cannot prepare the step: %s", zorch_error_last()->message);
-    xs->outfd = xs->outfd_w = -1;
+    xs->outfd = -1;
     zorch__strv_clear(&extra);
     free_scratch(xs, s->n_outputs, true);
     return rc;
@@ -1264,7 +1261,7 @@ static int spawn_command(zorch__exec *x, uint32_t i, cmd_slot *sl, pid_t *pid_ou
   free(envp);
   zorch__strv_clear(&extra);
   if (src != 0) {
-    xs->outfd = xs->outfd_w = -1;
+    xs->outfd = -1;
     *err = zorch__asprintf("cannot run '%s': %s", s->argv[0], strerror(src));
     free_scratch(xs, s->n_outputs, true);
     return ZORCH_ERROR;
@@ -1344,6 +1341,7 @@ static int wait_command(zorch__exec *x, uint32_t i, pid_t pid, int pidfd) {
     /* without a pidfd (kernels before 5.3) the exit is polled for */
     int n = pidfd >= 0 ? poll(pf, 2, timeout) : poll(pf + 1, 1, 20);
     if (n < 0 && errno != EINTR) n = 0; /* cannot poll: look at the process */
+    /* n == 0 (the start record's moment, or poll failed): a look costs one waitpid */
     if (n > 0 && pf[1].revents) copy_output(x, i, false);
     if (start_due && zorch__mono_ns() >= start_due && !(n > 0 && pf[0].revents)) {
       start_due = 0;
@@ -1351,7 +1349,7 @@ static int wait_command(zorch__exec *x, uint32_t i, pid_t pid, int pidfd) {
       record(x, i);
       pthread_mutex_unlock(&x->lock);
     }
-    if (pidfd >= 0 && !pf[0].revents) continue;
+    if (pidfd >= 0 && !pf[0].revents && n != 0) continue;
     int status = 0;
     pthread_mutex_lock(&x->lock);
     pid_t w;
@@ -1885,7 +1883,6 @@ static void *init_part_state(void *arg) {
                              (s->timeout > 0 ? SF_TIMEOUT : 0) | (s->cache ? SF_CACHE : 0));
     x->xs[i].active_slot = UINT32_MAX;
     x->xs[i].outfd = -1;
-    x->xs[i].outfd_w = -1;
     x->xs[i].logfd = -1;
     if (s->kind == ZORCH__STEP_FUNCTION && !x->remote) {
       p->n_func++;

@@ -42,6 +42,15 @@ class HomeTestCase(unittest.TestCase):
     def statuses(self, run):
         return {name: s.status for name, s in run.steps.items()}
 
+    def assert_broken_on_purpose(self, run):
+        """entry_fixture's `broken` step, run with ZT_BREAK=1 in another process: it failed
+        with its traceback in its log, and its sibling `total` completed."""
+        self.assertEqual(run.steps["broken"].status, "failed")
+        self.assertEqual(run.steps["total"].status, "completed")
+        log = run.steps["broken"].logs
+        self.assertIn("Traceback (most recent call last):", log)
+        self.assertIn("ValueError: broken on purpose in the step process", log)
+
 
 def python_env(**extra) -> dict:
     env = dict(os.environ)
