@@ -212,21 +212,6 @@ static void put_entrypoint(zorch__buf *b, const char *head, const char *dep_path
   zorch__buf_puts(b, "]");
 }
 
-/* The plan's steps of a large pipeline: a large zeroed array whose pages a
- * second thread claims while the pipeline is validated and ordered (each
- * fresh page costs a fault and the kernel's clearing of it). */
-typedef struct prefault {
-  size_t n;
-  zorch__pstep *steps;
-} prefault;
-
-static void *prefault_thread(void *arg) {
-  prefault *pf = arg;
-  pf->steps = zorch__big_calloc(pf->n, sizeof *pf->steps);
-  if (pf->steps) zorch__big_touch(pf->steps, pf->n * sizeof *pf->steps);
-  return NULL;
-}
-
 /* Compiling: the plan is built first, from the pipeline in its own order
  * (each step put in its place in the plan); the document's steps are then
  * written in plan order from the plan, which holds all but a few rare
@@ -329,6 +314,7 @@ static int plan_steps(const compiler *c) {
   zorch__pin *pins = NULL; /* one step's inputs and 'after' steps, resolved */
   uint32_t *after = NULL;
   size_t cap_pins = 0, cap_after = 0;
+  zorch__step_def plain = {0};
   int rc = ZORCH_OK;
   for (uint32_t k = 0; k < n && !rc; k++) {
     /* far ahead: the compact step and its edges' offset; nearer: what they point at */
@@ -364,17 +350,18 @@ static int plan_steps(const compiler *c) {
       rc = step_plan(c, i, pins, after);
       continue;
     }
-    /* a function step with 'after' steps only */
+    /* a function step with 'after' steps only (what the plain definition
+     * leaves zero stays so from step to step) */
     const uint32_t *edges = t->edges + t->eoff[i];
     for (size_t e = 0; e < n_edges; e++) after[e] = t->pos[edges[e]];
-    zorch__step_def def = {.name = ts->name,
-                           .name_len = ts->name_len,
-                           .kind = ts->kind,
-                           .after = after,
-                           .n_after = (uint32_t)n_edges,
-                           .fn = ts->fn,
-                           .payload = ts->payload};
-    rc = zorch__plan_builder_put_plain(c->pb, k, &def);
+    plain.name = ts->name;
+    plain.name_len = ts->name_len;
+    plain.kind = ts->kind;
+    plain.after = after;
+    plain.n_after = (uint32_t)n_edges;
+    plain.fn = ts->fn;
+    plain.payload = ts->payload;
+    rc = zorch__plan_builder_put_plain(c->pb, k, &plain);
     if (!rc) note_name(c, k, ts->name_len);
   }
   free(pins);
@@ -552,17 +539,9 @@ int zorch__deployment_compile(char **out, zorch__plan **plan_out, const zorch_pi
                               const zorch__compile_info *info) {
   if (out) *out = NULL;
   if (plan_out) *plan_out = NULL;
-  prefault pf = {.n = p ? p->n_steps : 0};
-  pthread_t pft;
-  bool prefaulting = pf.n >= 8192 && sysconf(_SC_NPROCESSORS_ONLN) > 1 &&
-                     pthread_create(&pft, NULL, prefault_thread, &pf) == 0;
   zorch__topo topo;
   int rc = zorch__pipeline_order(p, &topo, true);
-  if (rc) {
-    if (prefaulting) pthread_join(pft, NULL);
-    zorch__big_free(pf.steps);
-    return rc;
-  }
+  if (rc) return rc;
   json_t *overrides = NULL;
   if (info->params_json && *info->params_json) {
     json_error_t err;
@@ -570,8 +549,6 @@ int zorch__deployment_compile(char **out, zorch__plan **plan_out, const zorch_pi
     if (!overrides || !json_is_object(overrides)) {
       json_decref(overrides);
       zorch__topo_free(&topo);
-      if (prefaulting) pthread_join(pft, NULL);
-      zorch__big_free(pf.steps);
       return zorch__error_set(ZORCH_EINVALID, "run params must be a JSON object%s%s",
                               overrides ? "" : ": ", overrides ? "" : err.text);
     }
@@ -589,8 +566,6 @@ int zorch__deployment_compile(char **out, zorch__plan **plan_out, const zorch_pi
         zorch__buf_free(&b);
         json_decref(overrides);
         zorch__topo_free(&topo);
-        if (prefaulting) pthread_join(pft, NULL);
-        zorch__big_free(pf.steps);
         return ZORCH_EINVALID;
       }
     }
@@ -674,8 +649,8 @@ int zorch__deployment_compile(char **out, zorch__plan **plan_out, const zorch_pi
       autover = p->steps[i]->kind == ZORCH__STEP_COMMAND && !p->steps[i]->settings->version;
   zorch__map *memo = autover ? zorch__map_new(8) : NULL;
   zorch__strv keep = {0};
-  uint32_t *pred_count = malloc(p->n_steps * sizeof *pred_count);
-  uint32_t *name_off = malloc((p->n_steps + 1) * sizeof *name_off);
+  uint32_t *pred_count = zorch__big_calloc(p->n_steps, sizeof *pred_count);
+  uint32_t *name_off = zorch__big_calloc(p->n_steps + 1, sizeof *name_off);
   compiler c = {.p = p, .t = &topo, .params = params, .default_version = default_version,
                 .memo = memo, .keep = &keep};
   if (out) {
@@ -689,26 +664,24 @@ int zorch__deployment_compile(char **out, zorch__plan **plan_out, const zorch_pi
   if (!rc) rc = zorch__plan_builder_new(&pb, true);
   if (!rc) rc = zorch__plan_builder_feed(pb, b.data, b.len);
   if (!rc) {
+    /* in pipeline order (the arrays it reads are in that order; the writes
+     * land in small arrays), then the offsets summed up in plan order */
     name_off[0] = 0;
-    for (size_t k = 0; k < p->n_steps; k++) {
-      uint32_t i = topo.order[k];
+    for (size_t i = 0; i < p->n_steps; i++) {
+      uint32_t k = topo.pos[i];
       pred_count[k] = topo.eoff[i + 1] - topo.eoff[i];
-      name_off[k + 1] = name_off[k] + topo.steps[i].name_len + 1;
+      name_off[k + 1] = topo.steps[i].name_len + 1;
     }
+    for (size_t k = 0; k < p->n_steps; k++) name_off[k + 1] += name_off[k];
     c.pb = pb;
-    if (prefaulting) pthread_join(pft, NULL);
-    prefaulting = false;
-    rc = zorch__plan_builder_direct(pb, (uint32_t)p->n_steps, pred_count, name_off, pf.steps);
-    pf.steps = NULL; /* taken */
+    rc = zorch__plan_builder_direct(pb, (uint32_t)p->n_steps, pred_count, name_off, NULL);
   }
-  if (prefaulting) pthread_join(pft, NULL);
-  zorch__big_free(pf.steps);
   if (!rc) rc = plan_steps(&c);
   if (!rc && out) rc = write_steps(&c, &b);
   zorch__buf_puts(&b, "]}");
   if (pb && !rc) rc = zorch__plan_builder_feed(pb, "]}", 2);
-  free(pred_count);
-  free(name_off);
+  zorch__big_free(pred_count);
+  zorch__big_free(name_off);
   free(c.rare);
   free(c.names);
   free(c.name_len);

@@ -357,7 +357,7 @@ typedef struct ring {
 
 static int ring_init(ring *r, size_t cap) {
   r->cap = cap ? cap : 1;
-  r->v = malloc(r->cap * sizeof *r->v);
+  r->v = zorch__big_calloc(r->cap, sizeof *r->v);
   r->head = r->len = 0;
   return r->v ? ZORCH_OK : zorch__error_oom();
 }
@@ -406,6 +406,11 @@ struct zorch__exec {
   uint32_t *active; /* dispatched, not yet done */
   uint32_t n_active;
   uint32_t running, max_parallel, n_done, n_idle;
+  /* a function worker is doing the bookkeeping of its step: the first
+   * function step that dispatches is the next it runs (it looks at the
+   * queue before it sleeps), without waking another worker, which would
+   * find the queue empty */
+  bool fn_self_take;
   uint32_t n_failed;       /* steps that ended failed */
   zorch__buf key_text;     /* the text of cache keys made under the lock */
   bool stopping, cancelled, sched_done, shutdown, finished;
@@ -633,7 +638,8 @@ static void dispatch(zorch__exec *x) {
       __builtin_prefetch(&x->plan->steps[i]);
       __builtin_prefetch((const char *)&x->plan->steps[i] + 64);
       ring_push(&x->fq, i);
-      if (x->n_idle) pthread_cond_signal(&x->work_cv);
+      if (x->fn_self_take) x->fn_self_take = false;
+      else if (x->n_idle) pthread_cond_signal(&x->work_cv);
       if (f & SF_TIMEOUT) wake = true; /* the loop must learn the deadline */
     } else {
       ring_push(&x->cq, i);
@@ -883,12 +889,15 @@ static void run_function(zorch__exec *x, uint32_t i, uint32_t attempt, worker *w
     x->pre_finished = finished;
     if (key[0] && x->recs[i].cache_key) memcpy(x->recs[i].cache_key, key, sizeof key);
   }
+  x->fn_self_take = true; /* this worker looks at the queue next */
   attempt_done(x, i, ok, err, -1, ok ? ctx.outputs : NULL);
+  x->fn_self_take = false;
   if (rc == ZORCH_OK) zorch__ctx_free_outputs(&ctx);
 }
 
 static void *worker_main(void *arg) {
   zorch__exec *x = arg;
+  pthread_setname_np(pthread_self(), "zorch-worker");
   worker w = {.buf = {ZORCH__BUF_INIT, ZORCH__BUF_INIT}};
   pthread_mutex_lock(&x->lock);
   for (;;) {
@@ -900,7 +909,9 @@ static void *worker_main(void *arg) {
     if (!x->fq.len) break;
     uint32_t i = ring_pop(&x->fq);
     if (x->xs[i].stop_requested) {
+      x->fn_self_take = true;
       attempt_done(x, i, false, NULL, -1, NULL);
+      x->fn_self_take = false;
       continue;
     }
     x->xs[i].started = true;
@@ -1406,6 +1417,7 @@ static void run_command(zorch__exec *x, uint32_t i, cmd_slot *sl) {
 /* A command worker: one per slot of max_parallel (up to the number of
  * command steps). */
 static void *cmd_worker_main(void *arg) {
+  pthread_setname_np(pthread_self(), "zorch-command");
   zorch__exec *x = arg;
   cmd_slot sl = {.pipe_r = -1, .pipe_w = -1};
   pthread_mutex_lock(&x->lock);
@@ -1743,7 +1755,26 @@ static void finalize(zorch__exec *x) {
   x->run_message = msg.data ? zorch__buf_detach(&msg) : NULL;
 }
 
+/* The scheduling state (per-step state, counters, queues): freed as soon as
+ * the run has ended, and again (no-op) when the executor is. */
+static void sched_state_free(zorch__exec *x) {
+  zorch__big_free(x->xs);
+  zorch__big_free(x->remaining);
+  zorch__big_free(x->sflags);
+  x->xs = NULL;
+  x->remaining = NULL;
+  x->sflags = NULL;
+  ring *rings[] = {&x->ready, &x->fq, &x->cq, &x->retry, &x->rq, &x->sq};
+  for (size_t k = 0; k < sizeof rings / sizeof *rings; k++) {
+    zorch__big_free(rings[k]->v);
+    rings[k]->v = NULL;
+  }
+  zorch__big_free(x->work);
+  x->work = NULL;
+}
+
 static void *loop_main(void *arg) {
+  pthread_setname_np(pthread_self(), "zorch-loop");
   zorch__exec *x = arg;
   loop_of_this_thread = x;
   struct epoll_event evs[64];
@@ -1775,24 +1806,9 @@ static void *loop_main(void *arg) {
   pthread_mutex_unlock(&x->lock);
   for (uint32_t w = 0; w < x->n_workers; w++) pthread_join(x->workers[w], NULL);
   for (uint32_t w = 0; w < x->n_cmd_workers; w++) pthread_join(x->cmd_workers[w], NULL);
-  /* the scheduling state is not needed any more: give its memory back now
-   * (only command steps have scratch outputs to remove) */
+  /* only command steps have scratch outputs to remove */
   for (uint32_t i = 0; x->n_cmd_workers && i < x->n; i++)
     free_scratch(&x->xs[i], x->plan->steps[i].n_outputs, true);
-  zorch__big_free(x->xs);
-  zorch__big_free(x->remaining);
-  zorch__big_free(x->sflags);
-  x->xs = NULL;
-  x->remaining = NULL;
-  x->sflags = NULL;
-  free(x->ready.v);
-  free(x->fq.v);
-  free(x->cq.v);
-  free(x->retry.v);
-  free(x->work);
-  free(x->rq.v);
-  free(x->sq.v);
-  x->ready.v = x->fq.v = x->cq.v = x->retry.v = x->work = x->rq.v = x->sq.v = NULL;
   int jrc = zorch__journal_close(x->journal);
   x->journal = NULL;
   zorch__cache_close(x->cache);
@@ -1806,6 +1822,12 @@ static void *loop_main(void *arg) {
   pthread_mutex_lock(&x->lock);
   x->finished = true;
   pthread_cond_broadcast(&x->done_cv);
+  pthread_mutex_unlock(&x->lock);
+  /* The scheduling state is not needed any more: its memory goes back now,
+   * after the waiter was told (a late zorch__exec_remote_done() finds it
+   * gone, under the lock; zorch__exec_free() joins this thread). */
+  pthread_mutex_lock(&x->lock);
+  sched_state_free(x);
   pthread_mutex_unlock(&x->lock);
   return NULL;
 }
@@ -1823,16 +1845,7 @@ static void exec_destroy(zorch__exec *x) {
   zorch__journal_close(x->journal);
   zorch__cache_close(x->cache);
   zorch__step_recs_free(x->recs, x->n);
-  zorch__big_free(x->xs);
-  zorch__big_free(x->remaining);
-  zorch__big_free(x->sflags);
-  free(x->ready.v);
-  free(x->fq.v);
-  free(x->cq.v);
-  free(x->retry.v);
-  free(x->work);
-  free(x->rq.v);
-  free(x->sq.v);
+  sched_state_free(x);
   remote_free(x->remote);
   free(x->active);
   free(x->workers);
@@ -1860,7 +1873,7 @@ typedef struct init_part {
   size_t n_out, out_off;     /* the part's output slots; where they start */
   zorch__output_rec *outs;
   char *keys;                /* the key block, NULL when the run makes no keys */
-  uint32_t n_func, n_cmd;
+  uint32_t n_func, n_cmd, n_retry;
   uint32_t unbound;          /* first function step without a function, or UINT32_MAX */
 } init_part;
 
@@ -1884,6 +1897,7 @@ static void *init_part_state(void *arg) {
     x->xs[i].active_slot = UINT32_MAX;
     x->xs[i].outfd = -1;
     x->xs[i].logfd = -1;
+    if (s->retries) p->n_retry++;
     if (s->kind == ZORCH__STEP_FUNCTION && !x->remote) {
       p->n_func++;
       if (!s->fn && p->unbound == UINT32_MAX) p->unbound = i;
@@ -1928,10 +1942,9 @@ int zorch__exec_start(zorch__exec **out, zorch__plan *plan, zorch__store *store,
   x->xs = zorch__big_calloc(x->n, sizeof *x->xs);
   x->remaining = zorch__big_calloc(x->n, sizeof *x->remaining);
   x->sflags = zorch__big_calloc(x->n, sizeof *x->sflags);
-  x->work = malloc(x->n * sizeof *x->work);
+  x->work = zorch__big_calloc(x->n, sizeof *x->work);
   x->active = malloc(((x->max_parallel < x->n ? x->max_parallel : x->n) + 1) * sizeof *x->active);
   if (!x->xs || !x->remaining || !x->sflags || !x->work || !x->active || ring_init(&x->ready, x->n) ||
-      ring_init(&x->fq, x->n) || ring_init(&x->cq, x->n) || ring_init(&x->retry, x->n) ||
       (x->remote && (ring_init(&x->rq, x->n) || ring_init(&x->sq, x->n)))) {
     rc = zorch__error_oom();
     goto fail;
@@ -1966,6 +1979,12 @@ int zorch__exec_start(zorch__exec **out, zorch__plan *plan, zorch__store *store,
   if (two) pthread_join(helper, NULL);
   else init_part_state(&parts[1]);
   uint32_t n_func = parts[0].n_func + parts[1].n_func, n_cmd = parts[0].n_cmd + parts[1].n_cmd;
+  /* each queue holds a step at most once: as large as the steps that can be in it */
+  if (ring_init(&x->fq, n_func) || ring_init(&x->cq, n_cmd) ||
+      ring_init(&x->retry, parts[0].n_retry + parts[1].n_retry)) {
+    rc = zorch__error_oom();
+    goto fail;
+  }
   uint32_t unbound = parts[0].unbound < parts[1].unbound ? parts[0].unbound : parts[1].unbound;
   if (unbound != UINT32_MAX) {
     rc = zorch__error_set(ZORCH_EINVALID,

@@ -44,15 +44,29 @@ int zorch__buf_put(zorch__buf *b, const void *data, size_t len);
 int zorch__buf_puts(zorch__buf *b, const char *s);
 int zorch__buf_printf(zorch__buf *b, const char *fmt, ...) ZORCH_PRINTF(2, 3);
 /** calloc for large arrays (one per step of a run): from 4 MiB on, fresh
- *  zeroed pages asked to be backed by transparent huge pages, so that the
- *  first touch of a million-step array costs hundreds of page faults instead
- *  of hundreds of thousands.  Free with zorch__big_free(); NULL on overflow
- *  or OOM. */
+ *  zeroed pages of their own (asked to be backed by transparent huge pages
+ *  from 32 MiB on, so that the first touch of a million-step array costs
+ *  hundreds of page faults instead of hundreds of thousands); from 64 KiB
+ *  on, a block of the calling thread's reserve while it has one.  Free with
+ *  zorch__big_free(); NULL on overflow or OOM. */
 void *zorch__big_calloc(size_t n, size_t size);
+/** The same for an array the caller fills at once, whole: from 64 KiB on,
+ *  its pages are faulted in by the kernel in one go (cheaper than a fault
+ *  for each), never from a reserve. */
+void *zorch__big_calloc_filled(size_t n, size_t size);
 void zorch__big_free(void *p);
-/** Fault in the pages of `bytes` of a zeroed zorch__big_calloc block now (for
- *  a thread to do while another works). */
-void zorch__big_touch(void *p, size_t bytes);
+
+/** A reserve: `bytes` of fresh memory that a second thread faults in, from
+ *  the front, while the calling thread works; until zorch__reserve_end(),
+ *  the calling thread's zorch__big_calloc() blocks come from it, in order.
+ *  The first touch of fresh pages is most of what starting a large run
+ *  costs: the reserve moves it off the thread that starts the run.  NULL
+ *  (and no reserve) when the thread has one already, or on failure. */
+typedef struct zorch__reserve zorch__reserve;
+zorch__reserve *zorch__reserve_begin(size_t bytes);
+/** Stop the faulting thread and give back what was not handed out; the
+ *  blocks handed out stay valid (zorch__big_free() each).  NULL: no-op. */
+void zorch__reserve_end(zorch__reserve *r);
 
 /** A bump allocator: blocks of at least `chunk` bytes chained from *arena
  *  (NULL when empty), aligned to 16 bytes, freed all at once. */

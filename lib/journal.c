@@ -171,6 +171,7 @@ static int64_t mono_now(void) {
 }
 
 static void *committer(void *arg) {
+  pthread_setname_np(pthread_self(), "zorch-journal");
   zorch__journal *j = arg;
   pthread_mutex_lock(&j->mu);
   int polls = 0;

@@ -608,11 +608,11 @@ static int report_cycle(const zorch_pipeline *p, const uint32_t *indeg, const ui
 static int order_steps(const zorch_pipeline *p, zorch__topo *t, const uint32_t *edges,
                        const uint32_t *eoff) {
   size_t n = p->n_steps, n_edges = p->n_edges;
-  uint32_t *rem = calloc(n, sizeof *rem);
-  uint32_t *off = calloc(n + 1, sizeof *off);
-  uint32_t *succ = malloc((n_edges + 1) * sizeof *succ);
-  uint32_t *order = malloc(n * sizeof *order);
-  t->pos = malloc(n * sizeof *t->pos);
+  uint32_t *rem = zorch__big_calloc_filled(n, sizeof *rem);
+  uint32_t *off = zorch__big_calloc_filled(n + 1, sizeof *off);
+  uint32_t *succ = zorch__big_calloc_filled(n_edges + 1, sizeof *succ);
+  uint32_t *order = zorch__big_calloc_filled(n, sizeof *order);
+  t->pos = zorch__big_calloc_filled(n, sizeof *t->pos);
   int rc = ZORCH_OK;
   if (!rem || !off || !succ || !order || !t->pos) {
     rc = zorch__error_oom();
@@ -643,19 +643,19 @@ static int order_steps(const zorch_pipeline *p, zorch__topo *t, const uint32_t *
   t->order = order;
   order = NULL;
 out:
-  free(rem);
-  free(off);
-  free(succ);
-  free(order);
+  zorch__big_free(rem);
+  zorch__big_free(off);
+  zorch__big_free(succ);
+  zorch__big_free(order);
   return rc;
 }
 
 void zorch__topo_free(zorch__topo *t) {
-  free(t->order);
-  free(t->pos);
-  free(t->edges);
-  free(t->eoff);
-  free(t->steps);
+  zorch__big_free(t->order);
+  zorch__big_free(t->pos);
+  zorch__big_free(t->edges);
+  zorch__big_free(t->eoff);
+  zorch__big_free(t->steps);
   memset(t, 0, sizeof *t);
 }
 
@@ -667,13 +667,13 @@ int zorch__pipeline_order(const zorch_pipeline *p, zorch__topo *t, bool want_edg
   if (p->n_edges >= UINT32_MAX)
     return zorch__error_set(ZORCH_EINVALID, "pipeline '%s' has too many dependencies (%zu)", p->name,
                             p->n_edges);
-  uint32_t *edges = malloc((p->n_edges + 1) * sizeof *edges);
-  uint32_t *eoff = malloc((n + 1) * sizeof *eoff);
-  zorch__tstep *ts = want_edges ? malloc(n * sizeof *ts) : NULL;
+  uint32_t *edges = zorch__big_calloc_filled(p->n_edges + 1, sizeof *edges);
+  uint32_t *eoff = zorch__big_calloc_filled(n + 1, sizeof *eoff);
+  zorch__tstep *ts = want_edges ? zorch__big_calloc_filled(n, sizeof *ts) : NULL;
   if (!edges || !eoff || (want_edges && !ts)) {
-    free(edges);
-    free(eoff);
-    free(ts);
+    zorch__big_free(edges);
+    zorch__big_free(eoff);
+    zorch__big_free(ts);
     return zorch__error_oom();
   }
   size_t ne = 0;
@@ -750,14 +750,14 @@ int zorch__pipeline_order(const zorch_pipeline *p, zorch__topo *t, bool want_edg
     t->eoff = eoff;
     t->steps = ts;
   } else {
-    free(edges);
-    free(eoff);
+    zorch__big_free(edges);
+    zorch__big_free(eoff);
   }
   return ZORCH_OK;
 fail:
-  free(edges);
-  free(eoff);
-  free(ts);
+  zorch__big_free(edges);
+  zorch__big_free(eoff);
+  zorch__big_free(ts);
   zorch__topo_free(t);
   return zorch_error_last()->code;
 }

@@ -41,7 +41,7 @@ void zorch__plan_free(zorch__plan *plan) {
   }
   if (plan->steps_big) zorch__big_free(plan->steps);
   else free(plan->steps);
-  free(plan->succ);
+  zorch__big_free(plan->succ);
   zorch__map_free(atomic_load(&plan->by_name));
   pthread_mutex_destroy(&plan->find_mu);
   free(plan->defaults.env);
@@ -672,8 +672,13 @@ static void reader_clear(reader *r) {
   r->cap_n = 0;
   free(r->top_key);
   free(r->strs);
-  free(r->preds);
-  free(r->pred_off);
+  if (r->direct) { /* see zorch__plan_builder_direct */
+    zorch__big_free(r->preds);
+    zorch__big_free(r->pred_off);
+  } else {
+    free(r->preds);
+    free(r->pred_off);
+  }
 }
 
 /* ---- building a plan: a document fed as text, or steps added directly ---- */
@@ -757,15 +762,20 @@ int zorch__plan_builder_direct(zorch__plan_builder *b, uint32_t n_steps, const u
     return b->rc;
   }
   pl->steps = steps ? steps : zorch__big_calloc(n_steps, sizeof *pl->steps);
-  r->pred_off = realloc(r->pred_off, ((size_t)n_steps + 1) * sizeof *r->pred_off);
-  if (!pl->steps || !r->pred_off) return b->rc = zorch__error_oom();
+  if (!pl->steps) return b->rc = zorch__error_oom();
   pl->steps_big = true;
+  /* from here on the predecessor arrays are large ones (freed as such) */
+  free(r->pred_off);
+  free(r->preds);
+  r->preds = NULL;
+  r->direct = true;
+  r->pred_off = zorch__big_calloc((size_t)n_steps + 1, sizeof *r->pred_off);
+  if (!r->pred_off) return b->rc = zorch__error_oom();
   r->cap_steps = n_steps;
   r->pred_off[0] = 0;
   for (uint32_t k = 0; k < n_steps; k++) r->pred_off[k + 1] = r->pred_off[k] + pred_count[k];
   r->n_preds = r->pred_off[n_steps];
-  free(r->preds);
-  r->preds = malloc((r->n_preds + 1) * sizeof *r->preds);
+  r->preds = zorch__big_calloc(r->n_preds + 1, sizeof *r->preds);
   if (!r->preds) return b->rc = zorch__error_oom();
   r->cap_preds = r->n_preds;
   r->names = arena_alloc(pl, name_off[n_steps] ? name_off[n_steps] : 1);
@@ -773,7 +783,6 @@ int zorch__plan_builder_direct(zorch__plan_builder *b, uint32_t n_steps, const u
   r->name_off = name_off;
   /* every step counts from now on: those not put yet are empty (zeroed) */
   pl->n_steps = n_steps;
-  r->direct = true;
   return ZORCH_OK;
 }
 
@@ -913,10 +922,10 @@ int zorch__plan_builder_finish(zorch__plan_builder *b, zorch__plan **out) {
     /* successor lists (CSR) from the predecessor lists, in a small array of
      * cursors (the steps are large: visit each once, in order) */
     uint32_t n = pl->n_steps;
-    uint32_t *cur = calloc(n + 1, sizeof *cur);
-    pl->succ = malloc((r->n_preds + 1) * sizeof *pl->succ);
+    uint32_t *cur = zorch__big_calloc((size_t)n + 1, sizeof *cur);
+    pl->succ = zorch__big_calloc(r->n_preds + 1, sizeof *pl->succ);
     if (!cur || !pl->succ) {
-      free(cur);
+      zorch__big_free(cur);
       rc = zorch__error_oom();
     } else {
       for (size_t e = 0; e < r->n_preds; e++) cur[r->preds[e] + 1]++;
@@ -928,7 +937,7 @@ int zorch__plan_builder_finish(zorch__plan_builder *b, zorch__plan **out) {
       for (uint32_t i = 0; i < n; i++)
         for (uint32_t e = r->pred_off[i]; e < r->pred_off[i + 1]; e++)
           pl->succ[cur[r->preds[e]]++] = i;
-      free(cur);
+      zorch__big_free(cur);
     }
   }
   if (rc == ZORCH_OK) {

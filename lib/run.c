@@ -427,8 +427,8 @@ static int rebase_deployment(json_t *doc, const char *store_root, const char *ol
   return ZORCH_OK;
 }
 
-static int run_start_common(zorch_run **out, zorch_client *client, start_src *src,
-                            const zorch_run_options *opts) {
+static int run_start_inner(zorch_run **out, zorch_client *client, start_src *src,
+                           const zorch_run_options *opts) {
   if (!out) return zorch__error_set(ZORCH_EINVALID, "zorch_run_start: out is NULL");
   *out = NULL;
   const zorch_pipeline *pipeline = src->pipeline;
@@ -678,6 +678,32 @@ fail:
     free(r);
     zorch__error_set(rc, "%s", msg);
   }
+  return rc;
+}
+
+/* Starting a large run makes arrays of a few hundred bytes a step (the
+ * order, the plan, the executor's state and records), and the first touch
+ * of that much fresh memory is most of what the start costs: a second
+ * thread faults it in ahead while this one validates and compiles. */
+#define RESERVE_MIN_STEPS 8192
+#define RESERVE_STEP_BYTES 330
+#define RESERVE_EDGE_BYTES 8
+
+static int run_start_common(zorch_run **out, zorch_client *client, start_src *src,
+                            const zorch_run_options *opts) {
+  size_t n = 0, edges = 0;
+  if (src->pipeline) {
+    n = src->pipeline->n_steps;
+    edges = src->pipeline->n_edges;
+  } else if (src->doc) {
+    n = json_array_size(json_object_get(src->doc, "steps"));
+    edges = 2 * n;
+  }
+  zorch__reserve *rv = NULL;
+  if (n >= RESERVE_MIN_STEPS && !src->cron && sysconf(_SC_NPROCESSORS_ONLN) > 1)
+    rv = zorch__reserve_begin(n * RESERVE_STEP_BYTES + edges * RESERVE_EDGE_BYTES);
+  int rc = run_start_inner(out, client, src, opts);
+  zorch__reserve_end(rv);
   return rc;
 }
 

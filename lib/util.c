@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -357,11 +358,122 @@ char *zorch__path_join(const char *a, const char *b) {
 
 #define BIG_MIN ((size_t)4 << 20)
 #define BIG_HDR ((size_t)64) /* keeps the array's alignment; holds the mapping's length */
+/* Huge pages only where TLB reach matters: for a block of a few MiB they
+ * save little, and a huge page the system must first find (or, in a VM, the
+ * host must first back) costs far more to fault in than 512 small ones. */
+#define BIG_HUGE_MIN ((size_t)32 << 20)
+/* From a reserve, blocks from this size on (smaller ones: calloc) */
+#define RESERVE_MIN ((size_t)64 << 10)
+#define RESERVE_CHUNK ((size_t)256 << 10)
+
+struct zorch__reserve {
+  char *base;
+  size_t size;
+  size_t carved;     /* handed out: [0, carved) (page multiple) */
+  size_t populated;  /* the faulting thread got this far */
+  size_t busy;       /* it is touching [populated, busy) now (busy > populated) */
+  bool stop;
+  pthread_mutex_t mu;
+  pthread_cond_t cv; /* a range was touched */
+  pthread_t thread;
+};
+
+static _Thread_local zorch__reserve *cur_reserve;
+
+static size_t page_size(void) {
+  long page = sysconf(_SC_PAGESIZE);
+  return page > 0 ? (size_t)page : 4096;
+}
+
+/* The faulting thread: touches the reserve from the front, a chunk at a
+ * time, only where nothing was handed out yet (so its writes of zeros race
+ * with no one); a block is not handed out while it is being touched. */
+static void *reserve_main(void *arg) {
+  zorch__reserve *r = arg;
+  size_t pg = page_size();
+  pthread_mutex_lock(&r->mu);
+  for (;;) {
+    size_t a = r->populated > r->carved ? r->populated : r->carved;
+    if (r->stop || a >= r->size) break;
+    size_t b = a + RESERVE_CHUNK < r->size ? a + RESERVE_CHUNK : r->size;
+    r->populated = a;
+    r->busy = b;
+    pthread_mutex_unlock(&r->mu);
+    volatile char *c = r->base;
+    for (size_t o = a; o < b; o += pg) c[o] = 0; /* fresh pages are zero: no change */
+    pthread_mutex_lock(&r->mu);
+    r->populated = b;
+    pthread_cond_broadcast(&r->cv);
+  }
+  r->busy = 0;
+  pthread_cond_broadcast(&r->cv);
+  pthread_mutex_unlock(&r->mu);
+  return NULL;
+}
+
+zorch__reserve *zorch__reserve_begin(size_t bytes) {
+  if (cur_reserve || bytes < RESERVE_CHUNK) return NULL;
+  size_t pg = page_size();
+  bytes = (bytes + pg - 1) & ~(pg - 1);
+  zorch__reserve *r = calloc(1, sizeof *r);
+  if (!r) return NULL;
+  r->base = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (r->base == MAP_FAILED) {
+    free(r);
+    return NULL;
+  }
+  r->size = bytes;
+  pthread_mutex_init(&r->mu, NULL);
+  pthread_cond_init(&r->cv, NULL);
+  if (pthread_create(&r->thread, NULL, reserve_main, r) != 0) {
+    munmap(r->base, bytes);
+    pthread_cond_destroy(&r->cv);
+    pthread_mutex_destroy(&r->mu);
+    free(r);
+    return NULL;
+  }
+  cur_reserve = r;
+  return r;
+}
+
+void zorch__reserve_end(zorch__reserve *r) {
+  if (!r) return;
+  pthread_mutex_lock(&r->mu);
+  r->stop = true;
+  pthread_mutex_unlock(&r->mu);
+  pthread_join(r->thread, NULL);
+  if (r->carved < r->size) munmap(r->base + r->carved, r->size - r->carved);
+  pthread_cond_destroy(&r->cv);
+  pthread_mutex_destroy(&r->mu);
+  if (cur_reserve == r) cur_reserve = NULL;
+  free(r);
+}
+
+/* A zeroed block of `bytes` (header included; made a page multiple) from
+ * this thread's reserve, or NULL. */
+static char *reserve_carve(size_t bytes) {
+  zorch__reserve *r = cur_reserve;
+  if (!r) return NULL;
+  size_t pg = page_size();
+  if (bytes > SIZE_MAX - pg) return NULL;
+  bytes = (bytes + pg - 1) & ~(pg - 1);
+  char *p = NULL;
+  pthread_mutex_lock(&r->mu);
+  if (bytes <= r->size - r->carved) {
+    while (r->busy > r->populated && r->carved + bytes > r->populated) pthread_cond_wait(&r->cv, &r->mu);
+    p = r->base + r->carved;
+    r->carved += bytes;
+  }
+  pthread_mutex_unlock(&r->mu);
+  if (p) *(size_t *)p = bytes;
+  return p;
+}
 
 void *zorch__big_calloc(size_t n, size_t size) {
   if (size && n > (SIZE_MAX - BIG_HDR) / size) return NULL;
   size_t bytes = n * size + BIG_HDR;
-  char *base;
+  char *base = bytes >= RESERVE_MIN ? reserve_carve(bytes) : NULL;
+  if (base) return base + BIG_HDR;
   if (bytes < BIG_MIN) {
     base = calloc(1, bytes);
     if (!base) return NULL;
@@ -369,15 +481,20 @@ void *zorch__big_calloc(size_t n, size_t size) {
   } else {
     base = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (base == MAP_FAILED) return NULL;
-    (void)madvise(base, bytes, MADV_HUGEPAGE); /* best effort */
+    if (bytes >= BIG_HUGE_MIN) (void)madvise(base, bytes, MADV_HUGEPAGE); /* best effort */
     *(size_t *)base = bytes;
   }
   return base + BIG_HDR;
 }
 
-void zorch__big_touch(void *p, size_t bytes) {
-  volatile char *c = p;
-  for (size_t o = 0; o < bytes; o += 4096) c[o] = 0; /* the block is zeroed: no change */
+void *zorch__big_calloc_filled(size_t n, size_t size) {
+  if (size && n > (SIZE_MAX - BIG_HDR) / size) return NULL;
+  size_t bytes = n * size + BIG_HDR;
+  if (bytes < RESERVE_MIN) return zorch__big_calloc(n, size);
+  char *base = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+  if (base == MAP_FAILED) return NULL;
+  *(size_t *)base = bytes;
+  return base + BIG_HDR;
 }
 
 void zorch__big_free(void *p) {
