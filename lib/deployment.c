@@ -222,6 +222,7 @@ typedef struct compiler {
   json_t *params;             /* resolved pipeline params (only read) */
   const char *default_version;
   zorch__plan_builder *pb;
+  uint32_t *succ_at;          /* where each plan step's successor list begins */
   zorch__map *memo;           /* command versions; NULL when no step needs one */
   zorch__strv *keep;
   uint8_t *rare;              /* per plan step: its text needs the pipeline's step */
@@ -265,7 +266,8 @@ static const char *step_version(const compiler *c, const zorch_step *s, char **m
 }
 
 /* Step i of the pipeline, put in its place in the plan. */
-static int step_plan(const compiler *c, uint32_t i, zorch__pin *pins, uint32_t *after) {
+static int step_plan(const compiler *c, uint32_t i, zorch__pin *pins, uint32_t *after,
+                     uint32_t succ_off) {
   const zorch_pipeline *p = c->p;
   const zorch__topo *t = c->t;
   const zorch_step *s = p->steps[i];
@@ -297,7 +299,9 @@ static int step_plan(const compiler *c, uint32_t i, zorch__pin *pins, uint32_t *
                          .settings = own ? settings_json(s, p->defaults.settings) : NULL,
                          .version = ver,
                          .fn = s->fn,
-                         .payload = s->payload};
+                         .payload = s->payload,
+                         .succ_off = succ_off,
+                         .n_succ = t->succ_off[i + 1] - t->succ_off[i]};
   int rc = zorch__plan_builder_put(c->pb, t->pos[i], &def); /* takes params and settings */
   if (!rc) note_name(c, t->pos[i], s->name_len);
   free(made);
@@ -315,12 +319,14 @@ static int plan_steps(const compiler *c) {
   uint32_t *after = NULL;
   size_t cap_pins = 0, cap_after = 0;
   zorch__step_def plain = {0};
+  uint32_t succ_next = 0;
   int rc = ZORCH_OK;
   for (uint32_t k = 0; k < n && !rc; k++) {
     /* far ahead: the compact step and its edges' offset; nearer: what they point at */
     if (k + 32 < n) {
       __builtin_prefetch(&t->steps[t->order[k + 32]]);
       __builtin_prefetch(&t->eoff[t->order[k + 32]]);
+      __builtin_prefetch(&t->succ_off[t->order[k + 32]]);
     }
     if (k + 16 < n) {
       uint32_t j = t->order[k + 16];
@@ -333,6 +339,10 @@ static int plan_steps(const compiler *c) {
     }
     uint32_t i = t->order[k];
     const zorch__tstep *ts = &t->steps[i];
+    /* its successor list comes after those of the steps before it */
+    uint32_t succ_off = succ_next, n_succ = t->succ_off[i + 1] - t->succ_off[i];
+    c->succ_at[k] = succ_off;
+    succ_next += n_succ;
     size_t n_in = ts->rare ? p->steps[i]->n_inputs : 0, n_edges = t->eoff[i + 1] - t->eoff[i];
     if (!pins || n_in > cap_pins || n_edges > cap_after) {
       cap_pins = n_in > cap_pins ? n_in : cap_pins ? cap_pins : 4;
@@ -347,7 +357,7 @@ static int plan_steps(const compiler *c) {
       }
     }
     if (ts->rare) {
-      rc = step_plan(c, i, pins, after);
+      rc = step_plan(c, i, pins, after, succ_off);
       continue;
     }
     /* a function step with 'after' steps only (what the plain definition
@@ -361,6 +371,8 @@ static int plan_steps(const compiler *c) {
     plain.n_after = (uint32_t)n_edges;
     plain.fn = ts->fn;
     plain.payload = ts->payload;
+    plain.succ_off = succ_off;
+    plain.n_succ = n_succ;
     rc = zorch__plan_builder_put_plain(c->pb, k, &plain);
     if (!rc) note_name(c, k, ts->name_len);
   }
@@ -674,7 +686,9 @@ int zorch__deployment_compile(char **out, zorch__plan **plan_out, const zorch_pi
     }
     for (size_t k = 0; k < p->n_steps; k++) name_off[k + 1] += name_off[k];
     c.pb = pb;
-    rc = zorch__plan_builder_direct(pb, (uint32_t)p->n_steps, pred_count, name_off, NULL);
+    c.succ_at = zorch__big_calloc(p->n_steps + 1, sizeof *c.succ_at);
+    rc = c.succ_at ? zorch__plan_builder_direct(pb, (uint32_t)p->n_steps, pred_count, name_off, c.succ_at)
+                   : zorch__error_oom(); /* succ_at is the builder's now */
   }
   if (!rc) rc = plan_steps(&c);
   if (!rc && out) rc = write_steps(&c, &b);

@@ -125,6 +125,7 @@ typedef struct zorch__step_def {
   const char *version;            /* NULL: the document's default */
   zorch_step_fn fn;               /* function steps: bound at once */
   void *payload;
+  uint32_t succ_off, n_succ;      /* see zorch__plan_builder_direct (succ_at) */
 } zorch__step_def;
 
 /** `trusted`: the steps come from a validated pipeline (the compiler): their
@@ -137,10 +138,14 @@ int zorch__plan_builder_feed(zorch__plan_builder *b, const char *text, size_t le
  *  'after' steps and its inputs' steps) and its name at name_off[k] of one
  *  block of name_off[n_steps] bytes (name_off lives until the last step is
  *  put); each step is then put in its place, in any order, with
- *  zorch__plan_builder_put() or _put_plain().  `steps`: NULL, or the zeroed
- *  array of n_steps steps to use (from zorch__big_calloc; taken). */
+ *  zorch__plan_builder_put() or _put_plain().  `succ_at`: NULL (finishing
+ *  the plan counts every step's successors), or n_steps + 1 entries (from
+ *  zorch__big_calloc; taken) where the caller writes, before the plan is
+ *  finished, where step k's successor list begins (the lists in plan
+ *  order, one entry per time a later step names it); each step is then put
+ *  with that place and its number of successors (def->succ_off, n_succ). */
 int zorch__plan_builder_direct(zorch__plan_builder *b, uint32_t n_steps, const uint32_t *pred_count,
-                               const uint32_t *name_off, zorch__pstep *steps);
+                               const uint32_t *name_off, uint32_t *succ_at);
 /** Put step k (each once); the steps it names must be earlier ones. */
 int zorch__plan_builder_put(zorch__plan_builder *b, uint32_t k, const zorch__step_def *def);
 /** Put step k when it has only a name, a kind, a function and 'after'

@@ -606,7 +606,7 @@ static int report_cycle(const zorch_pipeline *p, const uint32_t *indeg, const ui
  * likely to run them (a plan laid out that way keeps a large run's memory
  * accesses close together). */
 static int order_steps(const zorch_pipeline *p, zorch__topo *t, const uint32_t *edges,
-                       const uint32_t *eoff) {
+                       const uint32_t *eoff, bool keep_succ_off) {
   size_t n = p->n_steps, n_edges = p->n_edges;
   uint32_t *rem = zorch__big_calloc_filled(n, sizeof *rem);
   uint32_t *off = zorch__big_calloc_filled(n + 1, sizeof *off);
@@ -642,6 +642,10 @@ static int order_steps(const zorch_pipeline *p, zorch__topo *t, const uint32_t *
   for (size_t k = 0; k < n; k++) t->pos[order[k]] = (uint32_t)k;
   t->order = order;
   order = NULL;
+  if (keep_succ_off) {
+    t->succ_off = off;
+    off = NULL;
+  }
 out:
   zorch__big_free(rem);
   zorch__big_free(off);
@@ -655,6 +659,7 @@ void zorch__topo_free(zorch__topo *t) {
   zorch__big_free(t->pos);
   zorch__big_free(t->edges);
   zorch__big_free(t->eoff);
+  zorch__big_free(t->succ_off);
   zorch__big_free(t->steps);
   memset(t, 0, sizeof *t);
 }
@@ -744,7 +749,7 @@ int zorch__pipeline_order(const zorch_pipeline *p, zorch__topo *t, bool want_edg
     }
   }
   eoff[n] = (uint32_t)ne;
-  if (order_steps(p, t, edges, eoff) != ZORCH_OK) goto fail;
+  if (order_steps(p, t, edges, eoff, want_edges) != ZORCH_OK) goto fail;
   if (want_edges) {
     t->edges = edges;
     t->eoff = eoff;

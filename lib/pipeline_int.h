@@ -109,13 +109,13 @@ struct zorch_pipeline {
  *  when not NULL), ask for what the steps a few places ahead of place i hold
  *  (a large pipeline's steps miss the cache). */
 static inline void zorch__prefetch_step(const zorch_pipeline *p, const uint32_t *order, size_t i) {
-  if (i + 8 < p->n_steps) {
-    const char *s = (const char *)p->steps[order ? order[i + 8] : i + 8];
+  if (i + 16 < p->n_steps) {
+    const char *s = (const char *)p->steps[order ? order[i + 16] : i + 16];
     __builtin_prefetch(s);
     __builtin_prefetch(s + 64);
     __builtin_prefetch(s + 128);
   }
-  if (i + 4 < p->n_steps) __builtin_prefetch(p->steps[order ? order[i + 4] : i + 4]->after.v);
+  if (i + 8 < p->n_steps) __builtin_prefetch(p->steps[order ? order[i + 8] : i + 8]->after.v);
 }
 
 /** A validated pipeline's steps in topological order: level by level
@@ -128,6 +128,10 @@ typedef struct zorch__topo {
    * step by step in pipeline order: each step's inputs, then its 'after'
    * steps; and where each step's edges begin (n_steps + 1 entries) */
   uint32_t *edges, *eoff;
+  /* with the edges: where each step's successors would begin in a list of
+   * all of them, one per edge (n_steps + 1 entries; step i has
+   * succ_off[i + 1] - succ_off[i]) */
+  uint32_t *succ_off;
   /* with the edges: what a plan needs of most steps, in pipeline order (a
    * compact copy, read in plan order) */
   struct zorch__tstep *steps;

@@ -131,6 +131,7 @@ typedef struct {
   bool header_done;
   bool trusted;            /* steps from the compiler: names known valid and unique */
   bool direct;             /* the steps are put in place (zorch__plan_builder_direct) */
+  uint32_t *succ_at;       /* direct: where each step's successors begin (given), or NULL */
   char *names;             /* direct: the steps' names, step k's at name_off[k] */
   const uint32_t *name_off;
   uint32_t unbound;        /* function steps without their function */
@@ -675,6 +676,7 @@ static void reader_clear(reader *r) {
   if (r->direct) { /* see zorch__plan_builder_direct */
     zorch__big_free(r->preds);
     zorch__big_free(r->pred_off);
+    zorch__big_free(r->succ_at);
   } else {
     free(r->preds);
     free(r->pred_off);
@@ -752,23 +754,24 @@ static int builder_error(zorch__plan_builder *b, const char *text, size_t len) {
 }
 
 int zorch__plan_builder_direct(zorch__plan_builder *b, uint32_t n_steps, const uint32_t *pred_count,
-                               const uint32_t *name_off, zorch__pstep *steps) {
+                               const uint32_t *name_off, uint32_t *succ_at) {
   reader *r = &b->r;
   zorch__plan *pl = r->pl;
   if (!b->rc && (r->state != S_STEPS || pl->n_steps || pl->steps || !n_steps))
     b->rc = zorch__error_set(ZORCH_ERROR, "deployment: steps added directly to a plan that has some");
   if (b->rc) {
-    zorch__big_free(steps);
+    zorch__big_free(succ_at);
     return b->rc;
   }
-  pl->steps = steps ? steps : zorch__big_calloc(n_steps, sizeof *pl->steps);
-  if (!pl->steps) return b->rc = zorch__error_oom();
-  pl->steps_big = true;
   /* from here on the predecessor arrays are large ones (freed as such) */
   free(r->pred_off);
   free(r->preds);
   r->preds = NULL;
   r->direct = true;
+  r->succ_at = succ_at;
+  pl->steps = zorch__big_calloc(n_steps, sizeof *pl->steps);
+  if (!pl->steps) return b->rc = zorch__error_oom();
+  pl->steps_big = true;
   r->pred_off = zorch__big_calloc((size_t)n_steps + 1, sizeof *r->pred_off);
   if (!r->pred_off) return b->rc = zorch__error_oom();
   r->cap_steps = n_steps;
@@ -848,6 +851,8 @@ int zorch__plan_builder_put(zorch__plan_builder *b, uint32_t k, const zorch__ste
       pr[i] = u;
     }
   }
+  s->succ_off = d->succ_off; /* when given (else counted when the plan is finished) */
+  s->n_succ = d->n_succ;
   s->fn = d->fn;
   s->payload = d->payload;
   char where[160];
@@ -892,6 +897,8 @@ int zorch__plan_builder_put_plain(zorch__plan_builder *b, uint32_t k, const zorc
   s->payload = d->payload;
   s->params = pl->empty;
   s->version = pl->default_version;
+  s->succ_off = d->succ_off;
+  s->n_succ = d->n_succ;
   step_defaults(pl, s);
   return ZORCH_OK;
 }
@@ -918,7 +925,18 @@ int zorch__plan_builder_finish(zorch__plan_builder *b, zorch__plan **out) {
   } else if (pl->n_steps == 0) {
     rc = zorch__error_set(ZORCH_EINVALID, "deployment: steps: missing, empty or not an array");
   }
-  if (rc == ZORCH_OK) {
+  if (rc == ZORCH_OK && r->succ_at) {
+    /* the lists' places were given with the steps: fill them in, in one
+     * pass over the predecessors (the steps themselves are not visited) */
+    uint32_t n = pl->n_steps, *cur = r->succ_at;
+    pl->succ = zorch__big_calloc(r->n_preds + 1, sizeof *pl->succ);
+    if (!pl->succ) {
+      rc = zorch__error_oom();
+    } else {
+      for (uint32_t i = 0; i < n; i++)
+        for (uint32_t e = r->pred_off[i]; e < r->pred_off[i + 1]; e++) pl->succ[cur[r->preds[e]]++] = i;
+    }
+  } else if (rc == ZORCH_OK) {
     /* successor lists (CSR) from the predecessor lists, in a small array of
      * cursors (the steps are large: visit each once, in order) */
     uint32_t n = pl->n_steps;

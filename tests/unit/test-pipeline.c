@@ -377,6 +377,7 @@ START_TEST(compiled_plan_equals_loaded_plan) {
   zt_ok(zorch_step_set_version(extra, "v1"));
   zt_ok(zorch_step_after(extra, _i ? "s5" : "train"));
   zt_ok(zorch_step_after(extra, _i ? "s7" : "gen"));
+  zt_ok(zorch_step_after(extra, _i ? "s5" : "train")); /* twice: an edge for each */
   zt_ok(zorch_step_set_env(extra, "A", "1"));
   zorch__compile_info ci = {.run_id = "r1", .run_name = "run-one", .params_json = "{\"lr\":0.25}",
                             .store_path = "/tmp/store"};
