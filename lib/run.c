@@ -684,8 +684,13 @@ fail:
 /* Starting a large run makes arrays of a few hundred bytes a step (the
  * order, the plan, the executor's state and records), and the first touch
  * of that much fresh memory is most of what the start costs: a second
- * thread faults it in ahead while this one validates and compiles. */
+ * thread faults it in ahead while this one validates and compiles.  Not
+ * for a very large run: there the reserve would fault in the executor's
+ * arrays while the compiler's are still alive (about 120 MiB more peak
+ * memory for 1,000,000 steps), and its arrays get huge pages instead (see
+ * zorch__big_calloc). */
 #define RESERVE_MIN_STEPS 8192
+#define RESERVE_MAX_STEPS 262144
 #define RESERVE_STEP_BYTES 330
 #define RESERVE_EDGE_BYTES 8
 
@@ -700,7 +705,7 @@ static int run_start_common(zorch_run **out, zorch_client *client, start_src *sr
     edges = 2 * n;
   }
   zorch__reserve *rv = NULL;
-  if (n >= RESERVE_MIN_STEPS && !src->cron && sysconf(_SC_NPROCESSORS_ONLN) > 1)
+  if (n >= RESERVE_MIN_STEPS && n < RESERVE_MAX_STEPS && !src->cron && sysconf(_SC_NPROCESSORS_ONLN) > 1)
     rv = zorch__reserve_begin(n * RESERVE_STEP_BYTES + edges * RESERVE_EDGE_BYTES);
   int rc = run_start_inner(out, client, src, opts);
   zorch__reserve_end(rv);
