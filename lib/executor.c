@@ -332,23 +332,28 @@ void zorch__cache_key_with(zorch__buf *scratch, const zorch__plan *plan, uint32_
 
 /* ---- executor state ---------------------------------------------------------------------- */
 
-typedef struct xstep {
+typedef struct xstep {       /* every step's (20 bytes: a large run has many) */
   bool terminal;
   bool timed_out;
   bool killing;            /* SIGTERM sent; SIGKILL at deadline */
   bool stop_requested;     /* stopped by fail-fast or cancel */
   bool started;            /* its process or function is running */
   bool stop_queued;        /* remote: in the stop queue */
+  atomic_int cancelled;    /* function steps: seen by zorch_ctx_cancelled */
+  uint32_t active;         /* 1 + its index in x->active, 0 when not there */
+  uint32_t upstream;       /* 1 + the plan index of its failed upstream, 0: none */
+} xstep;
+
+/* What only a step with a process, a deadline, a retry or a remote attempt
+ * needs: x->xa, made when the run has such a step (else NULL). */
+typedef struct xaux {
   int64_t deadline_ns;     /* 0: none */
   int64_t retry_due_ns;
   pid_t pid;               /* > 0 while its process runs and is not reaped */
   int outfd;               /* while it runs: the read end of its command worker's pipe */
   int logfd;               /* the step's log file, opened when the first byte arrives */
   char **scratch;          /* command steps: per output scratch path */
-  atomic_int cancelled;    /* function steps: seen by zorch_ctx_cancelled */
-  uint32_t active_slot;    /* index in x->active, or UINT32_MAX */
-  const char *upstream;    /* name of the failed upstream (borrowed from the plan) */
-} xstep;
+} xaux;
 
 typedef struct ring {
   uint32_t *v;
@@ -382,6 +387,7 @@ struct zorch__exec {
   char *run_dir;
   zorch__step_rec *recs;
   xstep *xs;
+  xaux *xa;         /* NULL: no step needs it (see xaux) */
   /* per step: predecessors not yet done.  Apart from xs: a completion
    * touches it for every successor, and 4 bytes a step stay in the cache
    * where xs would not. */
@@ -509,17 +515,17 @@ static void set_error(zorch__step_rec *r, char *msg) {
 }
 
 static void active_add(zorch__exec *x, uint32_t i) {
-  x->xs[i].active_slot = x->n_active;
   x->active[x->n_active++] = i;
+  x->xs[i].active = x->n_active;
 }
 
 static void active_remove(zorch__exec *x, uint32_t i) {
-  uint32_t slot = x->xs[i].active_slot;
-  if (slot == UINT32_MAX) return;
+  uint32_t slot = x->xs[i].active;
+  if (!slot) return;
   uint32_t last = x->active[--x->n_active];
-  x->active[slot] = last;
-  x->xs[last].active_slot = slot;
-  x->xs[i].active_slot = UINT32_MAX;
+  x->active[slot - 1] = last;
+  x->xs[last].active = slot;
+  x->xs[i].active = 0;
 }
 
 /* Step i reached a terminal status: record it, tell its successors.  Lock held. */
@@ -538,7 +544,7 @@ static void step_terminal(zorch__exec *x, uint32_t i, int status) {
     uint32_t j = x->plan->succ[s->succ_off + e];
     if (!ok && !(x->sflags[j] & SF_UPSTREAM_FAILED)) {
       x->sflags[j] |= SF_UPSTREAM_FAILED;
-      x->xs[j].upstream = s->name;
+      x->xs[j].upstream = i + 1;
     }
     if (--x->remaining[j] == 0) x->work[x->n_work++] = j;
   }
@@ -582,7 +588,7 @@ static void make_ready(zorch__exec *x, uint32_t i) {
   zorch__step_rec *r = &x->recs[i];
   if (x->cancelled) return; /* marked stopped when the run ends */
   if (x->sflags[i] & SF_UPSTREAM_FAILED) {
-    set_error(r, zorch__asprintf("not run: upstream step '%s' did not complete", x->xs[i].upstream));
+    set_error(r, zorch__asprintf("not run: upstream step '%s' did not complete", x->plan->steps[x->xs[i].upstream - 1].name));
     step_terminal(x, i, ZORCH_STATUS_SKIPPED);
     return;
   }
@@ -620,7 +626,7 @@ static void dispatch(zorch__exec *x) {
     r->finished = 0;
     r->exit_code = -1;
     x->xs[i].timed_out = x->xs[i].killing = false;
-    x->xs[i].deadline_ns = 0;
+    if (x->xa) x->xa[i].deadline_ns = 0;
     /* under the lock, which orders it before the step's worker reads it */
     atomic_store_explicit(&x->xs[i].cancelled, 0, memory_order_relaxed);
     active_add(x, i);
@@ -678,12 +684,13 @@ static void kill_active(zorch__exec *x) {
   for (uint32_t a = 0; a < x->n_active; a++) {
     uint32_t i = x->active[a];
     xstep *xs = &x->xs[i];
+    xaux *xa = x->xa ? &x->xa[i] : NULL;
     xs->stop_requested = true;
     atomic_store(&xs->cancelled, 1);
-    if (xs->pid > 0 && !xs->killing) {
-      kill(-xs->pid, SIGTERM);
+    if (xa && xa->pid > 0 && !xs->killing) {
+      kill(-xa->pid, SIGTERM);
       xs->killing = true;
-      xs->deadline_ns = now + 2000000000LL; /* then SIGKILL */
+      xa->deadline_ns = now + 2000000000LL; /* then SIGKILL */
     } else if (x->remote && xs->started) {
       queue_stop(x, i);
     }
@@ -747,7 +754,7 @@ static void attempt_done(zorch__exec *x, uint32_t i, bool ok, char *error, int e
   const zorch__pstep *s = &x->plan->steps[i];
   x->running--;
   active_remove(x, i);
-  xs->pid = 0;
+  if (x->xa) x->xa[i].pid = 0;
   xs->started = false;
   xs->killing = false;
   r->exit_code = exit_code;
@@ -777,7 +784,7 @@ static void attempt_done(zorch__exec *x, uint32_t i, bool ok, char *error, int e
       record(x, i);
       progress(x, i, ZORCH_STATUS_RETRYING);
       double delay = s->retry_delay * pow(s->retry_backoff, (double)(r->attempts - 1));
-      xs->retry_due_ns = zorch__mono_ns() + (int64_t)(delay * 1e9);
+      x->xa[i].retry_due_ns = zorch__mono_ns() + (int64_t)(delay * 1e9); /* a run with retries has xa */
       ring_push(&x->retry, i);
       wake_loop(x);
     } else {
@@ -916,7 +923,7 @@ static void *worker_main(void *arg) {
     }
     x->xs[i].started = true;
     if (x->sflags[i] & SF_TIMEOUT) { /* the loop learns the deadline only now: wake it */
-      x->xs[i].deadline_ns = zorch__mono_ns() + (int64_t)(x->plan->steps[i].timeout * 1e9);
+      x->xa[i].deadline_ns = zorch__mono_ns() + (int64_t)(x->plan->steps[i].timeout * 1e9);
       wake_loop(x);
     }
     /* the completion takes the next step in the same critical section */
@@ -940,7 +947,7 @@ static char *env_name(const char *prefix, const char *name) {
   return s;
 }
 
-static void free_scratch(xstep *xs, uint32_t n, bool remove) {
+static void free_scratch(xaux *xs, uint32_t n, bool remove) {
   if (!xs->scratch) return;
   for (uint32_t k = 0; k < n; k++) {
     if (remove && xs->scratch[k]) zorch__rm_rf(xs->scratch[k]);
@@ -970,7 +977,7 @@ static const char *resolve_exe(zorch__exec *x, const char *cmd) {
 /* Copy what the process wrote so far into its log; at_exit: until nothing is
  * left.  Only on the command worker running step i. */
 static void copy_output(zorch__exec *x, uint32_t i, bool at_exit) {
-  xstep *xs = &x->xs[i];
+  xaux *xs = &x->xa[i];
   char buf[65536];
   while (xs->outfd >= 0) {
     ssize_t n = read(xs->outfd, buf, sizeof buf);
@@ -1218,7 +1225,7 @@ static void spawn_attr_init(posix_spawnattr_t *attr) {
 /* Spawn the process of command step i through the worker's slot.  Not under the lock. */
 static int spawn_command(zorch__exec *x, uint32_t i, cmd_slot *sl, pid_t *pid_out, char **err) {
   const zorch__pstep *s = &x->plan->steps[i];
-  xstep *xs = &x->xs[i];
+  xaux *xs = &x->xa[i];
   *err = NULL;
   int rc = slot_ready(x, sl, err);
   if (rc) return rc;
@@ -1315,9 +1322,9 @@ static void command_exited(zorch__exec *x, uint32_t i, int status) {
                           tail ? "; last lines of its log:\n" : "", tail ? tail : "");
     free(tail);
   } else {
-    ok = zorch__command_outputs(x->store, x->plan, i, xs->scratch, outs, &err);
+    ok = zorch__command_outputs(x->store, x->plan, i, x->xa[i].scratch, outs, &err);
   }
-  free_scratch(xs, s->n_outputs, true);
+  free_scratch(&x->xa[i], s->n_outputs, true);
   if (!ok && err) {
     char *lp = step_log_path(x, i);
     if (lp) zorch__log_append(lp, "zorch: step failed: %s", err);
@@ -1337,10 +1344,10 @@ static void command_exited(zorch__exec *x, uint32_t i, int status) {
 
 /* Wait for the process of command step i (pidfd: -1 when the kernel has
  * none), copying its output into the log meanwhile; returns its wait status.
- * The reaping happens under the lock and clears xs->pid with it, so that no
+ * The reaping happens under the lock and clears its pid with it, so that no
  * kill (timeout, cancel, fail-fast) can reach a reused pid. */
 static int wait_command(zorch__exec *x, uint32_t i, pid_t pid, int pidfd) {
-  xstep *xs = &x->xs[i];
+  xaux *xs = &x->xa[i];
   int64_t start_due = x->journal ? zorch__mono_ns() + START_RECORD_DELAY_NS : 0;
   for (;;) {
     struct pollfd pf[2] = {{.fd = pidfd, .events = POLLIN}, {.fd = xs->outfd, .events = POLLIN}};
@@ -1394,15 +1401,16 @@ static void run_command(zorch__exec *x, uint32_t i, cmd_slot *sl) {
   }
   int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
   pthread_mutex_lock(&x->lock);
-  xs->pid = pid;
+  xaux *xa = &x->xa[i];
+  xa->pid = pid;
   xs->started = true;
-  xs->deadline_ns = s->timeout > 0 ? zorch__mono_ns() + (int64_t)(s->timeout * 1e9) : 0;
+  xa->deadline_ns = s->timeout > 0 ? zorch__mono_ns() + (int64_t)(s->timeout * 1e9) : 0;
   if (xs->stop_requested) { /* stopped while spawning */
     kill(-pid, SIGTERM);
     xs->killing = true;
-    xs->deadline_ns = zorch__mono_ns() + 2000000000LL;
+    xa->deadline_ns = zorch__mono_ns() + 2000000000LL;
   }
-  if (xs->deadline_ns) wake_loop(x); /* the loop keeps the deadlines */
+  if (xa->deadline_ns) wake_loop(x); /* the loop keeps the deadlines */
   pthread_mutex_unlock(&x->lock);
   int status = wait_command(x, i, pid, pidfd);
   copy_output(x, i, true); /* everything it wrote is in the pipe now */
@@ -1448,33 +1456,34 @@ static void *cmd_worker_main(void *arg) {
 /* Handle deadlines and retry timers; returns the ms until the next one (-1: none). Lock held. */
 static int timers(zorch__exec *x) {
   int64_t now = zorch__mono_ns(), next = INT64_MAX;
-  for (uint32_t a = 0; a < x->n_active; a++) {
+  for (uint32_t a = 0; x->xa && a < x->n_active; a++) { /* deadlines only where there is xa */
     uint32_t i = x->active[a];
     xstep *xs = &x->xs[i];
-    if (!xs->deadline_ns || !xs->started) continue;
-    if (xs->deadline_ns > now) {
-      if (xs->deadline_ns < next) next = xs->deadline_ns;
+    xaux *xa = &x->xa[i];
+    if (!xa->deadline_ns || !xs->started) continue;
+    if (xa->deadline_ns > now) {
+      if (xa->deadline_ns < next) next = xa->deadline_ns;
       continue;
     }
-    if (xs->pid > 0) {
+    if (xa->pid > 0) {
       if (!xs->killing) {
         if (!xs->stop_requested) xs->timed_out = true;
-        kill(-xs->pid, SIGTERM);
+        kill(-xa->pid, SIGTERM);
         xs->killing = true;
-        xs->deadline_ns = now + 2000000000LL;
-        if (xs->deadline_ns < next) next = xs->deadline_ns;
+        xa->deadline_ns = now + 2000000000LL;
+        if (xa->deadline_ns < next) next = xa->deadline_ns;
       } else {
-        kill(-xs->pid, SIGKILL);
-        xs->deadline_ns = 0;
+        kill(-xa->pid, SIGKILL);
+        xa->deadline_ns = 0;
       }
     } else if (x->remote) { /* launched elsewhere: the plugin stops it */
       if (!xs->stop_requested) xs->timed_out = true;
       queue_stop(x, i);
-      xs->deadline_ns = 0;
+      xa->deadline_ns = 0;
     } else { /* a function step: ask it to stop; it is failed when it returns */
       xs->timed_out = true;
       atomic_store(&xs->cancelled, 1);
-      xs->deadline_ns = 0;
+      xa->deadline_ns = 0;
     }
   }
   for (size_t r = x->retry.len; r > 0; r--) {
@@ -1483,10 +1492,10 @@ static int timers(zorch__exec *x) {
       ring_push(&x->retry, i); /* kept: failed at the end */
       continue;
     }
-    if (x->xs[i].retry_due_ns <= now) {
+    if (x->xa[i].retry_due_ns <= now) {
       ring_push(&x->ready, i);
     } else {
-      if (x->xs[i].retry_due_ns < next) next = x->xs[i].retry_due_ns;
+      if (x->xa[i].retry_due_ns < next) next = x->xa[i].retry_due_ns;
       ring_push(&x->retry, i);
     }
   }
@@ -1600,7 +1609,7 @@ static void remote_launch_and_stop(zorch__exec *x) {
     uint32_t attempt = x->recs[i].attempts;
     xs->started = true;
     xs->stop_queued = false;
-    xs->deadline_ns = s->timeout > 0 ? zorch__mono_ns() + (int64_t)(s->timeout * 1e9) : 0;
+    x->xa[i].deadline_ns = s->timeout > 0 ? zorch__mono_ns() + (int64_t)(s->timeout * 1e9) : 0;
     pthread_mutex_unlock(&x->lock);
     char *err = NULL;
     int rc = remote_launch(x, i, attempt, &err);
@@ -1644,7 +1653,7 @@ int zorch__exec_remote_done(zorch__exec *x, uint64_t attempt_id, int exit_code, 
   uint32_t i = (uint32_t)(attempt_id & 0xffffffffu), attempt = (uint32_t)(attempt_id >> 32);
   pthread_mutex_lock(&x->lock);
   bool live = x->remote && i < x->n && x->xs && x->xs[i].started &&
-              x->xs[i].active_slot != UINT32_MAX && x->recs[i].attempts == attempt;
+              x->xs[i].active && x->recs[i].attempts == attempt;
   bool timed_out = live && x->xs[i].timed_out, stopped = live && x->xs[i].stop_requested;
   pthread_mutex_unlock(&x->lock);
   if (!live)
@@ -1759,6 +1768,8 @@ static void finalize(zorch__exec *x) {
  * the run has ended, and again (no-op) when the executor is. */
 static void sched_state_free(zorch__exec *x) {
   zorch__big_free(x->xs);
+  zorch__big_free(x->xa);
+  x->xa = NULL;
   zorch__big_free(x->remaining);
   zorch__big_free(x->sflags);
   x->xs = NULL;
@@ -1807,8 +1818,8 @@ static void *loop_main(void *arg) {
   for (uint32_t w = 0; w < x->n_workers; w++) pthread_join(x->workers[w], NULL);
   for (uint32_t w = 0; w < x->n_cmd_workers; w++) pthread_join(x->cmd_workers[w], NULL);
   /* only command steps have scratch outputs to remove */
-  for (uint32_t i = 0; x->n_cmd_workers && i < x->n; i++)
-    free_scratch(&x->xs[i], x->plan->steps[i].n_outputs, true);
+  for (uint32_t i = 0; x->n_cmd_workers && x->xa && i < x->n; i++)
+    free_scratch(&x->xa[i], x->plan->steps[i].n_outputs, true);
   int jrc = zorch__journal_close(x->journal);
   x->journal = NULL;
   zorch__cache_close(x->cache);
@@ -1840,8 +1851,8 @@ static void exec_destroy(zorch__exec *x) {
   if (x->evfd >= 0) close(x->evfd);
   if (x->devnull >= 0) close(x->devnull);
   if (x->epfd >= 0) close(x->epfd);
-  if (x->xs)
-    for (uint32_t i = 0; i < x->n; i++) free_scratch(&x->xs[i], x->plan->steps[i].n_outputs, true);
+  if (x->xa)
+    for (uint32_t i = 0; i < x->n; i++) free_scratch(&x->xa[i], x->plan->steps[i].n_outputs, true);
   zorch__journal_close(x->journal);
   zorch__cache_close(x->cache);
   zorch__step_recs_free(x->recs, x->n);
@@ -1873,7 +1884,7 @@ typedef struct init_part {
   size_t n_out, out_off;     /* the part's output slots; where they start */
   zorch__output_rec *outs;
   char *keys;                /* the key block, NULL when the run makes no keys */
-  uint32_t n_func, n_cmd, n_retry;
+  uint32_t n_func, n_cmd, n_retry, n_timeout;
   uint32_t unbound;          /* first function step without a function, or UINT32_MAX */
 } init_part;
 
@@ -1894,10 +1905,8 @@ static void *init_part_state(void *arg) {
     x->remaining[i] = s->n_preds;
     x->sflags[i] = (uint8_t)((s->kind == ZORCH__STEP_FUNCTION && !x->remote ? SF_WORKER : 0) |
                              (s->timeout > 0 ? SF_TIMEOUT : 0) | (s->cache ? SF_CACHE : 0));
-    x->xs[i].active_slot = UINT32_MAX;
-    x->xs[i].outfd = -1;
-    x->xs[i].logfd = -1;
     if (s->retries) p->n_retry++;
+    if (s->timeout > 0) p->n_timeout++;
     if (s->kind == ZORCH__STEP_FUNCTION && !x->remote) {
       p->n_func++;
       if (!s->fn && p->unbound == UINT32_MAX) p->unbound = i;
@@ -1979,6 +1988,15 @@ int zorch__exec_start(zorch__exec **out, zorch__plan *plan, zorch__store *store,
   if (two) pthread_join(helper, NULL);
   else init_part_state(&parts[1]);
   uint32_t n_func = parts[0].n_func + parts[1].n_func, n_cmd = parts[0].n_cmd + parts[1].n_cmd;
+  /* the per-step state only some steps need (see xaux) */
+  if (n_cmd || x->remote || parts[0].n_retry + parts[1].n_retry || parts[0].n_timeout + parts[1].n_timeout) {
+    x->xa = zorch__big_calloc(x->n, sizeof *x->xa);
+    if (!x->xa) {
+      rc = zorch__error_oom();
+      goto fail;
+    }
+    for (uint32_t i = 0; i < x->n; i++) x->xa[i].outfd = x->xa[i].logfd = -1;
+  }
   /* each queue holds a step at most once: as large as the steps that can be in it */
   if (ring_init(&x->fq, n_func) || ring_init(&x->cq, n_cmd) ||
       ring_init(&x->retry, parts[0].n_retry + parts[1].n_retry)) {
