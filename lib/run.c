@@ -691,7 +691,8 @@ fail:
  * zorch__big_calloc). */
 #define RESERVE_MIN_STEPS 8192
 #define RESERVE_MAX_STEPS 262144
-#define RESERVE_STEP_BYTES 330
+#define RESERVE_STEP_BYTES 270 /* measured: 265 with 1.5 edges a step, ephemeral */
+#define RESERVE_KEY_BYTES 66   /* a run that makes cache keys: its key block */
 #define RESERVE_EDGE_BYTES 8
 
 static int run_start_common(zorch_run **out, zorch_client *client, start_src *src,
@@ -706,7 +707,10 @@ static int run_start_common(zorch_run **out, zorch_client *client, start_src *sr
   }
   zorch__reserve *rv = NULL;
   if (n >= RESERVE_MIN_STEPS && n < RESERVE_MAX_STEPS && !src->cron && sysconf(_SC_NPROCESSORS_ONLN) > 1)
-    rv = zorch__reserve_begin(n * RESERVE_STEP_BYTES + edges * RESERVE_EDGE_BYTES);
+    rv = zorch__reserve_begin(n * RESERVE_STEP_BYTES + edges * RESERVE_EDGE_BYTES +
+                              (opts && (opts->flags & ZORCH_RUN_EPHEMERAL) && (opts->flags & ZORCH_RUN_NO_CACHE)
+                                   ? 0
+                                   : n * RESERVE_KEY_BYTES));
   int rc = run_start_inner(out, client, src, opts);
   zorch__reserve_end(rv);
   return rc;
