@@ -412,11 +412,11 @@ struct zorch__exec {
   uint32_t *active; /* dispatched, not yet done */
   uint32_t n_active;
   uint32_t running, max_parallel, n_done, n_idle;
-  /* a function worker is doing the bookkeeping of its step: the first
-   * function step that dispatches is the next it runs (it looks at the
-   * queue before it sleeps), without waking another worker, which would
-   * find the queue empty */
-  bool fn_self_take;
+  /* a function (command) worker is doing the bookkeeping of its step: the
+   * first function (command) step that dispatches is the next it runs (it
+   * looks at its queue before it sleeps), without waking another worker,
+   * which would find the queue empty (see attempt_done_on) */
+  bool fn_self_take, cmd_self_take;
   uint32_t n_failed;       /* steps that ended failed */
   zorch__buf key_text;     /* the text of cache keys made under the lock */
   bool stopping, cancelled, sched_done, shutdown, finished;
@@ -464,10 +464,6 @@ enum {
 /* Set on an executor's event-loop thread: it needs no wake-up from itself,
  * because it looks at its queues and timers again before it sleeps. */
 static _Thread_local const zorch__exec *loop_of_this_thread;
-/* Set on a command worker while it does the bookkeeping of the step it ran:
- * the first command step that bookkeeping dispatches is left for this worker,
- * which looks at the queue before it sleeps, instead of waking another. */
-static _Thread_local const zorch__exec *cmd_self_take;
 
 static void wake_loop(zorch__exec *x) {
   if (loop_of_this_thread == x) return;
@@ -649,7 +645,7 @@ static void dispatch(zorch__exec *x) {
       if (f & SF_TIMEOUT) wake = true; /* the loop must learn the deadline */
     } else {
       ring_push(&x->cq, i);
-      if (cmd_self_take == x) cmd_self_take = NULL;
+      if (x->cmd_self_take) x->cmd_self_take = false;
       else if (x->n_cmd_idle) pthread_cond_signal(&x->cmd_cv);
     }
   }
@@ -798,6 +794,17 @@ static void attempt_done(zorch__exec *x, uint32_t i, bool ok, char *error, int e
   x->now_hint = 0;
 }
 
+/* The same on the worker that ran the attempt, which takes its next step
+ * from its queue right after: `self_take` (x->fn_self_take or
+ * x->cmd_self_take) leaves it the first step of its kind that the
+ * bookkeeping dispatches.  Lock held. */
+static void attempt_done_on(zorch__exec *x, bool *self_take, uint32_t i, bool ok, char *error,
+                            int exit_code, const zorch__output_rec *outs) {
+  *self_take = true;
+  attempt_done(x, i, ok, error, exit_code, outs);
+  *self_take = false;
+}
+
 /* ---- function steps ---------------------------------------------------------------------- */
 
 /* A worker's own state. */
@@ -896,9 +903,7 @@ static void run_function(zorch__exec *x, uint32_t i, uint32_t attempt, worker *w
     x->pre_finished = finished;
     if (key[0] && x->recs[i].cache_key) memcpy(x->recs[i].cache_key, key, sizeof key);
   }
-  x->fn_self_take = true; /* this worker looks at the queue next */
-  attempt_done(x, i, ok, err, -1, ok ? ctx.outputs : NULL);
-  x->fn_self_take = false;
+  attempt_done_on(x, &x->fn_self_take, i, ok, err, -1, ok ? ctx.outputs : NULL);
   if (rc == ZORCH_OK) zorch__ctx_free_outputs(&ctx);
 }
 
@@ -916,9 +921,7 @@ static void *worker_main(void *arg) {
     if (!x->fq.len) break;
     uint32_t i = ring_pop(&x->fq);
     if (x->xs[i].stop_requested) {
-      x->fn_self_take = true;
-      attempt_done(x, i, false, NULL, -1, NULL);
-      x->fn_self_take = false;
+      attempt_done_on(x, &x->fn_self_take, i, false, NULL, -1, NULL);
       continue;
     }
     x->xs[i].started = true;
@@ -1295,7 +1298,8 @@ static char *log_tail(zorch__exec *x, uint32_t i, int lines) {
   return t;
 }
 
-/* The process of command step i exited with wait status `status`.  Not under the lock. */
+/* The process of command step i exited with wait status `status`: its
+ * bookkeeping.  Called without the lock; returns with it held. */
 static void command_exited(zorch__exec *x, uint32_t i, int status) {
   const zorch__pstep *s = &x->plan->steps[i];
   xstep *xs = &x->xs[i];
@@ -1331,8 +1335,7 @@ static void command_exited(zorch__exec *x, uint32_t i, int status) {
     free(lp);
   }
   pthread_mutex_lock(&x->lock);
-  attempt_done(x, i, ok, err, code, outs);
-  pthread_mutex_unlock(&x->lock);
+  attempt_done_on(x, &x->cmd_self_take, i, ok, err, code, outs);
   free(outs);
 }
 
@@ -1394,9 +1397,7 @@ static void run_command(zorch__exec *x, uint32_t i, cmd_slot *sl) {
     if (lp && err) zorch__log_append(lp, "zorch: step failed: %s", err);
     free(lp);
     pthread_mutex_lock(&x->lock);
-    cmd_self_take = x;
-    attempt_done(x, i, false, err, 127, NULL);
-    cmd_self_take = NULL;
+    attempt_done_on(x, &x->cmd_self_take, i, false, err, 127, NULL);
     return;
   }
   int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
@@ -1416,10 +1417,7 @@ static void run_command(zorch__exec *x, uint32_t i, cmd_slot *sl) {
   copy_output(x, i, true); /* everything it wrote is in the pipe now */
   /* a process left in the step's group may still hold the pipe */
   if (kill(-pid, 0) == 0 || errno != ESRCH) slot_drop_pipe(sl);
-  cmd_self_take = x;
   command_exited(x, i, status);
-  pthread_mutex_lock(&x->lock);
-  cmd_self_take = NULL;
 }
 
 /* A command worker: one per slot of max_parallel (up to the number of
@@ -1438,9 +1436,7 @@ static void *cmd_worker_main(void *arg) {
     if (!x->cq.len) break;
     uint32_t i = ring_pop(&x->cq);
     if (x->xs[i].stop_requested) {
-      cmd_self_take = x;
-      attempt_done(x, i, false, NULL, -1, NULL);
-      cmd_self_take = NULL;
+      attempt_done_on(x, &x->cmd_self_take, i, false, NULL, -1, NULL);
       continue;
     }
     pthread_mutex_unlock(&x->lock);
