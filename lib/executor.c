@@ -24,7 +24,6 @@
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
-#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -36,8 +35,6 @@
 
 extern char **environ;
 
-/* epoll tag of the loop's wake-up eventfd */
-#define WAKE_EVENT (1ull << 33)
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
@@ -424,7 +421,7 @@ struct zorch__exec {
   int run_status;
   char *run_message;
   atomic_int cancel_flag;
-  int evfd, epfd;
+  int evfd;        /* wakes the loop thread (wake_loop) */
   pthread_t loop_thread;
   pthread_t *workers;
   uint32_t n_workers;
@@ -1765,10 +1762,10 @@ static void finalize(zorch__exec *x) {
 static void sched_state_free(zorch__exec *x) {
   zorch__big_free(x->xs);
   zorch__big_free(x->xa);
-  x->xa = NULL;
   zorch__big_free(x->remaining);
   zorch__big_free(x->sflags);
   x->xs = NULL;
+  x->xa = NULL;
   x->remaining = NULL;
   x->sflags = NULL;
   ring *rings[] = {&x->ready, &x->fq, &x->cq, &x->retry, &x->rq, &x->sq};
@@ -1784,7 +1781,6 @@ static void *loop_main(void *arg) {
   pthread_setname_np(pthread_self(), "zorch-loop");
   zorch__exec *x = arg;
   loop_of_this_thread = x;
-  struct epoll_event evs[64];
   pthread_mutex_lock(&x->lock);
   for (;;) {
     if (atomic_load(&x->cancel_flag) && !x->cancelled) {
@@ -1798,8 +1794,8 @@ static void *loop_main(void *arg) {
     if (x->sched_done) break;
     if (x->rq.len || x->sq.len) continue;
     pthread_mutex_unlock(&x->lock);
-    int n = epoll_wait(x->epfd, evs, 64, timeout);
-    for (int e = 0; e < n; e++) { /* only the wake-up eventfd is in the set */
+    struct pollfd pf = {.fd = x->evfd, .events = POLLIN};
+    if (poll(&pf, 1, timeout) > 0) {
       uint64_t v;
       ssize_t r = read(x->evfd, &v, sizeof v);
       (void)r;
@@ -1846,7 +1842,6 @@ static void exec_destroy(zorch__exec *x) {
   zorch__buf_free(&x->key_text);
   if (x->evfd >= 0) close(x->evfd);
   if (x->devnull >= 0) close(x->devnull);
-  if (x->epfd >= 0) close(x->epfd);
   if (x->xa)
     for (uint32_t i = 0; i < x->n; i++) free_scratch(&x->xa[i], x->plan->steps[i].n_outputs, true);
   zorch__journal_close(x->journal);
@@ -1928,7 +1923,7 @@ int zorch__exec_start(zorch__exec **out, zorch__plan *plan, zorch__store *store,
   x->remote = opts->remote;
   x->opts.remote = NULL;
   x->n = plan->n_steps;
-  x->evfd = x->epfd = x->devnull = -1;
+  x->evfd = x->devnull = -1;
   /* critical sections are short (a completion, a dispatch): spin a little
    * before sleeping, since waking a sleeping thread costs far more */
   pthread_mutexattr_t ma;
@@ -2033,13 +2028,10 @@ int zorch__exec_start(zorch__exec **out, zorch__plan *plan, zorch__store *store,
     goto fail;
   }
   x->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  x->epfd = epoll_create1(EPOLL_CLOEXEC);
-  if (x->evfd < 0 || x->epfd < 0) {
+  if (x->evfd < 0) {
     rc = zorch__error_errno(ZORCH_EIO, errno, "cannot create the executor's event loop");
     goto fail;
   }
-  struct epoll_event ev = {.events = EPOLLIN, .data.u64 = WAKE_EVENT};
-  epoll_ctl(x->epfd, EPOLL_CTL_ADD, x->evfd, &ev);
   x->n_workers = n_func < x->max_parallel ? n_func : x->max_parallel;
   x->workers = calloc(x->n_workers + 1, sizeof *x->workers);
   x->n_cmd_workers = n_cmd < x->max_parallel ? n_cmd : x->max_parallel;
