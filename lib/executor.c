@@ -1908,6 +1908,17 @@ static void *init_part_state(void *arg) {
   return NULL;
 }
 
+/* fn over both parts, the second on a helper thread when `two` (and the
+ * helper can be made); whether it can be again. */
+static bool both_parts(void *(*fn)(void *), init_part parts[2], bool two) {
+  pthread_t helper;
+  two = two && pthread_create(&helper, NULL, fn, &parts[1]) == 0;
+  fn(&parts[0]);
+  if (two) pthread_join(helper, NULL);
+  else fn(&parts[1]);
+  return two;
+}
+
 int zorch__exec_start(zorch__exec **out, zorch__plan *plan, zorch__store *store,
                       const zorch__exec_opts *opts) {
   *out = NULL;
@@ -1952,16 +1963,12 @@ int zorch__exec_start(zorch__exec **out, zorch__plan *plan, zorch__store *store,
   /* The records and the per-step state, in two halves at once for a large
    * run: this is the first touch of some 200 bytes a step of new memory. */
   init_part parts[2] = {{.x = x, .lo = 0, .hi = x->n}, {.x = x, .lo = x->n, .hi = x->n}};
-  pthread_t helper;
   bool two = x->n >= 65536;
   if (two) {
     parts[0].hi = parts[1].lo = x->n / 2;
     parts[1].hi = x->n;
   }
-  two = two && pthread_create(&helper, NULL, init_part_count, &parts[1]) == 0;
-  init_part_count(&parts[0]);
-  if (two) pthread_join(helper, NULL);
-  else init_part_count(&parts[1]);
+  two = both_parts(init_part_count, parts, two);
   zorch__output_rec *outs = NULL;
   char *keys = NULL;
   /* an ephemeral run with the cache off makes no cache keys (see below) */
@@ -1974,13 +1981,11 @@ int zorch__exec_start(zorch__exec **out, zorch__plan *plan, zorch__store *store,
   parts[0].outs = parts[1].outs = outs;
   parts[0].keys = parts[1].keys = keys;
   parts[1].out_off = parts[0].n_out;
-  two = two && pthread_create(&helper, NULL, init_part_state, &parts[1]) == 0;
-  init_part_state(&parts[0]);
-  if (two) pthread_join(helper, NULL);
-  else init_part_state(&parts[1]);
+  both_parts(init_part_state, parts, two);
   uint32_t n_func = parts[0].n_func + parts[1].n_func, n_cmd = parts[0].n_cmd + parts[1].n_cmd;
+  uint32_t n_retry = parts[0].n_retry + parts[1].n_retry;
   /* the per-step state only some steps need (see xaux) */
-  if (n_cmd || x->remote || parts[0].n_retry + parts[1].n_retry || parts[0].n_timeout + parts[1].n_timeout) {
+  if (n_cmd || x->remote || n_retry || parts[0].n_timeout + parts[1].n_timeout) {
     x->xa = zorch__big_calloc(x->n, sizeof *x->xa);
     if (!x->xa) {
       rc = zorch__error_oom();
@@ -1989,8 +1994,7 @@ int zorch__exec_start(zorch__exec **out, zorch__plan *plan, zorch__store *store,
     for (uint32_t i = 0; i < x->n; i++) x->xa[i].outfd = x->xa[i].logfd = -1;
   }
   /* each queue holds a step at most once: as large as the steps that can be in it */
-  if (ring_init(&x->fq, n_func) || ring_init(&x->cq, n_cmd) ||
-      ring_init(&x->retry, parts[0].n_retry + parts[1].n_retry)) {
+  if (ring_init(&x->fq, n_func) || ring_init(&x->cq, n_cmd) || ring_init(&x->retry, n_retry)) {
     rc = zorch__error_oom();
     goto fail;
   }
