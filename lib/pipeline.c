@@ -555,22 +555,19 @@ static uint32_t upstream_of(const zorch_pipeline *p, uint32_t idx, const char *n
 
 /* Describe a cycle among the steps whose in-degree stayed > 0 after Kahn's
  * algorithm: walk predecessors (each such node has one that is also stuck)
- * until a node repeats.  `edges` as zorch__topo has them. */
-static int report_cycle(const zorch_pipeline *p, const uint32_t *indeg, const uint32_t *edges) {
+ * until a node repeats.  `edges` and `eoff` as zorch__topo has them. */
+static int report_cycle(const zorch_pipeline *p, const uint32_t *indeg, const uint32_t *edges,
+                        const uint32_t *eoff) {
   size_t n = p->n_steps;
   size_t start = 0;
   while (start < n && indeg[start] == 0) start++;
   size_t *seen_at = malloc(n * sizeof *seen_at);
   size_t *path = malloc((n + 1) * sizeof *path);
-  size_t *eoff = malloc((n + 1) * sizeof *eoff);
-  if (!seen_at || !path || !eoff) {
+  if (!seen_at || !path) {
     free(seen_at);
     free(path);
-    free(eoff);
     return zorch__error_set(ZORCH_ECYCLE, "pipeline '%s' has a cycle", p->name);
   }
-  eoff[0] = 0;
-  for (size_t i = 0; i < n; i++) eoff[i + 1] = eoff[i] + p->steps[i]->n_inputs + p->steps[i]->after.n;
   for (size_t i = 0; i < n; i++) seen_at[i] = SIZE_MAX;
   size_t len = 0, cur = start;
   for (;;) {
@@ -597,7 +594,6 @@ static int report_cycle(const zorch_pipeline *p, const uint32_t *indeg, const ui
   zorch__buf_free(&b);
   free(seen_at);
   free(path);
-  free(eoff);
   return ZORCH_ECYCLE;
 }
 
@@ -636,7 +632,7 @@ static int order_steps(const zorch_pipeline *p, zorch__topo *t, const uint32_t *
       if (--rem[succ[x]] == 0) order[tail++] = succ[x];
   }
   if (tail != n) {
-    rc = report_cycle(p, rem, edges);
+    rc = report_cycle(p, rem, edges, eoff);
     goto out;
   }
   for (size_t k = 0; k < n; k++) t->pos[order[k]] = (uint32_t)k;
