@@ -267,7 +267,7 @@ static const char *step_version(const compiler *c, const zorch_step *s, char **m
 
 /* Step i of the pipeline, put in its place in the plan. */
 static int step_plan(const compiler *c, uint32_t i, zorch__pin *pins, uint32_t *after,
-                     uint32_t succ_off) {
+                     uint32_t succ_off, uint32_t n_succ) {
   const zorch_pipeline *p = c->p;
   const zorch__topo *t = c->t;
   const zorch_step *s = p->steps[i];
@@ -301,7 +301,7 @@ static int step_plan(const compiler *c, uint32_t i, zorch__pin *pins, uint32_t *
                          .fn = s->fn,
                          .payload = s->payload,
                          .succ_off = succ_off,
-                         .n_succ = t->succ_off[i + 1] - t->succ_off[i]};
+                         .n_succ = n_succ};
   int rc = zorch__plan_builder_put(c->pb, t->pos[i], &def); /* takes params and settings */
   if (!rc) note_name(c, t->pos[i], s->name_len);
   free(made);
@@ -357,7 +357,7 @@ static int plan_steps(const compiler *c) {
       }
     }
     if (ts->rare) {
-      rc = step_plan(c, i, pins, after, succ_off);
+      rc = step_plan(c, i, pins, after, succ_off, n_succ);
       continue;
     }
     /* a function step with 'after' steps only (what the plain definition
