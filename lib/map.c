@@ -119,14 +119,3 @@ void *zorch__map_put_new(zorch__map *m, const char *key, void *value, int *rc) {
   return NULL;
 }
 
-void zorch__map_prefetch(const zorch__map *m, const char *key, int stage) {
-  if (!m) return;
-  uint64_t h = zorch__hash_str(key);
-  const slot *sl = &m->slots[h & (m->cap - 1)];
-  if (stage == 0) {
-    __builtin_prefetch(sl);
-  } else if (sl->key) { /* the slot is cached by now: fetch what its key points at */
-    __builtin_prefetch(sl->key);
-    __builtin_prefetch(sl->value);
-  }
-}

@@ -15,10 +15,6 @@ int zorch__map_put(zorch__map *m, const char *key, void *value);
  *  else the value already there (nothing changed).  *rc: ZORCH_ENOMEM when
  *  the map could not grow (then NULL and nothing inserted). */
 void *zorch__map_put_new(zorch__map *m, const char *key, void *value, int *rc);
-/** A hint for a zorch__map_get(m, key) coming soon, to overlap the cache
- *  misses of many lookups: stage 0 fetches the key's slot, stage 1 (some
- *  lookups later) what the slot's key and value point at. */
-void zorch__map_prefetch(const zorch__map *m, const char *key, int stage);
 /** The value, or NULL when absent. */
 void *zorch__map_get(const zorch__map *m, const char *key);
 /** The value, or NULL when absent; *stored: the map's own key for it. */
