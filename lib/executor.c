@@ -1971,9 +1971,8 @@ int zorch__exec_start(zorch__exec **out, zorch__plan *plan, zorch__store *store,
   two = both_parts(init_part_count, parts, two);
   zorch__output_rec *outs = NULL;
   char *keys = NULL;
-  /* an ephemeral run with the cache off makes no cache keys (see below) */
-  bool with_keys = !((opts->flags & ZORCH_RUN_EPHEMERAL) && (opts->flags & ZORCH_RUN_NO_CACHE));
-  x->recs = recs_alloc(x->n, parts[0].n_out + parts[1].n_out, with_keys, &outs, &keys);
+  x->recs = recs_alloc(x->n, parts[0].n_out + parts[1].n_out, zorch__run_makes_keys(opts->flags),
+                       &outs, &keys);
   if (!x->recs) {
     rc = zorch__error_oom();
     goto fail;
@@ -2020,9 +2019,7 @@ int zorch__exec_start(zorch__exec **out, zorch__plan *plan, zorch__store *store,
   }
   /* The cache index is written without fsync: its entries name artifacts that
    * are already durable, and a lost entry only makes a step run again. */
-  /* An ephemeral run with the cache off neither reads nor writes the cache
-   * index: no cache key is computed at all. */
-  if (!(ephemeral && (opts->flags & ZORCH_RUN_NO_CACHE))) {
+  if (zorch__run_makes_keys(opts->flags)) {
     rc = zorch__cache_open(&x->cache, store, plan->pipeline, false);
     if (rc) goto fail;
   }

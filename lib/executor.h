@@ -66,6 +66,13 @@ typedef struct zorch__remote {
   char *store_path;
 } zorch__remote;
 
+/** Does a run with these ZORCH_RUN_* flags use the cache index and make
+ *  cache keys?  Not an ephemeral run with the cache off: it neither reads
+ *  nor writes the index, and computes no key at all. */
+static inline bool zorch__run_makes_keys(uint32_t flags) {
+  return !((flags & ZORCH_RUN_EPHEMERAL) && (flags & ZORCH_RUN_NO_CACHE));
+}
+
 typedef struct zorch__exec_opts {
   uint32_t max_parallel;            /* 0: number of online CPUs */
   uint32_t flags;                   /* ZORCH_RUN_NO_CACHE, ZORCH_RUN_EPHEMERAL */

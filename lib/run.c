@@ -708,9 +708,7 @@ static int run_start_common(zorch_run **out, zorch_client *client, start_src *sr
   zorch__reserve *rv = NULL;
   if (n >= RESERVE_MIN_STEPS && n < RESERVE_MAX_STEPS && !src->cron && sysconf(_SC_NPROCESSORS_ONLN) > 1)
     rv = zorch__reserve_begin(n * RESERVE_STEP_BYTES + edges * RESERVE_EDGE_BYTES +
-                              (opts && (opts->flags & ZORCH_RUN_EPHEMERAL) && (opts->flags & ZORCH_RUN_NO_CACHE)
-                                   ? 0
-                                   : n * RESERVE_KEY_BYTES));
+                              (zorch__run_makes_keys(opts ? opts->flags : 0) ? n * RESERVE_KEY_BYTES : 0));
   int rc = run_start_inner(out, client, src, opts);
   zorch__reserve_end(rv);
   return rc;
