@@ -116,8 +116,6 @@ static char *parent_of(const char *path) {
   return zorch__strndup(path, (size_t)(s - path));
 }
 
-/* mkdir -p of `path`; with `durable`, the parent of every directory created
- * is fsync'd so that the new entry survives a power loss. */
 /* mkdir one directory whose parent exists; *made tells whether it was new. */
 static int mkdir_one(const char *p, bool *made) {
   *made = mkdir(p, 0755) == 0;
@@ -129,6 +127,8 @@ static int mkdir_one(const char *p, bool *made) {
   return ZORCH_OK;
 }
 
+/* mkdir -p of `path`; with `durable`, the parent of every directory created
+ * is fsync'd so that the new entry survives a power loss. */
 static int mkdirs_durable(const char *path, bool durable) {
   char *p = zorch__strdup(path);
   if (!p) return zorch__error_oom();
