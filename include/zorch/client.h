@@ -8,18 +8,13 @@
 #define ZORCH_CLIENT_H
 
 #include "common.h"
+#include "types.h"
 
 ZORCH_BEGIN_DECLS
 
 typedef struct zorch_client zorch_client;
 
-/** Log levels, lowest number most severe. */
-typedef enum zorch_log_level {
-  ZORCH_LOG_ERROR = 1,
-  ZORCH_LOG_WARNING = 2,
-  ZORCH_LOG_INFO = 3,
-  ZORCH_LOG_DEBUG = 4
-} zorch_log_level;
+/* zorch_log_level (ZORCH_LOG_*) is defined in types.h. */
 
 /** Receives one pre-formatted log message.  `domain` is "zorch" or the name
  *  of the plugin that logged.  Called from any thread zorch uses, possibly

@@ -23,16 +23,18 @@
 #ifndef ZORCH_PLUGIN_H
 #define ZORCH_PLUGIN_H
 
+#include <stdarg.h>
 #include <stdint.h>
 #include <stddef.h>
+#include <stdio.h>
+#include "common.h"
 #include "errors.h"
+#include "types.h"
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+ZORCH_BEGIN_DECLS
 
 #define ZORCH_PLUGIN_ABI_MAJOR 1
-#define ZORCH_PLUGIN_ABI_MINOR 1
+#define ZORCH_PLUGIN_ABI_MINOR 2
 
 #if defined(__GNUC__) && __GNUC__ >= 4
 #define ZORCH_PLUGIN_EXPORT __attribute__((visibility("default")))
@@ -48,8 +50,8 @@ typedef struct zorch_registrar zorch_registrar;     /* opaque, host-owned */
 typedef struct zorch_submission zorch_submission;   /* opaque, host-owned */
 typedef struct zorch_flavor_desc zorch_flavor_desc;
 
-/** Component types a flavor can implement. */
-#define ZORCH_COMPONENT_ORCHESTRATOR "orchestrator"
+/* Component types (ZORCH_COMPONENT_*), run and step statuses
+ * (ZORCH_STATUS_*) and log levels (ZORCH_LOG_*) are in types.h. */
 
 #define ZORCH_ORCHESTRATOR_OPS_VERSION 2
 
@@ -90,24 +92,105 @@ typedef struct zorch_orchestrator_ops {
   int (*schedule_delete)(void *flavor_payload, const char *config_json, const char *id);
 } zorch_orchestrator_ops;
 
-#define ZORCH_FLAVOR_DESC_VERSION 1
+#define ZORCH_ARTIFACT_STORE_OPS_VERSION 1
+
+/** Flags of zorch_artifact_store_ops.put_file/put_bytes. */
+enum {
+  /** Content-addressed key: when the object exists already it is left as it
+   *  is (an artifact never changes once named) and the put succeeds. */
+  ZORCH_STORE_PUT_IF_ABSENT = 1u << 0
+};
+
+/** Receives one chunk of an object (get_stream); non-zero stops the read. */
+typedef int (*zorch_store_sink)(void *sink_data, const void *chunk, size_t len);
+/** Receives one key of a listing; non-zero stops it. */
+typedef int (*zorch_store_each)(void *each_data, const char *key, uint64_t size);
+
+/** Operations of an artifact-store flavor (plugin ABI 1.2).  Keys are
+ *  relative, '/'-separated, made by the host's store layout ("runs/<id>/
+ *  run.json", "artifacts/sha256/..."); the store maps them under its own
+ *  prefix.  A put is atomic: a reader sees the whole object or none (a
+ *  single PUT, or a multipart upload completed last).  Every operation may
+ *  be called from several threads at once on one store handle.  Errors:
+ *  ZORCH_ENOTFOUND for a missing object, ZORCH_EIO (or another code) with
+ *  host->error_set() naming the key and the backend's message. */
+typedef struct zorch_artifact_store_ops {
+  uint32_t version; /**< ZORCH_ARTIFACT_STORE_OPS_VERSION the plugin was built with */
+  /* ---- version 1 ---- */
+  /** Optional: semantic checks of a config that passed the flavor's schema. */
+  int (*check_config)(void *flavor_payload, const char *config_json);
+  /** Open the store the component config names.  *out_store: the plugin's
+   *  handle, passed to every other operation. */
+  int (*open)(void **out_store, void *flavor_payload, const char *config_json);
+  void (*close)(void *store);
+  /** The store's URI ("s3://bucket/prefix"); *out_uri host->alloc'd. */
+  int (*uri)(char **out_uri, void *store);
+  /** Store the file at `path` (a local file) under `key`. */
+  int (*put_file)(void *store, const char *key, const char *path, uint32_t flags);
+  int (*put_bytes)(void *store, const char *key, const void *data, size_t len, uint32_t flags);
+  /** Write the object to a new local file at `path` (whole or not at all). */
+  int (*get_to_path)(void *store, const char *key, const char *path);
+  /** Read the object in chunks, in order. */
+  int (*get_stream)(void *store, const char *key, zorch_store_sink sink, void *sink_data);
+  /** 1 when the object exists, 0 when not, a negative ZORCH_* code on error. */
+  int (*exists)(void *store, const char *key);
+  /** Every key that starts with `prefix`, in no particular order. */
+  int (*list)(void *store, const char *prefix, zorch_store_each each, void *each_data);
+  /** Delete one object; ZORCH_OK when it was not there. */
+  int (*remove)(void *store, const char *key);
+  /** What a step elsewhere needs to reach this store, as a JSON object of
+   *  environment variables: credential references (a profile, a key file,
+   *  an endpoint), never a secret.  *out_json host->alloc'd ("{}" if none). */
+  int (*step_env)(char **out_json, void *store);
+  /** Where the store and its credentials come from, as a JSON object for
+   *  `zorch artifact-store describe` (never a secret). */
+  int (*describe)(char **out_json, void *store);
+} zorch_artifact_store_ops;
+
+#define ZORCH_FLAVOR_DESC_VERSION 2
+
+/** Capability flags of a flavor (zorch_flavor_desc.flags, version 2). */
+enum {
+  /** Runs the steps in the calling process with the host's own executor
+   *  (`local`): function steps need no entrypoint, ephemeral runs are
+   *  allowed, and a stored deployment with function steps is refused (its
+   *  functions exist only in the program that built it). */
+  ZORCH_FLAVOR_IN_PROCESS = 1u << 0,
+  /** Steps can reach a store on this machine's filesystem (the flavor runs
+   *  them here or mounts the store's directory where they run).  Without
+   *  it the host refuses a stack whose artifact store is a local directory
+   *  and asks for a store the steps reach over the network. */
+  ZORCH_FLAVOR_LOCAL_STORE = 1u << 1
+};
 
 /** A flavor, registered by a plugin's init.  Strings must stay valid until
  *  the plugin is torn down (string literals are the usual choice). */
 struct zorch_flavor_desc {
   uint32_t version;          /**< ZORCH_FLAVOR_DESC_VERSION */
-  const char *type;          /**< ZORCH_COMPONENT_ORCHESTRATOR */
+  const char *type;          /**< a ZORCH_COMPONENT_* string */
   const char *name;          /**< "local", "kubernetes", ... : [a-z0-9_]+ */
   const char *integration;   /**< "built-in", "kubernetes", or the vendor's name */
   const char *description;   /**< one line */
   const char *config_schema; /**< JSON Schema (object) of the component config */
-  const void *ops;           /**< for orchestrators: const zorch_orchestrator_ops * */
+  /** orchestrator: const zorch_orchestrator_ops *; artifact_store: const
+   *  zorch_artifact_store_ops *; image_builder: const zorch_image_builder_ops * */
+  const void *ops;
   void *reserved[8];
+  /* ---- version 2 (ABI 1.2): the host reads these only when version >= 2.
+   * A version-1 descriptor has flags ZORCH_FLAVOR_LOCAL_STORE, plus
+   * ZORCH_FLAVOR_IN_PROCESS when its name is "local", and no step schema. */
+  uint64_t flags;            /**< ZORCH_FLAVOR_* capability bits */
+  /** Orchestrators: JSON Schema (object) of a step's settings for this
+   *  flavor (the object at settings.flavor.<name> of each step and of the
+   *  pipeline's defaults), or NULL.  The host validates every step against
+   *  it before the run is submitted; an error names the step and the
+   *  setting, so the flavor need not check shapes again. */
+  const char *step_settings_schema;
 };
 
-#define ZORCH_HOST_VERSION 2
+#define ZORCH_HOST_VERSION 3
 
-#define ZORCH_STEP_LAUNCH_VERSION 1
+#define ZORCH_STEP_LAUNCH_VERSION 2
 
 /** One attempt of one step that the host asks a plugin to launch (host
  *  version 2, see executor_start_remote).  Everything is borrowed and valid
@@ -131,10 +214,22 @@ typedef struct zorch_step_launch {
    *  "image":str|null,"flavor":{"<flavor>":{...}}}. */
   const char *settings_json;
   const char *image;         /**< settings' image, or NULL */
-  /** The step's log file: append what the step prints here. */
+  /** The step's log file.  A plugin of ABI 1.2 hands log bytes to
+   *  host->executor_step_log() instead of writing here. */
   const char *log_path;
-  /** Where the artifact store lives (mount it where the step runs). */
+  /** The local artifact store's root directory (mount it where the step
+   *  runs), or NULL when the store is not a local directory (version 2:
+   *  then only store_uri and store_env reach it). */
   const char *store_path;
+  /* ---- version 2 (ABI 1.2) ---- */
+  /** The artifact store as a URI the step entrypoint opens:
+   *  "file:///abs/dir", "s3://bucket/prefix", ...  The argv already names
+   *  it; set nothing but store_env for the step to reach the store. */
+  const char *store_uri;
+  /** "K=V" settings the step needs to reach the store from where it runs:
+   *  credential references (a profile name, a key file's path, an
+   *  endpoint), never a secret itself.  NULL-terminated; may be empty. */
+  const char *const *store_env;
 } zorch_step_launch;
 
 #define ZORCH_STEP_LAUNCHER_VERSION 1
@@ -209,8 +304,25 @@ struct zorch_host {
    *  NULL).  Any thread.  ZORCH_ENOTFOUND for an unknown or ended attempt. */
   int (*executor_step_done)(void *executor, uint64_t attempt_id, int exit_code,
                             const char *message);
+  /* ---- version 3 (ABI 1.2): check host->version >= 3 before use ---- */
+  /** Hand bytes a launched attempt printed to the host, which appends them
+   *  to the step's log (after one "--- attempt N (flavor) ---" header per
+   *  attempt), the same way for every flavor.  Any thread; bytes of one
+   *  attempt in the order given.  ZORCH_ENOTFOUND for an unknown or ended
+   *  attempt. */
+  int (*executor_step_log)(void *executor, uint64_t attempt_id, const void *data, size_t len);
+  /** The submission's run record (the JSON document `zorch run show --json`
+   *  reads: status, message, metadata, ...) as the store holds it now,
+   *  written by whoever drives the run (an orchestrator pod, say).
+   *  *out_json is host->alloc'd.  ZORCH_ENOTFOUND when none was written. */
+  int (*submission_run_record)(char **out_json, const zorch_submission *sub);
+  /** One step's record of the submission's run, as its step entrypoint
+   *  wrote it.  *out_json host->alloc'd; ZORCH_ENOTFOUND when none yet. */
+  int (*submission_step_record)(char **out_json, const zorch_submission *sub, const char *step);
 };
 
+/* Unused (the plugin descriptor's version is abi_major.abi_minor); kept so
+ * sources that named it still compile. */
 #define ZORCH_PLUGIN_DESC_VERSION 1
 
 /** The plugin's static descriptor. */
@@ -229,8 +341,50 @@ typedef struct zorch_plugin_desc {
 typedef const zorch_plugin_desc *(*zorch_plugin_describe_fn)(uint32_t host_abi_major,
                                                              uint32_t host_abi_minor);
 
-#ifdef __cplusplus
+/** Define the plugin's descriptor and its exported entry point:
+ *
+ *    ZORCH_PLUGIN_DEFINE("myflavor", "1.0.0", "My flavors", my_init, NULL)
+ *
+ *  once in one source file of the plugin.  The descriptor names the ABI the
+ *  plugin was compiled against. */
+#define ZORCH_PLUGIN_DEFINE(name, version, description, init, teardown)                         \
+  static const zorch_plugin_desc zorch_plugin_desc_ = {                                         \
+      ZORCH_PLUGIN_ABI_MAJOR, ZORCH_PLUGIN_ABI_MINOR, (name), (version), (description), (init),   \
+      (teardown), {0}};                                                                         \
+  ZORCH_PLUGIN_EXPORT const zorch_plugin_desc *zorch_plugin_describe(uint32_t host_abi_major,   \
+                                                                     uint32_t host_abi_minor);  \
+  ZORCH_PLUGIN_EXPORT const zorch_plugin_desc *zorch_plugin_describe(uint32_t host_abi_major,   \
+                                                                     uint32_t host_abi_minor) { \
+    (void)host_abi_major;                                                                       \
+    (void)host_abi_minor;                                                                       \
+    return &zorch_plugin_desc_;                                                                 \
+  }
+
+/** host->error_set() with printf formatting; returns `code`, so a plugin
+ *  writes `return zorch_host_errorf(h, ZORCH_EINVALID, "...", ...);`.
+ *  Header-only: costs no ABI. */
+ZORCH_PRINTF(3, 4)
+static inline int zorch_host_errorf(const zorch_host *host, int code, const char *fmt, ...) {
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  host->error_set(host, code, msg);
+  return code;
 }
-#endif
+
+/** host->log() with printf formatting (level: ZORCH_LOG_*). */
+ZORCH_PRINTF(3, 4)
+static inline void zorch_host_logf(const zorch_host *host, int level, const char *fmt, ...) {
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  host->log(host, level, msg);
+}
+
+ZORCH_END_DECLS
 
 #endif /* ZORCH_PLUGIN_H */

@@ -11,6 +11,7 @@
 #define ZORCH_RUN_H
 
 #include "common.h"
+#include "types.h"
 #include "client.h"
 #include "pipeline.h"
 
@@ -19,17 +20,7 @@ ZORCH_BEGIN_DECLS
 typedef struct zorch_run zorch_run;
 typedef struct zorch_run_list zorch_run_list;
 
-/** Status of a run or a step.  Values are never renumbered. */
-typedef enum zorch_status {
-  ZORCH_STATUS_PENDING = 0,   /**< not started yet */
-  ZORCH_STATUS_RUNNING = 1,
-  ZORCH_STATUS_COMPLETED = 2,
-  ZORCH_STATUS_FAILED = 3,
-  ZORCH_STATUS_CACHED = 4,    /**< step only: outputs reused from an earlier run */
-  ZORCH_STATUS_SKIPPED = 5,   /**< step only: an upstream step failed */
-  ZORCH_STATUS_STOPPED = 6,   /**< cancelled */
-  ZORCH_STATUS_RETRYING = 7   /**< step only: failed, waiting to run again */
-} zorch_status;
+/* zorch_status (ZORCH_STATUS_*) is defined in types.h. */
 
 /** "pending", "running", ... ; "unknown" for other values. Static. */
 ZORCH_API const char *zorch_status_name(int status);

@@ -5,6 +5,7 @@
 #include "common.h"
 #include <zorch/version.h>
 #include "errors.h"
+#include "types.h"
 #include "client.h"
 #include "pipeline.h"
 #include "step.h"

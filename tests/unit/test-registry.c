@@ -661,12 +661,14 @@ static void st_release(void *r) { (void)r; }
 static const zorch_orchestrator_ops st_ops = {
     .version = 1, .submit = st_submit, .wait = st_wait, .cancel = st_cancel, .release = st_release};
 static const zorch_flavor_desc st_flavor = {
-    1, "orchestrator", "static_one", "test", "a static flavor", "{\"type\":\"object\"}", &st_ops,
-    {0}};
+    .version = 1, .type = "orchestrator", .name = "static_one", .integration = "test",
+    .description = "a static flavor", .config_schema = "{\"type\":\"object\"}", .ops = &st_ops};
 static const zorch_flavor_desc st_bad_schema = {
-    1, "orchestrator", "static_bad", "test", "bad schema", "{\"oneOf\":[]}", &st_ops, {0}};
+    .version = 1, .type = "orchestrator", .name = "static_bad", .integration = "test",
+    .description = "bad schema", .config_schema = "{\"oneOf\":[]}", .ops = &st_ops};
 static const zorch_flavor_desc st_bad_name = {
-    1, "orchestrator", "Bad-Name", "test", "bad name", "{}", &st_ops, {0}};
+    .version = 1, .type = "orchestrator", .name = "Bad-Name", .integration = "test",
+    .description = "bad name", .config_schema = "{}", .ops = &st_ops};
 
 static int st_init(const zorch_host *host, zorch_registrar *reg, void **ctx) {
   (void)ctx;
