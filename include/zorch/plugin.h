@@ -122,8 +122,13 @@ typedef struct zorch_artifact_store_ops {
   /** Open the store the component config names.  *out_store: the plugin's
    *  handle, passed to every other operation. */
   int (*open)(void **out_store, void *flavor_payload, const char *config_json);
+  /** Open the store a URI names, as uri() made it: "<flavor>://...", the
+   *  scheme being the flavor's name.  What a step elsewhere has (the step
+   *  entrypoint gets the URI, and the environment step_env() listed). */
+  int (*open_uri)(void **out_store, void *flavor_payload, const char *uri);
   void (*close)(void *store);
-  /** The store's URI ("s3://bucket/prefix"); *out_uri host->alloc'd. */
+  /** The store's URI ("s3://bucket/prefix"), which open_uri() accepts;
+   *  *out_uri host->alloc'd. */
   int (*uri)(char **out_uri, void *store);
   /** Store the file at `path` (a local file) under `key`. */
   int (*put_file)(void *store, const char *key, const char *path, uint32_t flags);
@@ -134,8 +139,13 @@ typedef struct zorch_artifact_store_ops {
   int (*get_stream)(void *store, const char *key, zorch_store_sink sink, void *sink_data);
   /** 1 when the object exists, 0 when not, a negative ZORCH_* code on error. */
   int (*exists)(void *store, const char *key);
-  /** Every key that starts with `prefix`, in no particular order. */
-  int (*list)(void *store, const char *prefix, zorch_store_each each, void *each_data);
+  /** Every key that starts with `prefix`, in no particular order.  With
+   *  delimiter "/" (S3's and GCS's delimiter, Azure's hierarchy): only the
+   *  keys with no '/' after the prefix, plus each deeper level once, as its
+   *  prefix ending in '/' with size 0 (how runs are listed without reading
+   *  every record).  delimiter is NULL or "/". */
+  int (*list)(void *store, const char *prefix, const char *delimiter, zorch_store_each each,
+              void *each_data);
   /** Delete one object; ZORCH_OK when it was not there. */
   int (*remove)(void *store, const char *key);
   /** What a step elsewhere needs to reach this store, as a JSON object of
