@@ -32,6 +32,10 @@
  * more and every call returns that error (sticky).
  *
  * A journal must not be used across fork(2) in the child.
+ *
+ * A sink journal (zorch__journal_open_sink) has no file: its committer hands
+ * each batch to a function (a store that cannot append writes each line as
+ * an object), with the same batching, flush and sticky errors, and no sync.
  */
 #include "store.h"
 
@@ -73,6 +77,10 @@ struct zorch__journal {
   off_t end;           /* file size after our last write, -1 unknown */
   char *path;
   pthread_t thread;
+  /* a sink journal: no fd, each batch goes here */
+  int (*sink)(void *data, const char *lines, size_t len);
+  void *sink_data;
+  void (*sink_free)(void *data);
 };
 
 /* Cut a torn tail (bytes after the last '\n') off the file; *size is updated. */
@@ -227,7 +235,7 @@ static void *committer(void *arg) {
     bool sync = j->durable && (j->flushers || j->stop || now - last_sync >= ZORCH__JOURNAL_SYNC_NS);
     pthread_mutex_unlock(&j->mu);
     int rc = ZORCH_OK;
-    if (!failed && n) rc = write_batch(j, b, n);
+    if (!failed && n) rc = j->sink ? j->sink(j->sink_data, b, n) : write_batch(j, b, n);
     if (!failed && !rc && sync) {
       last_sync = now;
       if (fdatasync(j->fd) != 0)
@@ -247,6 +255,35 @@ static void *committer(void *arg) {
 }
 
 static int sticky(const zorch__journal *j) { return zorch__error_set(j->err, "%s", j->errmsg); }
+
+/* The mutex, the conditions and the committer thread. */
+static int start(zorch__journal *j) {
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  /* Appends hold the mutex for a memcpy: spin a little before sleeping. */
+  pthread_mutexattr_t ma;
+  pthread_mutexattr_init(&ma);
+  pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
+  pthread_mutex_init(&j->mu, &ma);
+  pthread_mutexattr_destroy(&ma);
+  pthread_cond_init(&j->wake, &ca);
+  pthread_cond_init(&j->done, NULL);
+  pthread_condattr_destroy(&ca);
+  /* The committer takes no signals: they belong to the application. */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  int e = pthread_create(&j->thread, NULL, committer, j);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (e != 0) {
+    pthread_mutex_destroy(&j->mu);
+    pthread_cond_destroy(&j->wake);
+    pthread_cond_destroy(&j->done);
+    return zorch__error_errno(ZORCH_ERROR, e, "cannot start the committer thread of journal '%s'", j->path);
+  }
+  return ZORCH_OK;
+}
 
 int zorch__journal_open(zorch__journal **out, const char *path, bool durable) {
   if (!out || !path || !*path) return zorch__error_set(ZORCH_EINVALID, "zorch__journal_open: invalid argument");
@@ -289,31 +326,7 @@ int zorch__journal_open(zorch__journal **out, const char *path, bool durable) {
     }
     close(dfd);
   }
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  /* Appends hold the mutex for a memcpy: spin a little before sleeping. */
-  pthread_mutexattr_t ma;
-  pthread_mutexattr_init(&ma);
-  pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
-  pthread_mutex_init(&j->mu, &ma);
-  pthread_mutexattr_destroy(&ma);
-  pthread_cond_init(&j->wake, &ca);
-  pthread_cond_init(&j->done, NULL);
-  pthread_condattr_destroy(&ca);
-  /* The committer takes no signals: they belong to the application. */
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  int e = pthread_create(&j->thread, NULL, committer, j);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  if (e != 0) {
-    rc = zorch__error_errno(ZORCH_ERROR, e, "cannot start the committer thread of journal '%s'", path);
-    pthread_mutex_destroy(&j->mu);
-    pthread_cond_destroy(&j->wake);
-    pthread_cond_destroy(&j->done);
-    goto fail;
-  }
+  if ((rc = start(j))) goto fail;
   free(dir);
   *out = j;
   return ZORCH_OK;
@@ -323,6 +336,35 @@ fail:
   free(j);
   free(dir);
   return rc;
+}
+
+int zorch__journal_open_sink(zorch__journal **out, const char *name,
+                             int (*sink)(void *data, const char *lines, size_t len), void *data,
+                             void (*free_data)(void *data)) {
+  if (!out || !name || !sink) {
+    if (free_data) free_data(data);
+    return zorch__error_set(ZORCH_EINVALID, "zorch__journal_open_sink: invalid argument");
+  }
+  *out = NULL;
+  zorch__journal *j = calloc(1, sizeof *j);
+  if (j) j->path = zorch__strdup(name);
+  int rc = j && j->path ? ZORCH_OK : zorch__error_oom();
+  if (!rc) {
+    j->fd = -1;
+    j->linger_ns = ZORCH__JOURNAL_LINGER_NS;
+    j->sink = sink;
+    j->sink_data = data;
+    j->sink_free = free_data;
+    rc = start(j);
+  }
+  if (rc) {
+    if (j) free(j->path);
+    free(j);
+    if (free_data) free_data(data);
+    return rc;
+  }
+  *out = j;
+  return ZORCH_OK;
 }
 
 /* Add `len` bytes of whole lines to the pending buffer, and a '\n' after
@@ -398,7 +440,9 @@ int zorch__journal_close(zorch__journal *j) {
   pthread_cond_signal(&j->wake);
   pthread_mutex_unlock(&j->mu);
   pthread_join(j->thread, NULL);
-  if (close(j->fd) != 0 && !rc) rc = zorch__error_errno(ZORCH_EIO, errno, "cannot close journal '%s'", j->path);
+  if (j->fd >= 0 && close(j->fd) != 0 && !rc)
+    rc = zorch__error_errno(ZORCH_EIO, errno, "cannot close journal '%s'", j->path);
+  if (j->sink_free) j->sink_free(j->sink_data);
   pthread_mutex_destroy(&j->mu);
   pthread_cond_destroy(&j->wake);
   pthread_cond_destroy(&j->done);
