@@ -10,8 +10,16 @@
  * commit (and its crash guarantee).  Lookups and puts are serialised by a
  * mutex (appends of entries the handle does not keep need only the
  * journal's); strings handed out live until zorch__cache_close().
+ *
+ * On a store that is not local (an object store cannot be appended to),
+ * each entry is an object of its own, cache/<pipeline>/<key>.json, holding
+ * the same line.  Opening lists the keys once (no entry is read, so a first
+ * run reads nothing); a lookup of a listed key reads its object once and
+ * keeps it; new entries go through a sink journal that puts one object per
+ * line, in the background as the file's appends are.
  */
 #include "store.h"
+#include "store_layout.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -48,7 +56,9 @@ struct zorch__cache {
   pthread_mutex_t mu;
   cache_table map; /* keys and values live in data or blocks */
   zorch__journal *j;
-  char *path;
+  char *path;      /* the index file, or (remote) a name for messages */
+  zorch__store *remote; /* not local: one object per entry */
+  char *pipeline;
   char *data;      /* the file as loaded */
   size_t data_map; /* when non-zero, data is an anonymous mapping of this size */
   cache_block *blocks;
@@ -428,6 +438,73 @@ static int load(zorch__cache *c) {
   return ring_flush(c, &r);
 }
 
+/* ---- a store that is not local: one object per entry ------------------------------- */
+
+/* The value of a key that was listed and not yet read. */
+static const char UNREAD[] = "";
+
+/* The cache key of an entry line in zorch's form ({"k":"<key>",...), into
+ * `key`; false when it is not one. */
+static bool line_key(const char *p, const char *e, char key[ZORCH__DIGEST_HEX]) {
+  size_t plen = sizeof FAST_PREFIX - 1;
+  if ((size_t)(e - p) < plen + 64 + 1 || memcmp(p, FAST_PREFIX, plen) != 0) return false;
+  memcpy(key, p + plen, 64);
+  key[64] = '\0';
+  return p[plen + 64] == '"' && zorch__is_digest(key);
+}
+
+/* Put each line of a batch as its entry's object. */
+static int remote_write(void *data, const char *lines, size_t len) {
+  zorch__cache *c = data;
+  int rc = ZORCH_OK;
+  for (const char *p = lines, *end = lines + len, *nl; !rc && p < end; p = nl + 1) {
+    nl = memchr(p, '\n', (size_t)(end - p));
+    if (!nl) nl = end;
+    char key[ZORCH__DIGEST_HEX];
+    if (!line_key(p, nl, key)) continue;
+    char *k = zorch__layout_cache_entry(c->pipeline, key);
+    rc = k ? zorch__store_write_doc(c->remote, k, p, (size_t)(nl - p), false) : zorch__error_oom();
+    free(k);
+  }
+  return rc;
+}
+
+static int remote_listed(void *payload, const char *key, uint64_t size) {
+  (void)size;
+  zorch__cache *c = payload;
+  char k[ZORCH__DIGEST_HEX];
+  if (!zorch__layout_cache_key_of(key, k, sizeof k) || !zorch__is_digest(k)) return ZORCH_OK;
+  cache_block *b = block_new(c, k, 64, "", 0);
+  return b ? table_put(&c->map, b->s, 64, UNREAD) : zorch__error_oom();
+}
+
+static int remote_open(zorch__cache *c, zorch__store *st, const char *pipeline) {
+  c->remote = st;
+  c->pipeline = zorch__strdup(pipeline);
+  char *prefix = zorch__layout_cache_entries(pipeline);
+  int rc = c->pipeline && prefix ? table_init(&c->map, 64) : zorch__error_oom();
+  if (!rc) rc = zorch__store_list(st, prefix, "/", remote_listed, c);
+  if (!rc) rc = zorch__journal_open_sink(&c->j, c->path, remote_write, c, NULL);
+  free(prefix);
+  return rc;
+}
+
+/* Read the entry of a listed key; c->mu held.  Its outputs, or NULL. */
+static const char *remote_read(zorch__cache *c, const char *key) {
+  char *k = zorch__layout_cache_entry(c->pipeline, key);
+  char *text = NULL;
+  size_t len = 0;
+  int rc = k ? zorch__store_read_doc(c->remote, k, &text, &len) : ZORCH_ENOMEM;
+  free(k);
+  if (!rc) load_line_slow(c, text, text + len); /* puts key -> outputs when it is that entry */
+  free(text);
+  zorch_error_clear();
+  const char *val = table_get(&c->map, key);
+  if (val != UNREAD) return val;
+  table_put(&c->map, key, strlen(key), NULL); /* unreadable: a miss from now on */
+  return NULL;
+}
+
 int zorch__cache_open(zorch__cache **out, zorch__store *st, const char *pipeline, bool durable) {
   if (!out || !st) return zorch__error_set(ZORCH_EINVALID, "zorch__cache_open: invalid argument");
   *out = NULL;
@@ -436,14 +513,19 @@ int zorch__cache_open(zorch__cache **out, zorch__store *st, const char *pipeline
   zorch__cache *c = calloc(1, sizeof *c);
   if (!c) return zorch__error_oom();
   pthread_mutex_init(&c->mu, NULL);
-  c->path = zorch__asprintf("%s/cache/%s.jsonl", zorch__store_root(st), pipeline);
-  if (!c->path) {
+  char *key = zorch__layout_cache_index(pipeline);
+  if (!zorch__store_is_local(st)) {
+    c->path = zorch__asprintf("cache index of pipeline %s in %s", pipeline, zorch__store_uri(st));
+    rc = c->path ? remote_open(c, st, pipeline) : zorch__error_oom();
+    if (rc) zorch__error_prefix("cannot load the %s", c->path ? c->path : "cache index");
+  } else if (!key || !(c->path = zorch__path_join(zorch__store_local_root(st), key))) {
     rc = zorch__error_oom();
   } else if ((rc = load(c))) {
     zorch__error_prefix("cannot load cache index '%s'", c->path);
   } else {
     rc = zorch__journal_open(&c->j, c->path, durable);
   }
+  free(key);
   if (rc) {
     zorch__cache_close(c);
     return rc;
@@ -456,6 +538,7 @@ const char *zorch__cache_lookup(zorch__cache *c, const char *key) {
   if (!c || !key) return NULL;
   pthread_mutex_lock(&c->mu);
   const char *v = table_get(&c->map, key);
+  if (v == UNREAD) v = remote_read(c, key);
   pthread_mutex_unlock(&c->mu);
   return v;
 }
@@ -551,6 +634,7 @@ int zorch__cache_close(zorch__cache *c) {
   else
     free(c->data);
   free(c->path);
+  free(c->pipeline);
   free(c);
   return rc;
 }
