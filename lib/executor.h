@@ -4,7 +4,7 @@
 
 #include <stdatomic.h>
 
-#include "deployment.h"
+#include "plan.h"
 #include <zorch/plugin.h>
 #include "store.h"
 

@@ -1,4 +1,5 @@
 /* zorch — starting runs (now or on a schedule), waiting for them and cancelling them. */
+#include "deployment.h"
 #include "run_record.h"
 #include "submission.h"
 

@@ -2,6 +2,7 @@
  * loading a run, with its deployment and step records, from a store. */
 #include "run_record.h"
 
+#include "deployment.h"
 #include "status.h"
 #include "submission.h"
 

@@ -4,6 +4,7 @@
 #define ZORCH_SUBMISSION_H
 
 #include "client_int.h"
+#include "deployment.h"
 #include "executor.h"
 
 struct zorch_submission {
