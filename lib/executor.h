@@ -1,57 +1,13 @@
-/* zorch — the DAG executor (runs a plan in this process) and step records. */
+/* zorch — the DAG executor: runs a plan in this process. */
 #ifndef ZORCH_EXECUTOR_H
 #define ZORCH_EXECUTOR_H
 
 #include <stdatomic.h>
 
 #include "plan.h"
+#include "steprec.h"
 #include <zorch/plugin.h>
 #include "store.h"
-
-/** One output of a step as recorded. */
-typedef struct zorch__output_rec {
-  const char *name;                 /* borrowed from the plan */
-  char digest[ZORCH__DIGEST_HEX];
-  uint64_t size;
-  bool is_dir;
-  bool set;
-} zorch__output_rec;
-
-/** The recorded state of one step. */
-typedef struct zorch__step_rec {
-  int status;                       /* zorch_status */
-  uint32_t attempts;
-  double started, finished;
-  int exit_code;                    /* -1 when not a command or not exited */
-  char *error;                      /* malloc'd or NULL */
-  char *cache_key;                  /* ZORCH__DIGEST_HEX bytes in the records' key block, "" when
-                                     * none; NULL in a run that makes no cache keys (ephemeral
-                                     * with the cache off): 65 bytes a step it need not touch */
-  zorch__output_rec *outputs;       /* plan->steps[i].n_outputs entries */
-} zorch__step_rec;
-
-/** Append the JSON record line of step `i` to `b` (no newline). */
-int zorch__step_rec_json(zorch__buf *b, const zorch__plan *plan, uint32_t i,
-                         const zorch__step_rec *r);
-
-/** Apply one journal/step-record JSON line to the records (by step name). */
-int zorch__step_rec_apply(const zorch__plan *plan, zorch__step_rec *recs, const char *line,
-                          size_t len);
-
-/** Apply the records a run has so far: its journal (journal.jsonl), then the
- *  per-step record files (steps/<step>.json) under `run_dir`. */
-int zorch__step_recs_load(const zorch__plan *plan, zorch__step_rec *recs, const char *run_dir);
-
-/** The outputs of step i as the JSON array a cache entry holds.  malloc'd. */
-char *zorch__outputs_json(const zorch__plan *plan, uint32_t i, const zorch__step_rec *r);
-/** The same into `out` (its contents replaced; the buffer is reused). */
-int zorch__outputs_json_to(zorch__buf *out, const zorch__plan *plan, uint32_t i,
-                           const zorch__step_rec *r);
-
-/** Free the heap parts of n records and the array itself. */
-void zorch__step_recs_free(zorch__step_rec *recs, uint32_t n);
-/** Allocate n records with output slots matching the plan. */
-zorch__step_rec *zorch__step_recs_new(const zorch__plan *plan);
 
 typedef struct zorch__exec zorch__exec;
 
