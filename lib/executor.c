@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "client_int.h"
+#include "ctx.h"
 #include "map.h"
 
 extern char **environ;
