@@ -58,6 +58,7 @@ struct plugin {
   ino_t ino;
   void (*teardown)(void *);
   void *ctx;
+  uint32_t abi_minor;   /* desc->abi_minor */
   /* only while init runs: */
   bool in_init;
   char *init_error;     /* last message given to host->error_set */
@@ -133,6 +134,7 @@ static int flavor_append(zorch__registry *r, const zorch_flavor_desc *d, void *p
   f->pub.host = owner ? &owner->ph.host : NULL;
   f->pub.plugin_name = owner ? owner->name : "zorch";
   f->pub.plugin_path = owner ? owner->path : BUILTIN_PATH;
+  f->pub.plugin_abi_minor = owner ? owner->abi_minor : ZORCH_PLUGIN_ABI_MINOR;
   f->owner = owner;
   r->flavors[r->nflavors++] = f;
   return ZORCH_OK;
@@ -198,6 +200,37 @@ static bool why_set(zorch__buf *why, const char *fmt, ...) {
   return true;
 }
 
+/* Why an artifact store's ops are unusable, into `why`; false when they are fine. */
+static bool store_ops_reason(const zorch_artifact_store_ops *ops, zorch__buf *why) {
+  if (!ops)
+    return why_set(why, "ops is NULL (an artifact store needs a zorch_artifact_store_ops table)");
+  if (ops->version < 1)
+    return why_set(why, "ops version %u is invalid (set .version = ZORCH_ARTIFACT_STORE_OPS_VERSION)",
+                   ops->version);
+  if (ops->version > ZORCH_ARTIFACT_STORE_OPS_VERSION)
+    return why_set(why,
+                   "ops version %u is newer than this zorch knows (%d): set .version = "
+                   "ZORCH_ARTIFACT_STORE_OPS_VERSION of the <zorch/plugin.h> it is built with",
+                   ops->version, ZORCH_ARTIFACT_STORE_OPS_VERSION);
+  const struct {
+    bool set;
+    const char *name;
+  } need[] = {{ops->open != NULL, "open"},         {ops->open_uri != NULL, "open_uri"},
+              {ops->close != NULL, "close"},       {ops->uri != NULL, "uri"},
+              {ops->put_file != NULL, "put_file"}, {ops->put_bytes != NULL, "put_bytes"},
+              {ops->get_to_path != NULL, "get_to_path"},
+              {ops->get_stream != NULL, "get_stream"},
+              {ops->exists != NULL, "exists"},     {ops->list != NULL, "list"},
+              {ops->remove != NULL, "remove"}};
+  zorch__buf lack = ZORCH__BUF_INIT;
+  for (size_t i = 0; i < sizeof need / sizeof *need; i++)
+    if (!need[i].set) zorch__buf_cat(&lack, " ", need[i].name, (const char *)NULL);
+  bool bad = lack.len > 0;
+  if (bad) why_set(why, "ops lack%s", lack.data);
+  zorch__buf_free(&lack);
+  return bad;
+}
+
 /* Why a flavor descriptor is unusable, into `why`; false when it is fine. */
 static bool flavor_reason(const zorch_flavor_desc *d, zorch__buf *why) {
   if (d->version < 1 || d->version > ZORCH_FLAVOR_DESC_VERSION)
@@ -206,13 +239,16 @@ static bool flavor_reason(const zorch_flavor_desc *d, zorch__buf *why) {
   if (!d->name) return why_set(why, "it has no name");
   if (!valid_flavor_name(d->name))
     return why_set(why, "the name is invalid (use 1 to 63 of a-z, 0-9 and _)");
-  if (!d->type || strcmp(d->type, ZORCH_COMPONENT_ORCHESTRATOR))
-    return why_set(why, "type '%.80s' is not supported (this zorch accepts '%s')",
-                   d->type ? d->type : "(NULL)", ZORCH_COMPONENT_ORCHESTRATOR);
+  bool store = d->type && !strcmp(d->type, ZORCH_COMPONENT_ARTIFACT_STORE);
+  if (!d->type || (!store && strcmp(d->type, ZORCH_COMPONENT_ORCHESTRATOR)))
+    return why_set(why, "type '%.80s' is not supported (this zorch accepts '%s' and '%s')",
+                   d->type ? d->type : "(NULL)", ZORCH_COMPONENT_ORCHESTRATOR,
+                   ZORCH_COMPONENT_ARTIFACT_STORE);
   if (!d->description || !*d->description) return why_set(why, "description is missing");
   if (!d->config_schema) return why_set(why, "config_schema is missing");
   if (zorch__schema_check(d->config_schema, "config_schema"))
     return why_set(why, "%s", zorch_error_last()->message);
+  if (store) return store_ops_reason(d->ops, why);
   const zorch_orchestrator_ops *ops = d->ops;
   if (!ops)
     return why_set(why, "ops is NULL (an orchestrator needs submit, wait, cancel and release)");
@@ -313,6 +349,7 @@ static plugin *plugin_add(zorch__registry *r, const zorch_plugin_desc *d, const 
     p->ino = st->st_ino;
   }
   p->teardown = d->teardown;
+  p->abi_minor = d->abi_minor;
   p->ph.p = p;
   zorch_host *h = &p->ph.host;
   h->version = ZORCH_HOST_VERSION;
@@ -606,7 +643,7 @@ void zorch__registry_problem(const zorch__registry *r, size_t i, const char **pa
 /* ---- public API ------------------------------------------------------------------------- */
 
 static bool known_type(const char *type) {
-  return !strcmp(type, ZORCH_COMPONENT_ORCHESTRATOR) || !strcmp(type, "artifact_store");
+  return !strcmp(type, ZORCH_COMPONENT_ORCHESTRATOR) || !strcmp(type, ZORCH_COMPONENT_ARTIFACT_STORE);
 }
 
 static int put_kv(zorch__buf *b, const char *key, const char *value, bool first) {

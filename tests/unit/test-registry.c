@@ -165,7 +165,7 @@ static const fail_case cases[] = {
      true},
     {"bad-type",
      "%s: flavor 'fixture_bad_type' rejected: type 'frobnicator' is not supported (this zorch "
-     "accepts 'orchestrator')",
+     "accepts 'orchestrator' and 'artifact_store')",
      true},
     {"no-ops",
      "%s: init of plugin fixture_no_ops failed: flavor 'fixture_no_ops' rejected: ops is NULL (an "
