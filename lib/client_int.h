@@ -30,6 +30,7 @@ typedef struct zorch__flavor {
   const zorch_host *host;     /* the host table of the plugin that registered it */
   const char *plugin_name;
   const char *plugin_path;    /* file it was loaded from, or "(built-in)" */
+  uint32_t plugin_abi_minor;  /* the plugin ABI 1.x it was built for (built-ins: ours) */
 } zorch__flavor;
 
 /** Build the registry for a client: scan, in this order, the client's
@@ -89,9 +90,9 @@ typedef struct zorch__stack {
   char *orchestrator_flavor;
   char *orchestrator_config;  /* JSON object text */
   char *store_name;
-  char *store_flavor;         /* "local" */
+  char *store_flavor;         /* "local", or an artifact-store plugin's flavor */
   char *store_config;         /* JSON object text */
-  char *store_path;           /* absolute root of the local store */
+  char *store_path;           /* absolute root of a local store; NULL for other flavors */
 } zorch__stack;
 
 /** Resolve stack `name` (NULL: the active one) from <home>/config.json.
@@ -101,10 +102,16 @@ typedef struct zorch__stack {
 int zorch__stack_resolve(zorch__stack *out, zorch_client *client, const char *name);
 void zorch__stack_clear(zorch__stack *s);
 
-/** The artifact-store path of every registered local artifact store (for
- *  finding runs by id), as a NULL-terminated array; free with
- *  zorch__strv_free(). */
-int zorch__store_paths(char ***out, zorch_client *client);
+/** An artifact-store component as registered. */
+typedef struct zorch__store_component {
+  char *name, *flavor, *config; /* config: JSON object text */
+} zorch__store_component;
+
+/** Every registered artifact store (for finding runs by id), one entry per
+ *  store (two names for one flavor and config count once); free with
+ *  zorch__store_components_free(). */
+int zorch__store_components(zorch__store_component **out, size_t *n, zorch_client *client);
+void zorch__store_components_free(zorch__store_component *v, size_t n);
 void zorch__strv_free(char **v);
 
 #endif /* ZORCH_CLIENT_INT_H */

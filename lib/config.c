@@ -25,7 +25,7 @@
 #define CONFIG_LOCK ".config.lock"
 #define DEFAULT "default"
 #define T_ORCH ZORCH_COMPONENT_ORCHESTRATOR
-#define T_STORE "artifact_store"
+#define T_STORE ZORCH_COMPONENT_ARTIFACT_STORE
 
 /* ---- the built-in "local" artifact store ------------------------------------------- */
 
@@ -35,6 +35,8 @@ static const char store_local_schema[] =
     "\"description\":\"absolute path of the store's root directory\"}},"
     "\"required\":[\"path\"],\"additionalProperties\":false}";
 
+/* Built in: no ops table, its backend is the local store (store_local.c),
+ * reached through the same interface as the plugin stores. */
 static const zorch_flavor_desc store_local = {
     .version = ZORCH_FLAVOR_DESC_VERSION,
     .type = T_STORE,
@@ -339,10 +341,17 @@ static int check_component(json_t **out, zorch_client *c, const char *type, cons
   else if (!json_is_object(cfg))
     rc = zorch__error_set(ZORCH_EINVALID, "%s: must be a JSON object", what);
   if (!rc) rc = zorch__schema_validate(f->desc->config_schema, text, what);
-  const zorch_orchestrator_ops *ops = !strcmp(type, T_ORCH) ? f->desc->ops : NULL;
-  if (!rc && ops && ops->version >= 1 && ops->check_config) {
+  /* both kinds of ops have check_config in their version 1 */
+  int (*check)(void *, const char *) = NULL;
+  if (!f->desc->ops)
+    check = NULL; /* built in */
+  else if (!strcmp(type, T_ORCH))
+    check = ((const zorch_orchestrator_ops *)f->desc->ops)->check_config;
+  else
+    check = ((const zorch_artifact_store_ops *)f->desc->ops)->check_config;
+  if (!rc && check) {
     zorch_error_clear();
-    rc = ops->check_config(f->payload, text);
+    rc = check(f->payload, text);
     if (rc) {
       if (rc > 0) rc = ZORCH_EINVALID;
       if (zorch_error_last()->code == ZORCH_OK)
@@ -642,14 +651,15 @@ int zorch__stack_resolve(zorch__stack *out, zorch_client *c, const char *name) {
     out->store_name = zorch__strdup(json_string_value(json_object_get(s, "artifact_store")));
     out->store_flavor = zorch__strdup(json_string_value(json_object_get(store, "flavor")));
     out->store_config = config_text(store);
-    if (str_is(out->store_flavor, "local") && (!path || path[0] != '/'))
+    bool local = str_is(out->store_flavor, "local");
+    if (local && (!path || path[0] != '/'))
       rc = zorch__error_set(ZORCH_EINVALID,
                             "stack '%s': artifact store '%s' has no absolute \"path\"", name,
                             out->store_name ? out->store_name : "?");
-    out->store_path = zorch__strdup(path);
+    out->store_path = local ? zorch__strdup(path) : NULL;
     if (!rc && (!out->name || !out->orchestrator_name || !out->orchestrator_flavor ||
                 !out->orchestrator_config || !out->store_name || !out->store_flavor ||
-                !out->store_config || !out->store_path))
+                !out->store_config || (local && !out->store_path)))
       rc = zorch__error_oom();
   }
   json_decref(doc);
@@ -657,28 +667,41 @@ int zorch__stack_resolve(zorch__stack *out, zorch_client *c, const char *name) {
   return rc;
 }
 
-int zorch__store_paths(char ***out, zorch_client *c) {
+void zorch__store_components_free(zorch__store_component *v, size_t n) {
+  for (size_t i = 0; v && i < n; i++) {
+    free(v[i].name);
+    free(v[i].flavor);
+    free(v[i].config);
+  }
+  free(v);
+}
+
+int zorch__store_components(zorch__store_component **out, size_t *n_out, zorch_client *c) {
   *out = NULL;
+  *n_out = 0;
   json_t *doc = NULL;
-  int rc = client_ok(c, "zorch__store_paths");
+  int rc = client_ok(c, "zorch__store_components");
   if (!rc) rc = config_load(&doc, c);
   if (rc) return rc;
   json_t *sec = section(doc, T_STORE);
-  char **v = calloc(json_object_size(sec) + 1, sizeof *v);
+  zorch__store_component *v = calloc(json_object_size(sec) + 1, sizeof *v);
   size_t n = 0;
   const char *k;
   json_t *e;
   json_object_foreach(sec, k, e) {
     if (!v) break;
-    if (!str_is(json_string_value(json_object_get(e, "flavor")), "local")) continue;
-    const char *p = json_string_value(json_object_get(json_object_get(e, "config"), "path"));
-    if (!p) continue;
-    bool dup = false;
-    for (size_t i = 0; i < n; i++)
-      if (!strcmp(v[i], p)) dup = true;
-    if (dup) continue;
-    if (!(v[n] = zorch__strdup(p))) {
-      zorch__strv_free(v);
+    const char *flavor = json_string_value(json_object_get(e, "flavor"));
+    char *config = config_text(e);
+    bool dup = !flavor || !config;
+    for (size_t i = 0; i < n && !dup; i++) /* one store under two names */
+      dup = !strcmp(v[i].flavor, flavor) && !strcmp(v[i].config, config);
+    if (dup) {
+      free(config);
+      continue;
+    }
+    v[n] = (zorch__store_component){zorch__strdup(k), zorch__strdup(flavor), config};
+    if (!v[n].name || !v[n].flavor) {
+      zorch__store_components_free(v, n + 1);
       v = NULL;
     } else {
       n++;
@@ -687,6 +710,7 @@ int zorch__store_paths(char ***out, zorch_client *c) {
   json_decref(doc);
   if (!v) return zorch__error_oom();
   *out = v;
+  *n_out = n;
   return ZORCH_OK;
 }
 

@@ -1,5 +1,6 @@
 /* zorch — compiling pipelines to deployments, and loading deployments into plans. */
 #include "deployment.h"
+#include "store_layout.h"
 
 #include <elf.h>
 #include <errno.h>
@@ -201,12 +202,22 @@ static void put_strv(zorch__buf *b, const char *key, char **v, size_t n) {
   zorch__buf_put(b, "]", 1);
 }
 
+/* The step entrypoint: the store by its URI (the step reads the deployment
+ * from it), and on a local store the deployment's path as well, which
+ * entrypoints before --zorch-store read (they skip what they do not know). */
 static void put_entrypoint(zorch__buf *b, const char *head, const char *dep_path,
-                           const char *run_id) {
+                           const char *store_uri, const char *run_id) {
   zorch__buf_puts(b, "[");
   zorch__buf_puts(b, head);
-  zorch__buf_puts(b, ",\"--zorch-step\",\"{step}\",\"--zorch-deployment\",");
-  zorch__buf_json_string(b, dep_path);
+  zorch__buf_puts(b, ",\"--zorch-step\",\"{step}\"");
+  if (dep_path) {
+    zorch__buf_puts(b, ",\"--zorch-deployment\",");
+    zorch__buf_json_string(b, dep_path);
+  }
+  if (store_uri) {
+    zorch__buf_puts(b, ",\"--zorch-store\",");
+    zorch__buf_json_string(b, store_uri);
+  }
   zorch__buf_puts(b, ",\"--zorch-run\",");
   zorch__buf_json_string(b, run_id ? run_id : "");
   zorch__buf_puts(b, "]");
@@ -593,10 +604,12 @@ int zorch__deployment_compile(char **out, zorch__plan **plan_out, const zorch_pi
   const char *zorch_cmd = info->zorch_command;
   char *default_cmd = zorch_cmd && *zorch_cmd ? NULL : zorch__asprintf("%s/zorch", ZORCH_BINDIR);
   if (!zorch_cmd || !*zorch_cmd) zorch_cmd = default_cmd;
-  char *dep_path = info->store_path && info->run_id
-                       ? zorch__asprintf("%s/runs/%s/deployment.json", info->store_path,
-                                         info->run_id)
-                       : zorch__strdup("deployment.json");
+  char *dep_key = info->run_id ? zorch__layout_deployment(info->run_id) : NULL;
+  char *dep_path = info->store_path && dep_key ? zorch__path_join(info->store_path, dep_key)
+                   : info->store_uri           ? NULL
+                                               : zorch__strdup("deployment.json");
+  free(dep_key);
+  const char *store_uri = info->store_uri;
   const char *default_version =
       p->defaults.settings->version ? p->defaults.settings->version : zorch__program_version();
 
@@ -619,8 +632,16 @@ int zorch__deployment_compile(char **out, zorch__plan **plan_out, const zorch_pi
   zorch__buf_json_string(&b, info->orchestrator ? info->orchestrator : "");
   zorch__buf_puts(&b, ",\"flavor\":");
   zorch__buf_json_string(&b, info->flavor ? info->flavor : "");
-  zorch__buf_puts(&b, "},\"artifact_store\":{\"flavor\":\"local\",\"path\":");
-  zorch__buf_json_string(&b, info->store_path ? info->store_path : "");
+  zorch__buf_puts(&b, "},\"artifact_store\":{\"flavor\":");
+  zorch__buf_json_string(&b, info->store_flavor ? info->store_flavor : "local");
+  if (info->store_path || !store_uri) {
+    zorch__buf_puts(&b, ",\"path\":");
+    zorch__buf_json_string(&b, info->store_path ? info->store_path : "");
+  }
+  if (store_uri) {
+    zorch__buf_puts(&b, ",\"uri\":");
+    zorch__buf_json_string(&b, store_uri);
+  }
   zorch__buf_printf(&b, "},\"failure_mode\":\"%s\",\"params\":",
                     failure_mode_name(info->failure_mode));
   put_json(&b, params);
@@ -634,13 +655,13 @@ int zorch__deployment_compile(char **out, zorch__plan **plan_out, const zorch_pi
   } else {
     zorch__buf_json_string(&json_prog, zorch__program_path());
   }
-  put_entrypoint(&b, json_prog.data, dep_path, info->run_id);
+  put_entrypoint(&b, json_prog.data, dep_path, store_uri, info->run_id);
   zorch__buf_free(&json_prog);
   zorch__buf_puts(&b, ",\"command\":");
   zorch__buf cmdhead = ZORCH__BUF_INIT;
   zorch__buf_json_string(&cmdhead, zorch_cmd);
   zorch__buf_puts(&cmdhead, ",\"step\",\"run\"");
-  put_entrypoint(&b, cmdhead.data, dep_path, info->run_id);
+  put_entrypoint(&b, cmdhead.data, dep_path, store_uri, info->run_id);
   zorch__buf_free(&cmdhead);
   zorch__buf_puts(&b, "},\"defaults\":{\"version\":");
   zorch__buf_json_string(&b, default_version);

@@ -12,7 +12,9 @@ typedef struct zorch__compile_info {
   const char *stack;         /* may be NULL */
   const char *orchestrator;  /* component name, may be NULL */
   const char *flavor;        /* orchestrator flavor, may be NULL */
-  const char *store_path;    /* local artifact store root, may be NULL */
+  const char *store_path;    /* local artifact store root, NULL for other stores */
+  const char *store_uri;     /* the artifact store's URI, may be NULL (then from store_path) */
+  const char *store_flavor;  /* the artifact store's flavor; NULL: "local" */
   const char *zorch_command; /* the zorch CLI for command steps; NULL: the installed one */
   int failure_mode;
   double created;

@@ -216,7 +216,7 @@ static int run_step(const char *dep_path, const char *run_id, const char *step,
   recs = zorch__step_recs_new(plan);
   char *run_dir = zorch__asprintf("%s/runs/%s", plan->store_path, plan->run_id);
   char *logs = run_dir ? zorch__path_join(run_dir, "logs") : NULL;
-  if (!recs || !run_dir || !logs || zorch__step_recs_load(plan, recs, run_dir) || zorch__mkdirs(logs)) {
+  if (!recs || !run_dir || !logs || zorch__step_recs_load(plan, recs, st, plan->run_id) || zorch__mkdirs(logs)) {
     fprintf(stderr, "zorch: cannot read the run's records: %s\n", zorch_error_last()->message);
     free(run_dir);
     free(logs);

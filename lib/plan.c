@@ -224,6 +224,7 @@ static int header_ready(reader *r) {
   pl->run_id = get_str(run, "id");
   pl->run_name = get_str(run, "name");
   pl->store_path = get_str(json_object_get(doc, "artifact_store"), "path");
+  pl->store_uri = get_str(json_object_get(doc, "artifact_store"), "uri");
   pl->stack = get_str(json_object_get(doc, "stack"), "name");
   pl->flavor = get_str(json_object_get(doc, "stack"), "flavor");
   int fm = failure_mode_parse(get_str(doc, "failure_mode"));

@@ -51,7 +51,9 @@ typedef struct zorch__pstep {
 typedef struct zorch__plan {
   atomic_int refs;
   json_t *doc;              /* the document's members other than "steps" */
-  const char *pipeline, *run_id, *run_name, *store_path, *stack, *flavor;
+  const char *pipeline, *run_id, *run_name, *stack, *flavor;
+  const char *store_path;   /* artifact_store.path: a local store's root, or NULL */
+  const char *store_uri;    /* artifact_store.uri, or NULL (deployments before 0.2 have none) */
   int failure_mode;
   uint32_t n_steps;
   zorch__pstep *steps;      /* in topological order */

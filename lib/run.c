@@ -1,6 +1,7 @@
 /* zorch — starting runs (now or on a schedule), waiting for them and cancelling them. */
 #include "deployment.h"
 #include "run_record.h"
+#include "store_layout.h"
 #include "submission.h"
 
 #include <signal.h>
@@ -68,7 +69,8 @@ typedef struct start_src {
 } start_src;
 
 /* A stored deployment as a new run: new id and name, the entrypoint
- * templates pointed at the new run's copy of the document. */
+ * templates pointed at the new run's copy of the document (`store_root`:
+ * where a local store is; a store of another kind has the run id only). */
 static int rebase_deployment(json_t *doc, const char *store_root, const char *old_id, const char *new_id,
                              const char *new_name, double created) {
   json_t *run = json_object_get(doc, "run");
@@ -78,7 +80,9 @@ static int rebase_deployment(json_t *doc, const char *store_root, const char *ol
   json_object_set_new(run, "id", json_string(new_id));
   json_object_set_new(run, "name", json_string(new_name));
   json_object_set_new(run, "created", json_real(created));
-  char *newdp = zorch__asprintf("%s/runs/%s/deployment.json", store_root, new_id);
+  char *key = zorch__layout_deployment(new_id);
+  char *newdp = key ? zorch__path_join(store_root ? store_root : "", key) : NULL;
+  free(key);
   if (!newdp) {
     json_decref(old_id_ref);
     return zorch__error_oom();
@@ -241,9 +245,17 @@ static int run_start_inner(zorch_run **out, zorch_client *client, start_src *src
   sub->exec_opts.flags = opts->flags;
   sub->exec_opts.progress_cb = opts->progress_cb;
   sub->exec_opts.progress_payload = opts->progress_payload;
-  rc = zorch__store_open(&r->store, stack.store_path);
-  if (rc) {
-    zorch__error_prefix("artifact store '%s'", stack.store_name);
+  rc = zorch__store_open_component(&r->store, client, stack.store_name, stack.store_flavor,
+                                   stack.store_config);
+  if (rc) goto fail;
+  if (!zorch__store_is_local(r->store) && fl->plugin_abi_minor < 2) {
+    /* before 1.2 a flavor knows the store only by its path */
+    rc = zorch__error_set(ZORCH_ENOTSUPPORTED,
+                          "orchestrator flavor '%s' (plugin %s) is built for plugin ABI 1.%u, whose "
+                          "steps reach the artifact store by a path: it cannot use artifact store "
+                          "'%s' (%s); rebuild the plugin against plugin ABI 1.2 or use a local store",
+                          stack.orchestrator_flavor, fl->plugin_name, fl->plugin_abi_minor,
+                          stack.store_name, zorch__store_uri(r->store));
     goto fail;
   }
   zorch__compile_info ci;
@@ -255,6 +267,8 @@ static int run_start_inner(zorch_run **out, zorch_client *client, start_src *src
                               .orchestrator = stack.orchestrator_name,
                               .flavor = stack.orchestrator_flavor,
                               .store_path = zorch__store_root(r->store),
+                              .store_uri = zorch__store_uri(r->store),
+                              .store_flavor = stack.store_flavor,
                               .failure_mode = opts->failure_mode,
                               .zorch_command = sub->zorch_command,
                               .created = r->created};
@@ -266,15 +280,21 @@ static int run_start_inner(zorch_run **out, zorch_client *client, start_src *src
       goto fail;
     sub->compile_info = &ci;
   } else {
-    const char *dstore = json_string_value(json_object_get(json_object_get(src->doc, "artifact_store"), "path"));
-    if (!dstore || strcmp(dstore, zorch__store_root(r->store)) != 0) {
+    /* the deployment's store: by URI, or (written before URIs) by path */
+    json_t *das = json_object_get(src->doc, "artifact_store");
+    const char *duri = json_string_value(json_object_get(das, "uri"));
+    const char *dpath = json_string_value(json_object_get(das, "path"));
+    const char *root = zorch__store_root(r->store);
+    bool same = duri ? !strcmp(duri, zorch__store_uri(r->store)) : dpath && root && !strcmp(dpath, root);
+    if (!same) {
       rc = zorch__error_set(ZORCH_EINVALID,
-                            "%s uses the artifact store at %s, but stack '%s' has its store at %s: use a "
-                            "stack whose store is at the deployment's path",
-                            src->doc_path, dstore ? dstore : "(none)", stack.name, zorch__store_root(r->store));
+                            "%s uses the artifact store %s, but stack '%s' has its store at %s: use a "
+                            "stack whose store is the deployment's",
+                            src->doc_path, duri ? duri : dpath ? dpath : "(none)", stack.name,
+                            zorch__store_uri(r->store));
       goto fail;
     }
-    if (fresh && (rc = rebase_deployment(src->doc, dstore, doc_id, r->id, r->name, r->created))) goto fail;
+    if (fresh && (rc = rebase_deployment(src->doc, root, doc_id, r->id, r->name, r->created))) goto fail;
     r->deployment = json_dumps(src->doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
     if (!r->deployment) {
       rc = zorch__error_oom();
@@ -283,20 +303,23 @@ static int run_start_inner(zorch_run **out, zorch_client *client, start_src *src
   }
   if (!r->plan && (rc = zorch__plan_load(&r->plan, r->deployment))) goto fail;
   /* r->recs: made when the run is waited for or refreshed */
-  sub->deployment_path =
-      src->cron ? zorch__asprintf("%s/schedules/%s/deployment.json", zorch__store_root(r->store), r->name)
-                : zorch__asprintf("%s/runs/%s/deployment.json", zorch__store_root(r->store), r->id);
+  char *dep_key = src->cron ? zorch__layout_schedule_deployment(r->name) : zorch__layout_deployment(r->id);
+  /* where the document is: a path on a local store, else the store's URI
+   * and the key */
+  sub->deployment_path = !dep_key ? NULL
+                         : zorch__store_root(r->store)
+                             ? zorch__path_join(zorch__store_root(r->store), dep_key)
+                             : zorch__asprintf("%s/%s", zorch__store_uri(r->store), dep_key);
   if (!sub->deployment_path || !r->id || !r->name) {
+    free(dep_key);
     rc = zorch__error_oom();
     goto fail;
   }
   zorch__kvs_set(&r->metadata, "orchestrator", stack.orchestrator_flavor);
   if (src->cron) {
     /* a schedule: the deployment is a template each scheduled run copies */
-    char *rel = zorch__asprintf("schedules/%s/deployment.json", r->name);
-    rc = rel ? zorch__store_write_doc(r->store, rel, r->deployment, strlen(r->deployment), true)
-             : zorch__error_oom();
-    free(rel);
+    rc = zorch__store_write_doc(r->store, dep_key, r->deployment, strlen(r->deployment), true);
+    free(dep_key);
     if (rc) goto fail;
     char *id = NULL;
     rc = fops->schedule_create(fl->payload, sub, src->cron, &id);
@@ -314,17 +337,13 @@ static int run_start_inner(zorch_run **out, zorch_client *client, start_src *src
     return *src->schedule_id ? ZORCH_OK : zorch__error_oom();
   }
   if (!(opts->flags & ZORCH_RUN_EPHEMERAL)) {
-    if (fresh) {
-      char *rel = zorch__asprintf("runs/%s/deployment.json", r->id);
-      rc = rel ? zorch__store_write_doc(r->store, rel, r->deployment, strlen(r->deployment), true)
-               : zorch__error_oom();
-      free(rel);
-      if (rc) goto fail;
-    }
+    if (fresh) rc = zorch__store_write_doc(r->store, dep_key, r->deployment, strlen(r->deployment), true);
+    free(dep_key);
+    if (rc) goto fail;
     if ((rc = zorch__run_record_write(r))) goto fail;
     free(r->deployment); /* stored and loaded: read back on demand */
     r->deployment = NULL;
-  } else if (!caps.runs_ephemeral) {
+  } else if (free(dep_key), !caps.runs_ephemeral) {
     rc = zorch__error_set(ZORCH_EINVALID,
                           "ephemeral runs keep no records, so only the local flavor can run "
                           "them (stack '%s' uses '%s')",

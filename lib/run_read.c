@@ -1,36 +1,82 @@
 /* zorch — reading runs: opening one from the stores, its accessors, and
  * listing the runs of a store. */
 #include "run_record.h"
+#include "store_layout.h"
 
-#include <dirent.h>
 #include <sys/stat.h>
 
-static int find_run_id_by_name(char **out, zorch__store *st, const char *name) {
-  char *rd = zorch__path_join(zorch__store_root(st), "runs");
-  DIR *d = rd ? opendir(rd) : NULL;
-  free(rd);
-  if (!d) return ZORCH_ENOTFOUND;
-  struct dirent *de;
-  double best = -1;
-  while ((de = readdir(d))) {
-    if (de->d_name[0] == '.') continue;
-    char *rel = zorch__asprintf("runs/%s/run.json", de->d_name);
-    char *text = NULL;
-    if (rel && zorch__store_read_doc(st, rel, &text, NULL) == ZORCH_OK) {
-      json_t *o = json_loads(text, 0, NULL);
-      const char *n = json_string_value(json_object_get(o, "name"));
-      double created = json_number_value(json_object_get(o, "created"));
-      if (n && !strcmp(n, name) && created > best) {
-        best = created;
-        free(*out);
-        *out = zorch__strdup(de->d_name);
-      }
-      json_decref(o);
-    }
-    free(text);
-    free(rel);
+/* Open an artifact-store component to read runs from it: a local store
+ * only when its directory exists (reading makes no store): ZORCH_OK with
+ * *out NULL when it does not. */
+static int open_existing(zorch__store **out, zorch_client *c, const char *name, const char *flavor,
+                         const char *config) {
+  *out = NULL;
+  if (!strcmp(flavor, "local")) {
+    json_t *cfg = json_loads(config, 0, NULL);
+    const char *path = json_string_value(json_object_get(cfg, "path"));
+    struct stat sb;
+    bool there = path && stat(path, &sb) == 0;
+    json_decref(cfg);
+    if (!there) return ZORCH_OK;
   }
-  closedir(d);
+  return zorch__store_open_component(out, c, name, flavor, config);
+}
+
+/* Call cb(id, payload) for every run of a store (one listing, one level). */
+typedef struct {
+  int (*cb)(const char *id, void *payload);
+  void *payload;
+} runs_walk;
+
+static int each_run_key(void *payload, const char *key, uint64_t size) {
+  (void)size;
+  runs_walk *w = payload;
+  char id[256];
+  return zorch__layout_run_of(key, id, sizeof id) ? w->cb(id, w->payload) : ZORCH_OK;
+}
+
+static int each_run(const zorch__store *st, int (*cb)(const char *id, void *payload), void *payload) {
+  runs_walk w = {cb, payload};
+  return zorch__store_list(st, zorch__layout_runs, "/", each_run_key, &w);
+}
+
+/* A run's record, parsed into a zeroed run; ZORCH_ENOTFOUND when it has none. */
+static int read_record(zorch_run *tmp, const zorch__store *st, const char *id) {
+  char *key = zorch__layout_run_record(id);
+  char *text = NULL;
+  int rc = key ? zorch__store_read_doc(st, key, &text, NULL) : zorch__error_oom();
+  if (!rc) rc = zorch__run_record_parse(tmp, text, key);
+  free(text);
+  free(key);
+  return rc;
+}
+
+typedef struct {
+  const zorch__store *st;
+  const char *name;
+  char *id;
+  double best;
+} by_name;
+
+static int match_name(const char *id, void *payload) {
+  by_name *b = payload;
+  zorch_run tmp;
+  memset(&tmp, 0, sizeof tmp);
+  if (read_record(&tmp, b->st, id) == ZORCH_OK && tmp.name && !strcmp(tmp.name, b->name) &&
+      tmp.created > b->best) {
+    b->best = tmp.created;
+    free(b->id);
+    b->id = zorch__strdup(id);
+  }
+  zorch__run_free_fields(&tmp);
+  return ZORCH_OK;
+}
+
+static int find_run_id_by_name(char **out, zorch__store *st, const char *name) {
+  by_name b = {st, name, NULL, -1};
+  (void)each_run(st, match_name, &b);
+  zorch_error_clear();
+  *out = b.id;
   return *out ? ZORCH_OK : ZORCH_ENOTFOUND;
 }
 
@@ -41,36 +87,35 @@ int zorch_run_open(zorch_run **out, zorch_client *c, const char *id_or_name) {
     return zorch__error_set(ZORCH_EINVALID, "zorch_run_open: client or run id is missing");
   if (strchr(id_or_name, '/') || id_or_name[0] == '.')
     return zorch__error_set(ZORCH_EINVALID, "invalid run id or name '%s'", id_or_name);
-  char **paths = NULL;
-  int rc = zorch__store_paths(&paths, c);
+  zorch__store_component *comps = NULL;
+  size_t n = 0;
+  int rc = zorch__store_components(&comps, &n, c);
   if (rc) return rc;
   rc = ZORCH_ENOTFOUND;
   for (size_t pass = 0; pass < 2 && rc == ZORCH_ENOTFOUND; pass++) {
-    for (size_t i = 0; paths[i] && rc == ZORCH_ENOTFOUND; i++) {
-      struct stat sb;
-      if (stat(paths[i], &sb) != 0) continue;
+    for (size_t i = 0; i < n && rc == ZORCH_ENOTFOUND; i++) {
       zorch__store *st = NULL;
-      if (zorch__store_open(&st, paths[i]) != ZORCH_OK) continue;
+      if (open_existing(&st, c, comps[i].name, comps[i].flavor, comps[i].config) != ZORCH_OK) {
+        zorch__log(c, ZORCH_LOG_DEBUG, "zorch", "run %s: skipping artifact store '%s': %s", id_or_name,
+                   comps[i].name, zorch_error_last()->message);
+        continue;
+      }
+      if (!st) continue;
       char *id = NULL;
       if (pass == 0) id = zorch__strdup(id_or_name);
       else if (find_run_id_by_name(&id, st, id_or_name) != ZORCH_OK) id = NULL;
-      if (id) {
-        char *rel = zorch__asprintf("runs/%s/run.json", id);
-        char *probe = zorch__path_join(paths[i], rel ? rel : "");
-        bool exists = probe && stat(probe, &sb) == 0;
-        free(rel);
-        free(probe);
-        if (exists) {
-          rc = zorch__run_load(out, c, st, id);
-          if (rc == ZORCH_OK) st = NULL;
-          else if (rc == ZORCH_ENOTFOUND) rc = ZORCH_EIO; /* exists but unreadable */
-        }
+      char *key = id ? zorch__layout_run_record(id) : NULL;
+      if (key && zorch__store_exists(st, key) == 1) {
+        rc = zorch__run_load(out, c, st, id);
+        if (rc == ZORCH_OK) st = NULL;
+        else if (rc == ZORCH_ENOTFOUND) rc = ZORCH_EIO; /* exists but unreadable */
       }
+      free(key);
       free(id);
       zorch__store_close(st);
     }
   }
-  zorch__strv_free(paths);
+  zorch__store_components_free(comps, n);
   if (rc == ZORCH_ENOTFOUND)
     return zorch__error_set(ZORCH_ENOTFOUND, "no run with id or name '%s' in any artifact store",
                             id_or_name);
@@ -188,8 +233,7 @@ int zorch_run_output_path(char **path, const zorch_run *r, const char *step, con
   const zorch__output_rec *o;
   int rc = find_output(r, step, output, &o);
   if (rc) return rc;
-  *path = zorch__store_artifact_path(r->store, o->digest);
-  return *path ? ZORCH_OK : zorch__error_oom();
+  return zorch__store_fetch(r->store, o->digest, o->is_dir, path);
 }
 
 int zorch_run_read_output(void **data, size_t *size, const zorch_run *r, const char *step,
@@ -202,8 +246,8 @@ int zorch_run_read_output(void **data, size_t *size, const zorch_run *r, const c
     return zorch__error_set(ZORCH_EINVALID,
                             "output '%s' of step '%s' is a directory: use zorch_run_output_path()",
                             output, step);
-  char *p = zorch__store_artifact_path(r->store, o->digest);
-  if (!p) return zorch__error_oom();
+  char *p = NULL;
+  if ((rc = zorch__store_fetch(r->store, o->digest, false, &p))) return rc;
   char *d = NULL;
   size_t len = 0;
   rc = zorch__read_file(p, &d, &len);
@@ -219,11 +263,17 @@ int zorch_run_read_log(char **text, size_t *size, const zorch_run *r, const char
   size_t i;
   int rc = zorch_run_step_index(r, step, &i);
   if (rc) return rc;
-  char *p = zorch__asprintf("%s/runs/%s/logs/%s.log", zorch__store_root(r->store), r->id, step);
-  if (!p) return zorch__error_oom();
+  char *key = zorch__layout_step_log(r->id, step);
+  if (!key) return zorch__error_oom();
   size_t len = 0;
-  rc = zorch__read_file(p, text, &len);
-  free(p);
+  rc = zorch__store_read_doc(r->store, key, text, &len);
+  if (rc == ZORCH_ENOTFOUND && !zorch__store_is_local(r->store)) {
+    /* a step of a run of this process, still running: its log is here */
+    char *p = zorch__path_join(zorch__store_local_root(r->store), key);
+    rc = p ? zorch__read_file(p, text, &len) : zorch__error_oom();
+    free(p);
+  }
+  free(key);
   if (rc == ZORCH_ENOTFOUND) { /* the step wrote nothing (or did not run) */
     *text = zorch__strdup("");
     len = 0;
@@ -251,6 +301,40 @@ static int cmp_items(const void *a, const void *b) {
   return x->started < y->started ? 1 : x->started > y->started ? -1 : strcmp(x->id, y->id);
 }
 
+typedef struct {
+  zorch_run_list *l;
+  const zorch__store *st;
+  const char *pipeline;
+  size_t cap;
+} list_walk;
+
+static int list_one(const char *id, void *payload) {
+  list_walk *w = payload;
+  zorch_run_list *l = w->l;
+  zorch_run tmp;
+  memset(&tmp, 0, sizeof tmp);
+  if (read_record(&tmp, w->st, id) == ZORCH_OK &&
+      (!w->pipeline || (tmp.pipeline && !strcmp(tmp.pipeline, w->pipeline)))) {
+    if (l->n == w->cap) {
+      w->cap = w->cap ? w->cap * 2 : 16;
+      list_item *ni = realloc(l->items, w->cap * sizeof *ni);
+      if (ni) l->items = ni;
+    }
+    if (l->items && l->n < w->cap) {
+      list_item *it = &l->items[l->n++];
+      it->id = tmp.id;
+      it->name = tmp.name;
+      it->pipeline = tmp.pipeline;
+      tmp.id = tmp.name = tmp.pipeline = NULL;
+      it->status = tmp.status;
+      it->started = tmp.started;
+      it->finished = tmp.finished;
+    }
+  }
+  zorch__run_free_fields(&tmp);
+  return ZORCH_OK;
+}
+
 int zorch_run_list_load(zorch_run_list **out, zorch_client *c, const char *pipeline) {
   if (!out || !c) return zorch__error_set(ZORCH_EINVALID, "zorch_run_list_load: NULL argument");
   *out = NULL;
@@ -259,50 +343,20 @@ int zorch_run_list_load(zorch_run_list **out, zorch_client *c, const char *pipel
   int rc = zorch__stack_resolve(&stack, c, NULL);
   if (rc) return rc;
   zorch_run_list *l = calloc(1, sizeof *l);
-  char *rd = zorch__path_join(stack.store_path, "runs");
-  zorch__stack_clear(&stack);
-  if (!l || !rd) {
-    free(l);
-    free(rd);
+  if (!l) {
+    zorch__stack_clear(&stack);
     return zorch__error_oom();
   }
-  DIR *d = opendir(rd);
-  size_t cap = 0;
-  if (d) {
-    struct dirent *de;
-    while ((de = readdir(d))) {
-      if (de->d_name[0] == '.') continue;
-      char *p = zorch__asprintf("%s/%s/run.json", rd, de->d_name);
-      char *text = NULL;
-      if (p && zorch__read_file(p, &text, NULL) == ZORCH_OK) {
-        zorch_run tmp;
-        memset(&tmp, 0, sizeof tmp);
-        if (zorch__run_record_parse(&tmp, text, p) == ZORCH_OK &&
-            (!pipeline || (tmp.pipeline && !strcmp(tmp.pipeline, pipeline)))) {
-          if (l->n == cap) {
-            cap = cap ? cap * 2 : 16;
-            list_item *ni = realloc(l->items, cap * sizeof *ni);
-            if (ni) l->items = ni;
-          }
-          if (l->n < cap) {
-            list_item *it = &l->items[l->n++];
-            it->id = tmp.id;
-            it->name = tmp.name;
-            it->pipeline = tmp.pipeline;
-            tmp.id = tmp.name = tmp.pipeline = NULL;
-            it->status = tmp.status;
-            it->started = tmp.started;
-            it->finished = tmp.finished;
-          }
-        }
-        zorch__run_free_fields(&tmp);
-      }
-      free(text);
-      free(p);
-    }
-    closedir(d);
+  zorch__store *st = NULL;
+  rc = open_existing(&st, c, stack.store_name, stack.store_flavor, stack.store_config);
+  zorch__stack_clear(&stack);
+  list_walk w = {l, st, pipeline, 0};
+  if (!rc && st) rc = each_run(st, list_one, &w);
+  zorch__store_close(st);
+  if (rc) {
+    zorch_run_list_free(l);
+    return rc;
   }
-  free(rd);
   if (l->n) qsort(l->items, l->n, sizeof *l->items, cmp_items);
   *out = l;
   return ZORCH_OK;

@@ -4,6 +4,7 @@
 
 #include "deployment.h"
 #include "status.h"
+#include "store_layout.h"
 #include "submission.h"
 
 /* ---- the run record (run.json) ---------------------------------------------------- */
@@ -29,7 +30,7 @@ static char *run_json(const zorch_run *r) {
 int zorch__run_record_write(zorch_run *r) {
   if (r->flags & ZORCH_RUN_EPHEMERAL) return ZORCH_OK;
   char *t = run_json(r);
-  char *rel = zorch__asprintf("runs/%s/run.json", r->id);
+  char *rel = zorch__layout_run_record(r->id);
   int rc = t && rel ? zorch__store_write_doc(r->store, rel, t, strlen(t), true) : zorch__error_oom();
   free(t);
   free(rel);
@@ -90,10 +91,10 @@ const char *zorch__run_deployment_text(zorch_run *r) {
     return r->deployment;
   }
   if (!r->deployment && r->store && r->id) {
-    char *rel = zorch__asprintf("runs/%s/deployment.json", r->id);
+    char *key = zorch__layout_deployment(r->id);
     size_t len = 0;
-    if (rel) zorch__store_read_doc(r->store, rel, &r->deployment, &len);
-    free(rel);
+    if (key) zorch__store_read_doc(r->store, key, &r->deployment, &len);
+    free(key);
   }
   return r->deployment;
 }
@@ -120,9 +121,7 @@ static int load_records(zorch_run *r) {
   if (!r->plan) return ZORCH_OK;
   zorch__step_rec *fresh = zorch__step_recs_new(r->plan);
   if (!fresh) return zorch__error_oom();
-  char *dir = zorch__asprintf("%s/runs/%s", zorch__store_root(r->store), r->id);
-  int rc = dir ? zorch__step_recs_load(r->plan, fresh, dir) : zorch__error_oom();
-  free(dir);
+  int rc = zorch__step_recs_load(r->plan, fresh, r->store, r->id);
   if (rc) {
     zorch__step_recs_free(fresh, r->plan->n_steps);
     return rc;
@@ -133,7 +132,7 @@ static int load_records(zorch_run *r) {
 }
 
 int zorch__run_load(zorch_run **out, zorch_client *c, zorch__store *st, const char *id) {
-  char *rel = zorch__asprintf("runs/%s/run.json", id);
+  char *rel = zorch__layout_run_record(id);
   char *text = NULL;
   size_t len = 0;
   int rc = rel ? zorch__store_read_doc(st, rel, &text, &len) : zorch__error_oom();
@@ -150,13 +149,13 @@ int zorch__run_load(zorch_run **out, zorch_client *c, zorch__store *st, const ch
   r->client = c;
   r->store = st;
   char where[512];
-  snprintf(where, sizeof where, "%s/%s", zorch__store_root(st), rel);
+  snprintf(where, sizeof where, "%s/%s", zorch__store_uri(st), rel);
   rc = zorch__run_record_parse(r, text, where);
   free(text);
   free(rel);
   if (!rc) {
-    rel = zorch__asprintf("runs/%s/deployment.json", id);
-    rc = zorch__store_read_doc(st, rel, &r->deployment, &len);
+    rel = zorch__layout_deployment(id);
+    rc = rel ? zorch__store_read_doc(st, rel, &r->deployment, &len) : zorch__error_oom();
     free(rel);
     if (!rc) rc = zorch__plan_load(&r->plan, r->deployment);
     if (!rc) rc = load_records(r);
@@ -185,7 +184,7 @@ int zorch_run_refresh(zorch_run *r) {
   }
   if (r->live) return load_records(r); /* a flavor whose steps write records to the store */
   /* a loaded run: re-read its record too */
-  char *rel = zorch__asprintf("runs/%s/run.json", r->id);
+  char *rel = zorch__layout_run_record(r->id);
   char *text = NULL;
   size_t len = 0;
   int rc = rel ? zorch__store_read_doc(r->store, rel, &text, &len) : zorch__error_oom();

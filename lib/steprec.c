@@ -3,8 +3,6 @@
  * entry. */
 #include "steprec.h"
 
-#include <dirent.h>
-
 #include "status.h"
 #include "store.h"
 
@@ -176,31 +174,10 @@ static int apply_line(const char *line, size_t len, void *payload) {
   return zorch__step_rec_apply(pp[0], pp[1], line, len);
 }
 
-int zorch__step_recs_load(const zorch__plan *plan, zorch__step_rec *recs, const char *run_dir) {
+int zorch__step_recs_load(const zorch__plan *plan, zorch__step_rec *recs, const zorch__store *st,
+                          const char *run_id) {
   void *pp[2] = {(void *)plan, recs};
-  char *jp = zorch__path_join(run_dir, "journal.jsonl");
-  int rc = jp ? zorch__journal_replay(jp, apply_line, pp) : zorch__error_oom();
-  free(jp);
-  if (rc && rc != ZORCH_ENOTFOUND) return rc;
-  char *sd = zorch__path_join(run_dir, "steps");
-  DIR *d = sd ? opendir(sd) : NULL;
-  if (d) {
-    struct dirent *de;
-    while ((de = readdir(d))) {
-      size_t l = strlen(de->d_name);
-      if (l < 6 || strcmp(de->d_name + l - 5, ".json")) continue;
-      char *p = zorch__path_join(sd, de->d_name);
-      char *text = NULL;
-      size_t tl = 0;
-      if (p && zorch__read_file(p, &text, &tl) == ZORCH_OK)
-        zorch__step_rec_apply(plan, recs, text, tl);
-      free(text);
-      free(p);
-    }
-    closedir(d);
-  }
-  free(sd);
-  return ZORCH_OK;
+  return zorch__store_step_records(st, run_id, apply_line, pp);
 }
 
 char *zorch__outputs_json(const zorch__plan *plan, uint32_t i, const zorch__step_rec *r) {

@@ -34,9 +34,11 @@ int zorch__step_rec_json(zorch__buf *b, const zorch__plan *plan, uint32_t i,
 int zorch__step_rec_apply(const zorch__plan *plan, zorch__step_rec *recs, const char *line,
                           size_t len);
 
-/** Apply the records a run has so far: its journal (journal.jsonl), then the
- *  per-step record files (steps/<step>.json) under `run_dir`. */
-int zorch__step_recs_load(const zorch__plan *plan, zorch__step_rec *recs, const char *run_dir);
+struct zorch__store;
+/** Apply the records run `run_id` has so far in the store: its journal, then
+ *  the step record objects (zorch__store_step_records). */
+int zorch__step_recs_load(const zorch__plan *plan, zorch__step_rec *recs,
+                          const struct zorch__store *st, const char *run_id);
 
 /** The outputs of step i as the JSON array a cache entry holds.  malloc'd. */
 char *zorch__outputs_json(const zorch__plan *plan, uint32_t i, const zorch__step_rec *r);

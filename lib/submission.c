@@ -13,7 +13,9 @@ const char *zorch__submission_get(const zorch_submission *sub, const char *key) 
   if (!strcmp(key, "run_name")) return r->name;
   if (!strcmp(key, "pipeline")) return r->pipeline;
   if (!strcmp(key, "config")) return sub->config;
-  if (!strcmp(key, "store_path")) return zorch__store_root(r->store);
+  if (!strcmp(key, "store_path")) return zorch__store_root(r->store); /* NULL unless local */
+  if (!strcmp(key, "store_uri")) return zorch__store_uri(r->store);
+  if (!strcmp(key, "store_env")) return zorch__store_step_env_json(r->store);
   if (!strcmp(key, "zorch_command")) return sub->zorch_command;
   if (!strcmp(key, "no_cache")) return (r->flags & ZORCH_RUN_NO_CACHE) ? "1" : "0";
   return NULL;
@@ -135,9 +137,10 @@ int zorch__executor_start_remote_host(void **out, zorch_submission *sub, const c
   if (!rm) return zorch__error_oom();
   rm->ops = ops;
   rm->data = data;
-  rm->store_path = zorch__strdup(zorch__store_root(sub->run->store));
+  const char *root = zorch__store_root(sub->run->store); /* NULL unless the store is local */
+  rm->store_path = zorch__strdup(root);
   rm->settings = step_settings(zorch__run_deployment_text(sub->run), sub->run->plan);
-  if (!rm->settings || !rm->store_path) {
+  if (!rm->settings || (root && !rm->store_path)) {
     free(rm->store_path);
     if (rm->settings)
       for (size_t i = 0; rm->settings[i]; i++) free(rm->settings[i]);

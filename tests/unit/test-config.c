@@ -106,11 +106,16 @@ START_TEST(default_stack_without_file) {
   ck_assert_str_eq(st.store_path, store);
   zorch__stack_clear(&st);
 
-  char **paths = NULL;
-  zt_ok(zorch__store_paths(&paths, c));
-  ck_assert_str_eq(paths[0], store);
-  ck_assert_ptr_null(paths[1]);
-  zorch__strv_free(paths);
+  zorch__store_component *comps = NULL;
+  size_t ncomps = 0;
+  zt_ok(zorch__store_components(&comps, &ncomps, c));
+  ck_assert_uint_eq(ncomps, 1);
+  ck_assert_str_eq(comps[0].name, "default");
+  ck_assert_str_eq(comps[0].flavor, "local");
+  json_t *cfg = json_loads(comps[0].config, 0, NULL);
+  ck_assert_str_eq(json_string_value(json_object_get(cfg, "path")), store);
+  json_decref(cfg);
+  zorch__store_components_free(comps, ncomps);
 
   /* reading never creates the file */
   char *cf = fmt("%s/config.json", zorch_client_home(c));
@@ -157,12 +162,13 @@ START_TEST(register_components_and_stacks) {
   ck_assert_str_eq(st.store_name, "default");
   zorch__stack_clear(&st);
 
-  char **paths = NULL;
-  zt_ok(zorch__store_paths(&paths, c));
-  ck_assert_ptr_nonnull(paths[1]);
-  ck_assert_str_eq(paths[1], "/tmp/zorch-scratch");
-  ck_assert_ptr_null(paths[2]);
-  zorch__strv_free(paths);
+  zorch__store_component *comps = NULL;
+  size_t ncomps = 0;
+  zt_ok(zorch__store_components(&comps, &ncomps, c));
+  ck_assert_uint_eq(ncomps, 2);
+  ck_assert_str_eq(comps[1].name, "scratch");
+  ck_assert_str_eq(comps[1].config, "{\"path\":\"/tmp/zorch-scratch\"}");
+  zorch__store_components_free(comps, ncomps);
 
   /* taken names, and replace */
   zt_assert_rc(zorch_component_register(c, "orchestrator", "fast", "local", NULL, 0),

@@ -665,8 +665,7 @@ START_TEST(no_cache_still_records_keys_and_entries) {
   const zorch__plan *plan = zorch__exec_plan(r.x);
   zorch__step_rec *cur = zorch__exec_snapshot(r.x);
   zorch__step_rec *replayed = zorch__step_recs_new(plan);
-  char *run_dir = zorch__asprintf("%s/runs/%s", zorch__store_root(r.store), r.id);
-  zt_ok(zorch__step_recs_load(plan, replayed, run_dir));
+  zt_ok(zorch__step_recs_load(plan, replayed, r.store, r.id));
   char keys[3][ZORCH__DIGEST_HEX];
   for (uint32_t i = 0; i < plan->n_steps; i++) {
     ck_assert_int_eq(cur[i].status, ZORCH_STATUS_COMPLETED);
@@ -685,7 +684,6 @@ START_TEST(no_cache_still_records_keys_and_entries) {
   }
   zorch__step_recs_free(cur, plan->n_steps);
   zorch__step_recs_free(replayed, plan->n_steps);
-  free(run_dir);
   zorch__exec_free(r.x);
 
   /* the entries written with the cache off serve the next run */

@@ -260,12 +260,12 @@ START_TEST(the_deployment_carries_the_pipeline_entrypoint) {
   zt_ok(zorch_pipeline_run(&r, c, p, NULL));
   const char *dep = zorch_run_deployment(r);
   ck_assert_ptr_nonnull(dep);
-  char want[512];
+  char want[768];
   snprintf(want, sizeof want,
            "\"function\":[\"/usr/bin/python3\",\"-m\",\"zorch\",\"--zorch-module\",\"my app.py\","
            "\"--zorch-step\",\"{step}\",\"--zorch-deployment\",\"%s/store/runs/%s/deployment.json\","
-           "\"--zorch-run\",\"%s\"]",
-           zorch_client_home(c), zorch_run_id(r), zorch_run_id(r));
+           "\"--zorch-store\",\"file://%s/store\",\"--zorch-run\",\"%s\"]",
+           zorch_client_home(c), zorch_run_id(r), zorch_client_home(c), zorch_run_id(r));
   ck_assert_msg(strstr(dep, want), "no %s in %s", want, dep);
   /* command steps keep the zorch CLI as their entrypoint */
   ck_assert_msg(strstr(dep, "\"command\":[\""), "%s", dep);
