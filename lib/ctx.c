@@ -201,7 +201,10 @@ int zorch_ctx_input_path(const zorch_step_ctx *cctx, const char *name, const cha
   const zorch__output_rec *o;
   int rc = find_input(ctx, name, &o);
   if (rc) return rc;
-  const char *p = keep_string(ctx, zorch__store_artifact_path(ctx->store, o->digest));
+  char *fetched = NULL;
+  if ((rc = zorch__store_fetch(ctx->store, o->digest, o->is_dir, &fetched)))
+    return zorch__error_prefix("input '%s'", name);
+  const char *p = keep_string(ctx, fetched);
   if (!p) return zorch__error_oom();
   *path = p;
   return ZORCH_OK;
@@ -216,8 +219,9 @@ int zorch_ctx_input(const zorch_step_ctx *cctx, const char *name, const void **d
   if (o->is_dir)
     return zorch__error_set(ZORCH_EINVALID,
                             "input '%s' is a directory artifact: use zorch_ctx_input_path()", name);
-  char *path = zorch__store_artifact_path(ctx->store, o->digest);
-  if (!path) return zorch__error_oom();
+  char *path = NULL;
+  if ((rc = zorch__store_fetch(ctx->store, o->digest, false, &path)))
+    return zorch__error_prefix("input '%s'", name);
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     rc = zorch__error_errno(ZORCH_EIO, errno, "input '%s': cannot open artifact '%s'", name, path);

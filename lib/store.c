@@ -438,15 +438,17 @@ static int record_put(records_sink *rs, const char *line, size_t len) {
   static const char head[] = "{\"step\":\"";
   if (len < sizeof head || memcmp(line, head, sizeof head - 1) != 0) return ZORCH_OK; /* not ours */
   const char *name = line + sizeof head - 1;
-  size_t nl = strcspn(name, "\"\\\n");
-  if (name[nl] != '"' || nl == 0 || nl > 255) return ZORCH_OK;
+  size_t nl = 0;
+  while (nl < 256 && name + nl < line + len && name[nl] != '"' && name[nl] != '\\') nl++;
+  if (name + nl >= line + len || name[nl] != '"' || nl == 0 || nl > 255) return ZORCH_OK;
   char step[256];
   memcpy(step, name, nl);
   step[nl] = '\0';
   zorch__store *st = rs->st;
   int rc = ZORCH_OK;
-  bool ends = !strstr(line, "\"status\":\"running\"") && !strstr(line, "\"status\":\"retrying\"") &&
-              !strstr(line, "\"status\":\"pending\"");
+  bool ends = !memmem(line, len, "\"status\":\"running\"", 18) &&
+              !memmem(line, len, "\"status\":\"retrying\"", 19) &&
+              !memmem(line, len, "\"status\":\"pending\"", 18);
   if (ends) {
     char *key = zorch__layout_step_log(rs->run_id, step);
     char *path = key ? zorch__path_join(zorch__local_root(st->local), key) : NULL;

@@ -82,7 +82,10 @@ int zorch__store_scratch(zorch__store *st, const char *hint, char **path_out);
 char *zorch__store_artifact_path(const zorch__store *st, const char *digest);
 
 /** The local path of an artifact, downloaded first when the store is not
- *  local and the staging store lacks it (a file, or with is_dir a tree). */
+ *  local and the staging store lacks it (a file, or with is_dir a tree):
+ *  ZORCH_ENOTFOUND when the store has no such artifact.  On a local store
+ *  the path is returned without a look (this is on every step's way to its
+ *  inputs): opening it fails when the artifact is missing. */
 int zorch__store_fetch(zorch__store *st, const char *digest, bool is_dir, char **path_out);
 
 /** Does the artifact exist? */
