@@ -1,5 +1,5 @@
 # Sourced by the kubernetes tests: a private Podman service and the
-# Kubernetes API simulator on top of it, both stopped on exit.
+# Kubernetes API simulator (tests/sim/k8s) on top of it, both stopped on exit.
 #   cluster_start DIR [SIMULATOR-ARGS...]   sets SIM_DIR, KUBECONFIG, DOCKER_HOST, PODMAN_SOCK, SIM_URL
 # (Podman comes from tests/podman/podman-service.sh.)
 #   cluster_image NAME FILE...              imports an image holding FILE... and their libraries
@@ -41,7 +41,7 @@ cluster_start() {
   export DOCKER_HOST=${line#DOCKER_HOST=}
   PODMAN_SOCK=${DOCKER_HOST#unix://}
   SIM_DIR=$CLUSTER_DIR/sim
-  /usr/bin/python3 "$CLUSTER_FIXTURES/kubernetes/k8s-sim.py" --dir "$SIM_DIR" \
+  PYTHONPATH=$CLUSTER_FIXTURES/sim /usr/bin/python3 -m k8s --dir "$SIM_DIR" \
     --podman-socket "$PODMAN_SOCK" "$@" >"$CLUSTER_DIR/sim.log" 2>&1 &
   SIM_PID=$!
   for i in $(seq 200); do
