@@ -23,6 +23,8 @@ them.  An object schema with properties and no additionalProperties is
 closed (its other fields are unknown) unless check(..., closed=False), as
 JSON Schema reads it; additionalProperties: false always closes it.
 """
+import base64
+import binascii
 import json
 import os
 import re
@@ -41,6 +43,14 @@ class Result:
 
     def __repr__(self):
         return 'Result(errors=%r, unknown=%r)' % (self.errors, self.unknown)
+
+
+def _is_base64(s):
+    try:
+        base64.b64decode(s, validate=True)
+        return True
+    except (binascii.Error, ValueError):
+        return False
 
 
 def jtype(v):
@@ -147,6 +157,33 @@ class Schemas:
             v = self._views[key] = (props, required, addl)
         return v
 
+    def subtype(self, sch, base, v):
+        """The schema that v's discriminator value picks (OpenAPI v3: the
+        mapping, else the schema of that name; v2: the schema of that name or
+        with that x-ms-discriminator-value, whose allOf names this one); None
+        to check v against sch itself; a message for an unknown value."""
+        disc = sch['discriminator']
+        prop = disc if isinstance(disc, str) else disc.get('propertyName')
+        val = v.get(prop)
+        if not isinstance(val, str):
+            return None
+        mapping = disc.get('mapping') if isinstance(disc, dict) else None
+        if mapping and val in mapping:
+            return self.resolve(*self.deref(mapping[val], base))
+        key = ('subtypes', id(sch))
+        subs = self._views.get(key)
+        if subs is None:
+            subs = self._views[key] = {}
+            for name, (cand, cbase) in self.named.items():
+                for part in cand.get('allOf') or []:
+                    if '$ref' in part and self.resolve(part, cbase)[0] is sch:
+                        subs[cand.get('x-ms-discriminator-value', name)] = (cand, cbase)
+        if val in subs:
+            return subs[val]
+        if subs and val != sch.get('x-ms-discriminator-value') and self.named.get(val, (None,))[0] is not sch:
+            return '%s "%s" is not one of %s' % (prop, val, ', '.join(sorted(subs)))
+        return None
+
     # ---- checking ----------------------------------------------------------
     def check(self, value, schema, base=None, types_only=False, null_ok=False, closed=True):
         """Check value against a schema (a name, or a schema dict with the path
@@ -192,6 +229,13 @@ class Schemas:
             if not isinstance(v, dict):
                 res.errors.append('%s: expected object, got %s' % (where, jtype(v)))
                 return
+            if sch.get('discriminator'):
+                sub = self.subtype(sch, base, v)
+                if isinstance(sub, str):
+                    res.errors.append('%s: %s' % (where, sub))
+                    return
+                if sub is not None and sub[0] is not sch:
+                    return self._check(v, sub[0], sub[1], path, res, opts)
             props, required, addl = self.view(sch, base)
             for k, x in v.items():
                 p = (path + '.' + k) if path else k
@@ -220,6 +264,8 @@ class Schemas:
             if not isinstance(v, str):
                 res.errors.append('%s: expected string, got %s' % (path, jtype(v)))
                 return
+            if sch.get('format') == 'byte' and not _is_base64(v):  # a decoder's error too
+                res.errors.append('%s: illegal base64 data' % path)
             if not types_only:
                 self._bounds(len(v), sch, 'minLength', 'maxLength', path, res, 'characters')
                 if sch.get('pattern') and not re.search(sch['pattern'], v):
