@@ -26,12 +26,13 @@ from .engine import Engine, MemoryCgroup, demux
 from .faults import Faults, Rule, parse_rule
 from .pki import Pki, make_pki
 from .schema import Result, Schemas, jtype
-from .server import App, HttpError, Request, Router, Stream, arg_parser, parse_args, serve, specs_dir
+from .server import (App, HttpError, Request, Router, Stream, arg_parser, make_server, parse_args, serve,
+                     specs_dir)
 from .store import Event, Expired, Store
 from .util import (PatchError, drop_path, json_patch, log, merge_patch, now_iso, parse_bool)
 
 __all__ = ['App', 'BearerToken', 'ClientCert', 'Engine', 'Event', 'Expired', 'Faults', 'HttpError',
            'MemoryCgroup', 'PatchError', 'Pki', 'Request', 'Result', 'Router', 'Rule', 'Schemas', 'Store',
            'Stream', 'Unauthorized', 'arg_parser', 'demux', 'drop_path', 'jtype', 'json_patch', 'log',
-           'make_pki', 'merge_patch', 'now_iso', 'parse_args', 'parse_bool', 'parse_rule', 'serve',
+           'make_pki', 'make_server', 'merge_patch', 'now_iso', 'parse_args', 'parse_bool', 'parse_rule', 'serve',
            'specs_dir']

@@ -374,9 +374,9 @@ def parse_args(ap, argv=None):
     return args
 
 
-def serve(app):
-    """Serve app until SIGTERM or SIGINT; writes DIR/admin-token, then
-    DIR/ready (the URL) once requests are answered."""
+def make_server(app):
+    """The server for app, listening (not serving yet): sets app.port and
+    app.url, writes DIR/admin-token, calls app.started()."""
     args = app.args
     srv = Server(('127.0.0.1', args.port), Request)
     srv.app = app
@@ -387,6 +387,14 @@ def serve(app):
     with open(os.path.join(args.dir, 'admin-token'), 'w') as f:
         f.write(app.admin_token)
     app.started()
+    return srv
+
+
+def serve(app):
+    """Serve app until SIGTERM or SIGINT; writes DIR/admin-token, then
+    DIR/ready (the URL) once requests are answered."""
+    args = app.args
+    srv = make_server(app)
 
     def stop(*_):
         app.stop()

@@ -155,17 +155,18 @@ class Store:
             with self.lock:
                 if self.closed:
                     return
-                if pos - self.dropped < 0:  # trimmed under a slow watcher
-                    yield Event('ERROR', None, self.oldest)
-                    return
-                batch = self.history[pos - self.dropped:]
-                if not batch:
+                if pos >= self.dropped and pos - self.dropped == len(self.history):  # nothing new
                     left = deadline - time.time()
                     if left <= 0:
                         return
                     self.cond.wait(min(left, 1.0))
-                    batch = self.history[pos - self.dropped:]
+                trimmed = pos < self.dropped  # under a slow watcher
+                batch = [] if trimmed or self.closed else self.history[pos - self.dropped:]
                 pos += len(batch)
+                oldest = self.oldest
+            if trimmed:
+                yield Event('ERROR', None, oldest)
+                return
             for version, k, s, typ, o in batch:
                 cur = version
                 if k == kind and (scope is None or s == scope) and (pred is None or pred(o)):
