@@ -284,6 +284,8 @@ class KubeApi(App):
                            'namespace of the request (%s)' % (meta['namespace'], ns)})
         if causes:
             raise invalid(res.kind, res.group, meta.get('name') or meta.get('generateName') or '', causes)
+        if res.plural == 'secrets':
+            string_data(body)
         if req.query.get('dryRun') == 'All':
             return req.send_json(201, body, warnings)
         body.pop('status', None)
@@ -365,6 +367,8 @@ class KubeApi(App):
             causes += immutable(res, cur, new)
             if causes:
                 raise invalid(res.kind, res.group, name, causes)
+            if res.plural == 'secrets':
+                string_data(new)
 
             def apply(o):
                 for k in set(o) | set(new):
@@ -468,6 +472,15 @@ class KubeApi(App):
             out.end()
         except OSError:
             req.close_connection = True
+
+
+def string_data(secret):
+    """A Secret's stringData goes into data, base64-encoded (write-only)."""
+    sd = secret.pop('stringData', None)
+    if sd:
+        data = secret.setdefault('data', {})
+        for k, v in sd.items():
+            data[k] = base64.b64encode(v.encode()).decode()
 
 
 def immutable(res, cur, new):
