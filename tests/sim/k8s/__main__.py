@@ -9,8 +9,7 @@ from .api import KubeApi
 
 
 def main(argv=None):
-    simkit.util.LOG_PREFIX[0] = 'k8s-sim'
-    ap = simkit.arg_parser(DOC.split('\n')[0], specs='kubernetes/openapi-spec/v3')
+    ap = simkit.arg_parser(DOC.split('\n')[0], specs='kubernetes/openapi-spec/v3', prog='python3 -m k8s')
     ap.add_argument('--podman-socket', required=True, help="Podman's Docker-compatible API socket")
     ap.add_argument('--node-cpu', default='2')
     ap.add_argument('--node-memory', default='4Gi')

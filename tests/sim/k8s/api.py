@@ -32,6 +32,7 @@ DOCS = (('api__v1_openapi.json', 'api/v1'), ('apis__batch__v1_openapi.json', 'ap
 
 class KubeApi(App):
     name = 'zorch-k8s-sim'
+    log_name = 'k8s-sim'
     pki_server_cn = 'kube-apiserver'
     pki_client_subject = '/O=system:masters/CN=zorch-admin'
 
@@ -404,7 +405,7 @@ class KubeApi(App):
         cur = self.store.must_get(res, ns, name)
         if res.plural == 'jobs':
             if prop is None:
-                prop = 'Orphan' if q.get('orphanDependents', 'true') != 'false' else 'Background'
+                prop = 'Orphan' if req.query_bool('orphanDependents', True) else 'Background'
             if prop != 'Orphan':
                 uid = cur['metadata']['uid']
                 pods, _ = self.store.list('pods', ns, lambda p: (p['metadata'].get('labels') or {}).get(

@@ -37,7 +37,7 @@ import urllib.parse
 from . import auth as _auth
 from .faults import Faults, Rule, parse_rule
 from .pki import make_pki
-from .util import log, parse_bool
+from .util import log, parse_bool, set_log_name
 
 SPECS_ENV = 'ZORCH_SPECS_DIR'
 
@@ -261,11 +261,13 @@ class App:
     hooks, and may override error_body, error_for_status, unauthorized,
     not_found, method_not_allowed, started, stop and stopped."""
     name = 'sim'
+    log_name = None  # the prefix of its log lines (default: name)
     tls = True
     pki_server_cn = None
     pki_client_subject = None
 
     def __init__(self, args):
+        set_log_name(self.log_name or self.name)
         self.args = args
         self.router = Router()
         self.faults = Faults()
@@ -350,10 +352,10 @@ class Server(http.server.ThreadingHTTPServer):
     allow_reuse_address = True
 
 
-def arg_parser(description, specs=None):
+def arg_parser(description, specs=None, prog=None):
     """The options every simulator takes: --dir, --port, --spec-dir (default
     specs_dir(specs)), --fault, --verbose."""
-    ap = argparse.ArgumentParser(description=description)
+    ap = argparse.ArgumentParser(prog=prog, description=description)
     ap.add_argument('--dir', required=True, help='where the simulator writes its CA, keys, '
                     'client configuration, admin-token and ready (the URL, once serving)')
     ap.add_argument('--port', type=int, default=0, help='the port on 127.0.0.1 (default: any free one)')

@@ -5,7 +5,12 @@ import datetime
 import re
 import sys
 
-LOG_PREFIX = ['sim']
+_log_name = ['sim']
+
+
+def set_log_name(name):
+    """The prefix of every log line (App does it with its log_name)."""
+    _log_name[0] = name
 
 
 def now_iso():
@@ -15,7 +20,7 @@ def now_iso():
 
 def log(*a):
     """One line on stderr, prefixed with the simulator's name."""
-    print(LOG_PREFIX[0] + ':', *a, file=sys.stderr, flush=True)
+    print(_log_name[0] + ':', *a, file=sys.stderr, flush=True)
 
 
 GO_TRUE = ('1', 't', 'T', 'TRUE', 'true', 'True')
