@@ -2,6 +2,7 @@
 Go booleans, the router, the store's watches, faults, and a small App served
 over TLS (auth hooks, error shapes, admin endpoints).  Run with
 /usr/bin/python3 tests/sim/test_simkit.py (meson test simkit)."""
+import importlib.util
 import json
 import os
 import ssl
@@ -123,9 +124,7 @@ class OpenApiV2(unittest.TestCase):
 
 class YamlV2AndDiscovery(unittest.TestCase):
     def test_docker_engine_yaml(self):
-        try:
-            import yaml  # noqa: F401
-        except ImportError:
+        if importlib.util.find_spec('yaml') is None:
             raise unittest.SkipTest('no PyYAML')
         s = Schemas()
         s.load(spec('docker-engine/v1.44.yaml'))
@@ -362,8 +361,11 @@ class ServedApp(unittest.TestCase):
         self.assertEqual(self.call('DELETE', '/_sim/faults', token=admin)[1], {'faults': []})
         self.assertEqual(self.call('GET', '/v1/jobs/x')[0], 404)
         self.assertEqual(self.call('POST', '/_sim/faults', {'status': 700}, token=admin)[0], 400)
+        self.call('POST', '/_sim/faults', {'path': '/v1/jobs/x', 'status': 0}, token=admin)
+        with self.assertRaises((urllib.error.URLError, ConnectionError)):  # the connection dropped
+            self.call('GET', '/v1/jobs/x')
         counts = self.call('GET', '/_sim/requests', token=admin)[1]
-        self.assertEqual(counts, {'counts': {'GET /v1/jobs/x': 2}, 'total': 2})
+        self.assertEqual(counts, {'counts': {'GET /v1/jobs/x': 3}, 'total': 3})
         with open(os.path.join(self.dir, 'admin-token')) as f:
             self.assertEqual(f.read(), admin)
 

@@ -8,6 +8,7 @@ import functools
 import hashlib
 import json
 import os
+import secrets
 import time
 
 from simkit import (App, BearerToken, ClientCert, Expired, PatchError, Schemas, drop_path,
@@ -45,7 +46,7 @@ class KubeApi(App):
             self.schemas.load(path)
             data = self.schemas.raw[os.path.abspath(path)]
             self.docs[key] = (hashlib.sha512(data).hexdigest().upper(), data)
-        self.token = os.urandom(24).hex()
+        self.token = secrets.token_hex(24)
         self.auth = [BearerToken(self.token, 'system:serviceaccount:default:zorch'), ClientCert()]
         self.cluster = Cluster(args, self.token, self.pki.ca_crt)
         self.store = self.cluster.store
