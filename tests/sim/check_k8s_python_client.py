@@ -124,6 +124,7 @@ def pods(v1, batch):
               for ev in events if ev['type'] != 'EXCEPTION'))
     versions = [int(ev['object'].metadata.resource_version) for ev in events if ev['type'] != 'EXCEPTION']
     check('  ... resourceVersions increase', len(versions) > 1 and versions == sorted(versions), versions)
+    wait_for(lambda: v1.read_namespaced_pod('other', NS).status.phase == 'Succeeded')  # no more changes
     initial = [ev for ev in watch.Watch().stream(v1.list_namespaced_pod, namespace=NS, timeout_seconds=1)]
     check('watch without resourceVersion: ADDED for each pod, then ends at timeout_seconds',
           sorted(ev['object'].metadata.name for ev in initial) == ['hello', 'other'] and

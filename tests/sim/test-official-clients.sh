@@ -44,6 +44,7 @@ spec:
 YAML
 kubectl -n cli apply -f "$work/job.yaml" >/dev/null
 check "kubectl wait for a Job's condition Complete" kubectl -n cli wait --for=condition=complete job/j --timeout=30s
+kubectl -n cli label pod -l job-name=j seen=yes >/dev/null  # one more event, should the watch have started late
 check "kubectl get --watch-only streams the job's pod" bash -c "sleep 1; grep -q '^pod/j-' '$work/watch'"
 kill "$wpid" 2>/dev/null; wait "$wpid" 2>/dev/null
 check "kubectl get --subresource=status" \
