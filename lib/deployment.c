@@ -607,7 +607,7 @@ int zorch__deployment_compile(char **out, zorch__plan **plan_out, const zorch_pi
   char *dep_key = info->run_id ? zorch__layout_deployment(info->run_id) : NULL;
   char *dep_path = info->store_path && dep_key ? zorch__path_join(info->store_path, dep_key)
                    : info->store_uri           ? NULL
-                                               : zorch__strdup("deployment.json");
+                                               : zorch__strdup(zorch__layout_deployment_file);
   free(dep_key);
   const char *store_uri = info->store_uri;
   const char *default_version =

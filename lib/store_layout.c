@@ -34,8 +34,10 @@ char *zorch__layout_run_record(const char *run_id) {
   return zorch__asprintf(RUNS "/%s/run.json", run_id);
 }
 
+const char zorch__layout_deployment_file[] = "deployment.json";
+
 char *zorch__layout_deployment(const char *run_id) {
-  return zorch__asprintf(RUNS "/%s/deployment.json", run_id);
+  return zorch__asprintf(RUNS "/%s/%s", run_id, zorch__layout_deployment_file);
 }
 
 char *zorch__layout_journal(const char *run_id) {
@@ -57,7 +59,7 @@ char *zorch__layout_step_log(const char *run_id, const char *step) {
 char *zorch__layout_logs(const char *run_id) { return zorch__asprintf(RUNS "/%s/" LOGS, run_id); }
 
 char *zorch__layout_schedule_deployment(const char *name) {
-  return zorch__asprintf("schedules/%s/deployment.json", name);
+  return zorch__asprintf("schedules/%s/%s", name, zorch__layout_deployment_file);
 }
 
 char *zorch__layout_cache_index(const char *pipeline) {

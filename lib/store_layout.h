@@ -46,6 +46,8 @@ extern const char zorch__layout_runs[];
 char *zorch__layout_run(const char *run_id);
 char *zorch__layout_run_record(const char *run_id);
 char *zorch__layout_deployment(const char *run_id);
+/** "deployment.json": a deployment document's file name, by itself. */
+extern const char zorch__layout_deployment_file[];
 char *zorch__layout_journal(const char *run_id);
 char *zorch__layout_step_record(const char *run_id, const char *step);
 /** "runs/<id>/steps/": the prefix of a run's step records. */
