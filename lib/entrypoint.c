@@ -1,4 +1,5 @@
 /* zorch — the step entrypoint: a host program started as one step of one run. */
+#include "cache.h"
 #include "client_int.h"
 #include "ctx.h"
 #include "deployment.h"

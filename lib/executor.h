@@ -59,14 +59,6 @@ const zorch__plan *zorch__exec_plan(const zorch__exec *x);
 /** Wait for the end, then free.  NULL is a no-op. */
 void zorch__exec_free(zorch__exec *x);
 
-/** The cache key of step i given its inputs' digests.  out: 64 hex. */
-void zorch__cache_key(const zorch__plan *plan, uint32_t i, const zorch__step_rec *recs,
-                      char out[ZORCH__DIGEST_HEX]);
-/** The same, with `scratch` as the buffer for the hashed text (its contents
- *  are replaced; reusing one buffer saves an allocation per key). */
-void zorch__cache_key_with(zorch__buf *scratch, const zorch__plan *plan, uint32_t i,
-                           const zorch__step_rec *recs, char out[ZORCH__DIGEST_HEX]);
-
 /* ---- command steps, shared with the command-step entrypoint ---- */
 
 /** Push the ZORCH_* variables of command step i onto *extra; makes a scratch
