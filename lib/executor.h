@@ -68,7 +68,5 @@ int zorch__command_env(zorch__strv *extra, zorch__store *store, const zorch__pla
 /** Store the outputs written at the scratch paths into outs[]; false with *err. */
 bool zorch__command_outputs(zorch__store *store, const zorch__plan *plan, uint32_t i, char **scratch,
                             zorch__output_rec *outs, char **err);
-/** The last `lines` lines of a text file (at most 2 KiB), or NULL. */
-char *zorch__file_tail(const char *path, int lines);
 
 #endif

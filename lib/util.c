@@ -348,6 +348,26 @@ char *zorch__which(const char *cmd) {
   return NULL;
 }
 
+char *zorch__file_tail(const char *path, int lines) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return NULL;
+  char buf[2048];
+  off_t end = lseek(fd, 0, SEEK_END);
+  off_t start = end > (off_t)sizeof buf - 1 ? end - (off_t)(sizeof buf - 1) : 0;
+  ssize_t n = pread(fd, buf, sizeof buf - 1, start);
+  close(fd);
+  if (n <= 0) return NULL;
+  buf[n] = '\0';
+  while (n > 0 && buf[n - 1] == '\n') buf[--n] = '\0';
+  char *p = buf + n;
+  int seen = 0;
+  while (p > buf) {
+    if (p[-1] == '\n' && ++seen == lines) break;
+    p--;
+  }
+  return *p ? zorch__strdup(p) : NULL;
+}
+
 char *zorch__path_join(const char *a, const char *b) {
   size_t la = strlen(a);
   if (la && a[la - 1] == '/') return zorch__asprintf("%s%s", a, b);
