@@ -1,23 +1,24 @@
 /* zorch — the step entrypoint: a host program started as one step of one run. */
-#include "cache.h"
-#include "client_int.h"
-#include "ctx.h"
-#include "deployment.h"
-#include "executor.h"
+#include "entrypoint_int.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cache.h"
+#include "client_int.h"
+#include "ctx.h"
+#include "deployment.h"
+#include "executor.h"
+
 extern char **environ;
 
 atomic_int zorch__entrypoint_registered;
 
-/* Compare the deployment's definition of every step with the program's. */
-static int check_match(const zorch__plan *dep, const char *dep_text, const zorch_pipeline *p) {
+int zorch__entrypoint_check(const zorch__plan *dep, const char *dep_text, const zorch_pipeline *p,
+                            size_t *lookups) {
   zorch__compile_info ci = {.run_id = dep->run_id, .run_name = dep->run_name,
                             .store_path = dep->store_path, .failure_mode = dep->failure_mode};
   json_t *params = json_object_get(dep->doc, "params");
@@ -39,14 +40,29 @@ static int check_match(const zorch__plan *dep, const char *dep_text, const zorch
     json_decref(d);
     return rc;
   }
+  /* The deployment's step k is the k-th of its plan, whose name map finds
+   * it by name: mine_of[k] is the index of the program's step of that name
+   * (one lookup per step, not a scan of all steps per step). */
+  size_t n = json_array_size(ds);
+  size_t *mine_of = malloc((n + 1) * sizeof *mine_of);
+  if (!mine_of) {
+    json_decref(m);
+    json_decref(d);
+    return zorch__error_oom();
+  }
+  for (size_t k = 0; k < n; k++) mine_of[k] = SIZE_MAX;
+  for (size_t j = 0; j < n; j++) {
+    const char *name = json_string_value(json_object_get(json_array_get(ms, j), "name"));
+    int64_t k = name ? zorch__plan_find(dep, name) : -1;
+    if (lookups) ++*lookups;
+    if (k >= 0 && (size_t)k < n) mine_of[k] = j;
+  }
   static const char *keys[] = {"name", "kind", "command", "inputs", "outputs", "after",
                                "uses", "params", "version", "settings"};
-  for (size_t i = 0; i < json_array_size(ds); i++) {
-    json_t *a = json_array_get(ds, i), *b = NULL;
+  for (size_t i = 0; i < n; i++) {
+    json_t *a = json_array_get(ds, i);
+    json_t *b = mine_of[i] != SIZE_MAX ? json_array_get(ms, mine_of[i]) : NULL;
     const char *name = json_string_value(json_object_get(a, "name"));
-    for (size_t j = 0; j < json_array_size(ms); j++)
-      if (name && !strcmp(name, json_string_value(json_object_get(json_array_get(ms, j), "name")) ?: ""))
-        b = json_array_get(ms, j);
     if (!b) {
       rc = zorch__error_set(ZORCH_EMISMATCH, "step '%s' of the deployment is not in the program's pipeline '%s'",
                             name ? name : "?", p->name);
@@ -68,6 +84,7 @@ static int check_match(const zorch__plan *dep, const char *dep_text, const zorch
     }
     if (rc) break;
   }
+  free(mine_of);
   json_decref(m);
   json_decref(d);
   return rc;
@@ -204,7 +221,7 @@ static int run_step(const char *dep_path, const char *run_id, const char *step,
             zorch_error_last()->message);
     goto out;
   }
-  if (p && (check_match(plan, text, p) != ZORCH_OK || zorch__plan_bind(plan, p) != ZORCH_OK)) {
+  if (p && (zorch__entrypoint_check(plan, text, p, NULL) != ZORCH_OK || zorch__plan_bind(plan, p) != ZORCH_OK)) {
     fprintf(stderr, "zorch: %s\n", zorch_error_last()->message);
     exit_code = ZORCH_EXIT_MISMATCH;
     goto out;
