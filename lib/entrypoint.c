@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -12,8 +11,6 @@
 #include "ctx.h"
 #include "deployment.h"
 #include "executor.h"
-
-extern char **environ;
 
 atomic_int zorch__entrypoint_registered;
 
@@ -90,17 +87,6 @@ int zorch__entrypoint_check(const zorch__plan *dep, const char *dep_text, const 
   return rc;
 }
 
-static int write_step_record(zorch__store *st, const zorch__plan *plan, uint32_t i,
-                             const zorch__step_rec *r) {
-  zorch__buf b = ZORCH__BUF_INIT;
-  zorch__step_rec_json(&b, plan, i, r);
-  char *rel = zorch__asprintf("runs/%s/steps/%s.json", plan->run_id, plan->steps[i].name);
-  int rc = rel && b.data ? zorch__store_write_doc(st, rel, b.data, b.len, true) : zorch__error_oom();
-  free(rel);
-  zorch__buf_free(&b);
-  return rc;
-}
-
 static volatile sig_atomic_t child_pid;
 
 static void forward_signal(int sig) {
@@ -108,7 +94,28 @@ static void forward_signal(int sig) {
   if (p > 0) kill(p, sig);
 }
 
-/* Run the command of command step i with its ZORCH_* variables, wait for it
+/* Spawn the process of command step s with the environment envp.  Its
+ * argv[0] is looked up in the PATH it runs with (posix_spawnp looks in this
+ * process's; a step may set its own).  0, or the error number; *path: that
+ * PATH. */
+static int spawn_step(pid_t *pid, const zorch__pstep *s, char *const *envp, const char **path) {
+  const char *mine = getenv("PATH");
+  *path = mine;
+  for (char *const *e = envp; *e; e++)
+    if (!strncmp(*e, "PATH=", 5)) {
+      *path = *e + 5;
+      break;
+    }
+  if (*path == mine || (mine && *path && !strcmp(*path, mine)) || strchr(s->argv[0], '/'))
+    return zorch__command_spawn(pid, s, NULL, NULL, NULL, envp);
+  char *exe = zorch__which_in(s->argv[0], *path);
+  int rc = exe ? zorch__command_spawn(pid, s, exe, NULL, NULL, envp) : ENOENT;
+  free(exe);
+  return rc;
+}
+
+/* Run the command of command step i with the environment the executor
+ * gives it (its ZORCH_* variables, its own, the inherited ones), wait for it
  * and store its outputs.  Its output goes to this process's stdout/stderr
  * (which the flavor collects into the step log). */
 static bool run_command(zorch__store *st, const zorch__plan *plan, uint32_t i,
@@ -118,8 +125,10 @@ static bool run_command(zorch__store *st, const zorch__plan *plan, uint32_t i,
   zorch__strv extra = {0};
   char **scratch = calloc(s->n_outputs + 1, sizeof *scratch);
   int rc = scratch ? zorch__command_env(&extra, st, plan, i, recs, scratch) : zorch__error_oom();
-  for (size_t k = 0; !rc && s->env && s->env[k]; k++) putenv((char *)s->env[k]);
-  for (size_t k = 0; !rc && k < extra.n; k++) putenv(extra.v[k]);
+  size_t nbase = 0;
+  char **base = rc ? NULL : zorch__command_base_env(s->env, &nbase);
+  char **envp = base ? zorch__command_envp(&extra, base, nbase) : NULL;
+  if (!rc && !envp) rc = zorch__error_oom();
   bool ok = false;
   pid_t pid = 0;
   if (rc) {
@@ -127,10 +136,10 @@ static bool run_command(zorch__store *st, const zorch__plan *plan, uint32_t i,
   } else {
     fflush(stdout);
     fflush(stderr);
-    int src = posix_spawnp(&pid, s->argv[0], NULL, NULL, (char *const *)s->argv, environ);
+    const char *path = NULL;
+    int src = spawn_step(&pid, s, envp, &path);
     if (src != 0) {
       *exit_code = 127;
-      const char *path = getenv("PATH");
       *err = zorch__asprintf("cannot run command '%s': %s%s%s%s", s->argv[0], strerror(src),
                              strchr(s->argv[0], '/') ? "" : " (looked in PATH=",
                              strchr(s->argv[0], '/') ? "" : path ? path : "(unset)",
@@ -156,23 +165,10 @@ static bool run_command(zorch__store *st, const zorch__plan *plan, uint32_t i,
         ok = zorch__command_outputs(st, plan, i, scratch, outs, err);
     }
   }
-  /* the environment keeps pointers into extra: this process ends soon, but
-   * drop them before freeing */
-  for (size_t k = 0; k < extra.n; k++) {
-    size_t l = strcspn(extra.v[k], "=");
-    char name[256];
-    if (l < sizeof name) {
-      memcpy(name, extra.v[k], l);
-      name[l] = '\0';
-      unsetenv(name);
-    }
-  }
+  free(envp);
+  free(base);
   zorch__strv_clear(&extra);
-  for (uint32_t k = 0; scratch && k < s->n_outputs; k++) {
-    if (scratch[k]) zorch__rm_rf(scratch[k]);
-    free(scratch[k]);
-  }
-  free(scratch);
+  zorch__command_scratch_free(scratch, s->n_outputs);
   return ok;
 }
 
@@ -264,7 +260,7 @@ static int run_step(const char *dep_path, const char *run_id, const char *step,
   r->finished = 0;
   r->exit_code = -1;
   if (s->cache) zorch__cache_key(plan, (uint32_t)i, recs, r->cache_key);
-  write_step_record(st, plan, (uint32_t)i, r);
+  zorch__step_rec_write(st, plan, (uint32_t)i, r);
   atomic_int cancelled = 0;
   zorch_step_ctx ctx;
   char *err = NULL;
@@ -292,7 +288,7 @@ static int run_step(const char *dep_path, const char *run_id, const char *step,
   }
   free(lp);
   free(run_dir);
-  if (write_step_record(st, plan, (uint32_t)i, r) != ZORCH_OK) {
+  if (zorch__step_rec_write(st, plan, (uint32_t)i, r) != ZORCH_OK) {
     fprintf(stderr, "zorch: cannot write the step record: %s\n", zorch_error_last()->message);
     ok = false;
   }

@@ -34,13 +34,17 @@ static char *env_name(const char *prefix, const char *name) {
   return s;
 }
 
-static void free_scratch(xaux *xs, uint32_t n, bool remove) {
-  if (!xs->scratch) return;
+void zorch__command_scratch_free(char **scratch, uint32_t n) {
+  if (!scratch) return;
   for (uint32_t k = 0; k < n; k++) {
-    if (remove && xs->scratch[k]) zorch__rm_rf(xs->scratch[k]);
-    free(xs->scratch[k]);
+    if (scratch[k]) zorch__rm_rf(scratch[k]);
+    free(scratch[k]);
   }
-  free(xs->scratch);
+  free(scratch);
+}
+
+static void free_scratch(xaux *xs, uint32_t n) {
+  zorch__command_scratch_free(xs->scratch, n);
   xs->scratch = NULL;
 }
 
@@ -184,35 +188,67 @@ bool zorch__command_outputs(zorch__store *store, const zorch__plan *plan, uint32
   return true;
 }
 
-/* The step's own variables followed by the inherited ones it does not
- * override.  The environment of the steps that set none of their own (most)
- * is merged once, when the run spawns its first process, and kept; other
- * steps get a fresh array (the caller frees it when it is not x->env_base).
- * NULL on OOM.  spawn_mu held. */
+char **zorch__command_base_env(const char *const *own, size_t *n) {
+  size_t ne = 0, nown = 0;
+  while (environ[ne]) ne++;
+  while (own && own[nown]) nown++;
+  char **v = malloc((ne + nown + 1) * sizeof *v);
+  if (!v) return NULL;
+  size_t k = 0;
+  for (size_t q = 0; q < nown; q++) v[k++] = (char *)own[q];
+  for (size_t q = 0; q < ne; q++) {
+    size_t l = strcspn(environ[q], "=");
+    bool shadow = false;
+    for (size_t t = 0; t < nown && !shadow; t++)
+      shadow = !strncmp(own[t], environ[q], l) && own[t][l] == '=';
+    if (!shadow) v[k++] = environ[q];
+  }
+  v[k] = NULL;
+  *n = k;
+  return v;
+}
+
+char **zorch__command_envp(const zorch__strv *extra, char *const *base, size_t nbase) {
+  char **envp = malloc((nbase + extra->n + 1) * sizeof *envp);
+  if (!envp) return NULL;
+  size_t k = 0;
+  for (size_t q = 0; q < extra->n; q++) envp[k++] = extra->v[q];
+  /* all of zorch's variables start with ZORCH_: only such base ones need a look */
+  for (size_t q = 0; q < nbase; q++) {
+    const char *e = base[q];
+    bool shadow = false;
+    if (!strncmp(e, "ZORCH_", 6)) {
+      size_t l = strcspn(e, "=");
+      for (size_t t = 0; t < extra->n && !shadow; t++)
+        shadow = !strncmp(extra->v[t], e, l) && extra->v[t][l] == '=';
+    }
+    if (!shadow) envp[k++] = (char *)e;
+  }
+  envp[k] = NULL;
+  return envp;
+}
+
+int zorch__command_spawn(pid_t *pid, const zorch__pstep *s, const char *exe,
+                         const posix_spawn_file_actions_t *fa, const posix_spawnattr_t *attr,
+                         char *const *envp) {
+  return exe ? posix_spawn(pid, exe, fa, attr, (char *const *)s->argv, envp)
+             : posix_spawnp(pid, s->argv[0], fa, attr, (char *const *)s->argv, envp);
+}
+
+/* The base environment of step s (zorch__command_base_env).  That of the
+ * steps that set none of their own (most) is merged once, when the run
+ * spawns its first process, and kept; other steps get a fresh array (the
+ * caller frees it when it is not x->env_base).  NULL on OOM.  spawn_mu
+ * held. */
 static char **step_env(zorch__exec *x, const zorch__pstep *s, size_t *n) {
   if (x->env_base && x->env_base_of == s->env) {
     *n = x->n_env_base;
     return x->env_base;
   }
-  size_t ne = 0, nown = 0;
-  while (environ[ne]) ne++;
-  while (s->env && s->env[nown]) nown++;
-  char **v = malloc((ne + nown + 1) * sizeof *v);
-  if (!v) return NULL;
-  size_t k = 0;
-  for (size_t q = 0; q < nown; q++) v[k++] = (char *)s->env[q];
-  for (size_t q = 0; q < ne; q++) {
-    size_t l = strcspn(environ[q], "=");
-    bool shadow = false;
-    for (size_t t = 0; t < nown && !shadow; t++)
-      shadow = !strncmp(s->env[t], environ[q], l) && s->env[t][l] == '=';
-    if (!shadow) v[k++] = environ[q];
-  }
-  v[k] = NULL;
-  *n = k;
-  if (!x->env_base && s->env == x->plan->defaults.env) {
+  char **v = zorch__command_base_env(s->env, n);
+  if (v && !x->env_base && s->env == x->plan->defaults.env) {
     x->env_base = v;
-    x->n_env_base = k;
+    x->n_env_base = *n;
     x->env_base_of = s->env;
   }
   return v;
@@ -302,52 +338,35 @@ static int spawn_command(zorch__exec *x, uint32_t i, cmd_slot *sl, pid_t *pid_ou
   rc = xs->scratch ? zorch__command_env(&extra, x->store, x->plan, i, x->recs, xs->scratch)
                        : zorch__error_oom();
   /* environment: zorch's variables override the step's and the inherited
-   * ones (merged once per run, see step_env); all of zorch's start with
-   * ZORCH_, so only such inherited ones need a look */
+   * ones (merged once per run, see step_env) */
   char **envp = NULL;
   if (!rc) {
-    size_t nbase = 0, k = 0;
+    size_t nbase = 0;
     pthread_mutex_lock(&x->spawn_mu);
     char **base = step_env(x, s, &nbase);
     pthread_mutex_unlock(&x->spawn_mu);
-    envp = base ? malloc((nbase + extra.n + 1) * sizeof *envp) : NULL;
-    if (envp) {
-      for (size_t q = 0; q < extra.n; q++) envp[k++] = extra.v[q];
-      for (size_t q = 0; q < nbase; q++) {
-        const char *e = base[q];
-        bool shadow = false;
-        if (!strncmp(e, "ZORCH_", 6)) {
-          size_t l = strcspn(e, "=");
-          for (size_t t = 0; t < extra.n && !shadow; t++)
-            shadow = !strncmp(extra.v[t], e, l) && extra.v[t][l] == '=';
-        }
-        if (!shadow) envp[k++] = (char *)e;
-      }
-      envp[k] = NULL;
-    } else {
-      rc = zorch__error_oom();
-    }
+    envp = base ? zorch__command_envp(&extra, base, nbase) : NULL;
+    if (!envp) rc = zorch__error_oom();
     if (base != x->env_base) free(base);
   }
   if (rc) {
     *err = zorch__asprintf("cannot prepare the step: %s", zorch_error_last()->message);
     xs->outfd = -1;
     zorch__strv_clear(&extra);
-    free_scratch(xs, s->n_outputs, true);
+    free_scratch(xs, s->n_outputs);
     return rc;
   }
   pthread_mutex_lock(&x->spawn_mu);
   const char *exe = resolve_exe(x, s->argv[0]);
   pthread_mutex_unlock(&x->spawn_mu);
   pid_t pid = 0;
-  int src = exe ? posix_spawn(&pid, exe, &sl->fa, &x->spawn_attr, (char *const *)s->argv, envp)
-                : posix_spawnp(&pid, s->argv[0], &sl->fa, &x->spawn_attr, (char *const *)s->argv, envp);
+  int src = zorch__command_spawn(&pid, s, exe, &sl->fa, &x->spawn_attr, envp);
   free(envp);
   zorch__strv_clear(&extra);
   if (src != 0) {
     xs->outfd = -1;
     *err = zorch__asprintf("cannot run '%s': %s", s->argv[0], strerror(src));
-    free_scratch(xs, s->n_outputs, true);
+    free_scratch(xs, s->n_outputs);
     return ZORCH_ERROR;
   }
   *pid_out = pid;
@@ -384,7 +403,7 @@ static void command_exited(zorch__exec *x, uint32_t i, int status) {
   } else {
     ok = zorch__command_outputs(x->store, x->plan, i, x->xa[i].scratch, outs, &err);
   }
-  free_scratch(&x->xa[i], s->n_outputs, true);
+  free_scratch(&x->xa[i], s->n_outputs);
   if (!ok && err) {
     char *lp = step_log_path(x, i);
     if (lp) zorch__log_append(lp, "zorch: step failed: %s", err);
@@ -515,7 +534,7 @@ int zorch__exec_command_init(zorch__exec *x) {
 
 void zorch__exec_command_cleanup(zorch__exec *x) {
   for (uint32_t i = 0; x->xa && i < x->n; i++)
-    free_scratch(&x->xa[i], x->plan->steps[i].n_outputs, true);
+    free_scratch(&x->xa[i], x->plan->steps[i].n_outputs);
 }
 
 void zorch__exec_command_free(zorch__exec *x) {

@@ -332,9 +332,10 @@ int zorch__rm_rf(const char *path) {
   return ZORCH_OK;
 }
 
-char *zorch__which(const char *cmd) {
+char *zorch__which(const char *cmd) { return zorch__which_in(cmd, getenv("PATH")); }
+
+char *zorch__which_in(const char *cmd, const char *path) {
   if (strchr(cmd, '/')) return zorch__strdup(cmd);
-  const char *path = getenv("PATH");
   if (!path) path = "/usr/local/bin:/usr/bin:/bin";
   while (*path) {
     size_t n = strcspn(path, ":");
