@@ -503,17 +503,8 @@ void *zorch__exec_command_worker(void *arg) {
   cmd_slot sl = {.pipe_r = -1, .pipe_w = -1};
   pthread_mutex_lock(&x->lock);
   for (;;) {
-    while (!x->cq.len && !x->shutdown) {
-      x->n_cmd_idle++;
-      pthread_cond_wait(&x->cmd_cv, &x->lock);
-      x->n_cmd_idle--;
-    }
-    if (!x->cq.len) break;
-    uint32_t i = ring_pop(&x->cq);
-    if (x->xs[i].stop_requested) {
-      zorch__exec_attempt_done_on(x, &x->cmd_self_take, i, false, NULL, -1, NULL);
-      continue;
-    }
+    uint32_t i = zorch__exec_next(x, &x->cq, &x->cmd_cv, &x->n_cmd_idle, &x->cmd_self_take);
+    if (i == UINT32_MAX) break;
     pthread_mutex_unlock(&x->lock);
     run_command(x, i, &sl);
   }

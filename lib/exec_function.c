@@ -114,17 +114,8 @@ void *zorch__exec_function_worker(void *arg) {
   worker w = {.buf = {ZORCH__BUF_INIT, ZORCH__BUF_INIT}};
   pthread_mutex_lock(&x->lock);
   for (;;) {
-    while (!x->fq.len && !x->shutdown) {
-      x->n_idle++;
-      pthread_cond_wait(&x->work_cv, &x->lock);
-      x->n_idle--;
-    }
-    if (!x->fq.len) break;
-    uint32_t i = ring_pop(&x->fq);
-    if (x->xs[i].stop_requested) {
-      zorch__exec_attempt_done_on(x, &x->fn_self_take, i, false, NULL, -1, NULL);
-      continue;
-    }
+    uint32_t i = zorch__exec_next(x, &x->fq, &x->work_cv, &x->n_idle, &x->fn_self_take);
+    if (i == UINT32_MAX) break;
     x->xs[i].started = true;
     if (x->sflags[i] & SF_TIMEOUT) { /* the loop learns the deadline only now: wake it */
       x->xa[i].deadline_ns = zorch__mono_ns() + (int64_t)(x->plan->steps[i].timeout * 1e9);

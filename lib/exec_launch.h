@@ -45,6 +45,25 @@ static inline void zorch__exec_attempt_done_on(zorch__exec *x, bool *self_take, 
   *self_take = false;
 }
 
+/** The next step for a worker of queue q (x->fq or x->cq): waits on cv,
+ *  counted in *n_idle, while the queue is empty; UINT32_MAX once the queue
+ *  is empty at shutdown.  A step stopped before it started ends here (its
+ *  worker's `self_take`, see above).  Lock held. */
+static inline uint32_t zorch__exec_next(zorch__exec *x, ring *q, pthread_cond_t *cv, uint32_t *n_idle,
+                                        bool *self_take) {
+  for (;;) {
+    while (!q->len && !x->shutdown) {
+      (*n_idle)++;
+      pthread_cond_wait(cv, &x->lock);
+      (*n_idle)--;
+    }
+    if (!q->len) return UINT32_MAX;
+    uint32_t i = ring_pop(q);
+    if (!x->xs[i].stop_requested) return i;
+    zorch__exec_attempt_done_on(x, self_take, i, false, NULL, -1, NULL);
+  }
+}
+
 /** Journal step i's record as it is now.  Lock held. */
 void zorch__exec_record(zorch__exec *x, uint32_t i);
 
