@@ -3,6 +3,7 @@
 #define ZORCH_STEPREC_H
 
 #include "plan.h"
+#include "store.h"
 
 /** One output of a step as recorded. */
 typedef struct zorch__output_rec {
@@ -34,11 +35,15 @@ int zorch__step_rec_json(zorch__buf *b, const zorch__plan *plan, uint32_t i,
 int zorch__step_rec_apply(const zorch__plan *plan, zorch__step_rec *recs, const char *line,
                           size_t len);
 
-struct zorch__store;
+/** Write step i's record (runs/<run id>/steps/<step>.json, durably), as
+ *  the step entrypoint records a step it runs. */
+int zorch__step_rec_write(zorch__store *st, const zorch__plan *plan, uint32_t i,
+                          const zorch__step_rec *r);
+
 /** Apply the records run `run_id` has so far in the store: its journal, then
  *  the step record objects (zorch__store_step_records). */
-int zorch__step_recs_load(const zorch__plan *plan, zorch__step_rec *recs,
-                          const struct zorch__store *st, const char *run_id);
+int zorch__step_recs_load(const zorch__plan *plan, zorch__step_rec *recs, const zorch__store *st,
+                          const char *run_id);
 
 /** The outputs of step i as the JSON array a cache entry holds.  malloc'd. */
 char *zorch__outputs_json(const zorch__plan *plan, uint32_t i, const zorch__step_rec *r);
