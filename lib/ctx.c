@@ -1,5 +1,6 @@
 /* zorch — the context of a running function step (zorch_ctx_* API). */
 #include "ctx.h"
+#include "store_layout.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -10,7 +11,7 @@
 
 int zorch__ctx_init(zorch_step_ctx *ctx, zorch__store *store, const zorch__plan *plan, uint32_t i,
                     uint32_t attempt, const zorch__step_rec *recs, atomic_int *cancelled,
-                    const char *run_dir) {
+                    const char *logs_dir) {
   /* every field but the inline slots (last in the struct), which are
    * cleared as far as used: a context is made for every step, and most
    * steps have few outputs or none */
@@ -24,7 +25,7 @@ int zorch__ctx_init(zorch_step_ctx *ctx, zorch__store *store, const zorch__plan 
   ctx->recs = recs;
   ctx->cancelled = cancelled;
   ctx->log_fd = -1;
-  ctx->run_dir = run_dir;
+  ctx->logs_dir = logs_dir;
   uint32_t n = plan->steps[i].n_outputs;
   if (n <= 4) {
     ctx->outputs = ctx->out_inline;
@@ -48,8 +49,8 @@ int zorch__ctx_init(zorch_step_ctx *ctx, zorch__store *store, const zorch__plan 
 
 /* The step's log file path, made on first use; NULL when no logs are kept. */
 static const char *ctx_log_path(zorch_step_ctx *ctx) {
-  if (!ctx->log_path && ctx->run_dir)
-    ctx->log_path = zorch__asprintf("%s/logs/%s.log", ctx->run_dir, ctx->plan->steps[ctx->step].name);
+  if (!ctx->log_path && ctx->logs_dir)
+    ctx->log_path = zorch__layout_step_log_in(ctx->logs_dir, ctx->plan->steps[ctx->step].name);
   return ctx->log_path;
 }
 

@@ -21,7 +21,7 @@ struct zorch_step_ctx {
   char **scratch;                   /* per output: scratch path handed out, or NULL */
   atomic_int *cancelled;
   int log_fd;                       /* -1 until first use */
-  const char *run_dir;              /* NULL: no logs kept (ephemeral) */
+  const char *logs_dir;             /* the run's local logs directory; NULL: no log file */
   char *log_path;                   /* made on first use */
   char *fail_message;
   struct {
@@ -41,7 +41,7 @@ struct zorch_step_ctx {
 /** Set up / tear down a context for one attempt of step `i`. */
 int zorch__ctx_init(zorch_step_ctx *ctx, zorch__store *store, const zorch__plan *plan, uint32_t i,
                     uint32_t attempt, const zorch__step_rec *recs, atomic_int *cancelled,
-                    const char *run_dir);
+                    const char *logs_dir);
 /** After the function returned 0: publish scratch outputs, check all were written. */
 int zorch__ctx_finish(zorch_step_ctx *ctx);
 void zorch__ctx_cleanup(zorch_step_ctx *ctx);

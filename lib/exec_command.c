@@ -114,7 +114,11 @@ int zorch__command_env(zorch__strv *extra, zorch__store *store, const zorch__pla
   free(v);
   for (uint32_t k = 0; k < s->n_inputs && rc == ZORCH_OK; k++) {
     const zorch__output_rec *o = &recs[s->inputs[k].step].outputs[s->inputs[k].output];
-    char *path = zorch__store_artifact_path(store, o->digest);
+    char *path = NULL;
+    if ((rc = zorch__store_fetch(store, o->digest, o->is_dir, &path))) {
+      zorch__error_prefix("input '%s'", s->inputs[k].name);
+      break;
+    }
     char *nm = env_name("ZORCH_INPUT_", s->inputs[k].name);
     v = nm && path ? zorch__asprintf("%s=%s", nm, path) : NULL;
     if (v) zorch__strv_push(extra, v);

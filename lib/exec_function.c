@@ -23,7 +23,7 @@ static void run_function(zorch__exec *x, uint32_t i, uint32_t attempt, worker *w
   char *err = NULL;
   bool ok = false;
   int rc = zorch__ctx_init(&ctx, x->store, x->plan, i, attempt, x->recs, &x->xs[i].cancelled,
-                           x->run_dir);
+                           x->logs_dir);
   if (rc) {
     err = zorch__asprintf("cannot set up the step: %s", zorch_error_last()->message);
   } else {

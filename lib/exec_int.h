@@ -11,6 +11,7 @@
 
 #include "executor.h"
 #include "map.h"
+#include "store_layout.h"
 
 typedef struct xstep {       /* every step's (20 bytes: a large run has many) */
   bool terminal;
@@ -58,7 +59,7 @@ struct zorch__exec {
   zorch__journal *journal;
   zorch__cache *cache;
   zorch__exec_opts opts;
-  char *run_dir;
+  char *logs_dir;               /* the run's logs, in the store's local files; NULL: none kept */
   zorch__step_rec *recs;
   xstep *xs;
   xaux *xa;         /* NULL: no step needs it (see xaux) */
@@ -148,8 +149,8 @@ static inline double step_clock(const zorch__exec *x) {
 
 /* Where step i's log goes; NULL when the run keeps no logs (or on OOM). */
 static inline char *step_log_path(const zorch__exec *x, uint32_t i) {
-  if (!x->run_dir) return NULL;
-  return zorch__asprintf("%s/logs/%s.log", x->run_dir, x->plan->steps[i].name);
+  if (!x->logs_dir) return NULL;
+  return zorch__layout_step_log_in(x->logs_dir, x->plan->steps[i].name);
 }
 
 /* The last `lines` lines of step i's log, or NULL. */

@@ -13,7 +13,6 @@ void zorch__exec_remote_free(zorch__remote *rm) {
   if (rm->settings)
     for (size_t i = 0; rm->settings[i]; i++) free(rm->settings[i]);
   free(rm->settings);
-  free(rm->store_path);
   free(rm);
 }
 
@@ -56,9 +55,13 @@ static int remote_launch(zorch__exec *x, uint32_t i, uint32_t attempt, char **er
   /* the step entrypoint reads the records of earlier steps (cache hits are
    * only in the journal) and writes its own: stale ones must not count */
   if (!rc && x->journal) rc = zorch__journal_flush(x->journal);
-  char *rec = x->run_dir ? zorch__asprintf("%s/steps/%s.json", x->run_dir, s->name) : NULL;
-  if (rec) unlink(rec);
-  free(rec);
+  /* (on a store that is not local the flush just put this attempt's start
+   * as the step's record object, over any earlier one) */
+  if (!rc && zorch__store_is_local(x->store)) {
+    char *rec = zorch__layout_step_record(x->plan->run_id, s->name);
+    rc = rec ? zorch__store_remove(x->store, rec) : zorch__error_oom();
+    free(rec);
+  }
   char *lp = step_log_path(x, i);
   if (!rc && !argv.v) rc = zorch__error_oom(); /* argv.v is NULL-terminated */
   if (rc) {
@@ -83,7 +86,9 @@ static int remote_launch(zorch__exec *x, uint32_t i, uint32_t attempt, char **er
       .settings_json = x->remote->settings ? x->remote->settings[i] : "{}",
       .image = s->image,
       .log_path = lp,
-      .store_path = x->remote->store_path,
+      .store_path = zorch__store_root(x->store), /* a local store only */
+      .store_uri = zorch__store_uri(x->store),
+      .store_env = zorch__store_step_env(x->store),
   };
   zorch_error_clear();
   rc = x->remote->ops->launch(x->remote->data, &L);
@@ -180,10 +185,10 @@ int zorch__exec_remote_done(zorch__exec *x, uint64_t attempt_id, int exit_code, 
   const zorch__pstep *s = &x->plan->steps[i];
   /* what the step entrypoint recorded: status, outputs, the command's exit */
   zorch__step_rec *tmp = zorch__step_recs_new(x->plan);
-  char *rp = x->run_dir ? zorch__asprintf("%s/steps/%s.json", x->run_dir, s->name) : NULL;
+  char *rp = zorch__layout_step_record(x->plan->run_id, s->name);
   char *text = NULL;
   size_t tl = 0;
-  bool have = tmp && rp && zorch__read_file(rp, &text, &tl) == ZORCH_OK &&
+  bool have = tmp && rp && zorch__store_read_doc(x->store, rp, &text, &tl) == ZORCH_OK &&
               zorch__step_rec_apply(x->plan, tmp, text, tl) == ZORCH_OK;
   free(text);
   free(rp);
@@ -197,10 +202,10 @@ int zorch__exec_remote_done(zorch__exec *x, uint64_t attempt_id, int exit_code, 
     err = NULL;
   } else if (exit_code == 0) {
     if (!r || r->status != ZORCH_STATUS_COMPLETED) {
-      err = zorch__asprintf("the step exited 0 but its entrypoint recorded %s (is the artifact "
-                            "store '%s' mounted at the same path where the step runs?)",
-                            r ? zorch_status_name(r->status) : "nothing",
-                            x->remote->store_path ? x->remote->store_path : "?");
+      err = zorch__asprintf("the step exited 0 but its entrypoint recorded %s (does the step "
+                            "reach the artifact store %s where it runs?%s)",
+                            r ? zorch_status_name(r->status) : "nothing", zorch__store_uri(x->store),
+                            zorch__store_is_local(x->store) ? " it must be mounted at the same path" : "");
     } else {
       ok = true;
       for (uint32_t k = 0; k < s->n_outputs && ok; k++)

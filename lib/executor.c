@@ -468,7 +468,7 @@ static void exec_destroy(zorch__exec *x) {
   free(x->active);
   free(x->workers);
   free(x->cmd_workers);
-  free(x->run_dir);
+  free(x->logs_dir);
   free(x->stop_reason);
   free(x->run_message);
   zorch__plan_free(x->plan);
@@ -617,14 +617,14 @@ int zorch__exec_start(zorch__exec **out, zorch__plan *plan, zorch__store *store,
   }
   bool ephemeral = opts->flags & ZORCH_RUN_EPHEMERAL;
   if (plan->run_id && !ephemeral) {
-    x->run_dir = zorch__asprintf("%s/runs/%s", zorch__store_root(store), plan->run_id);
-    char *logs = x->run_dir ? zorch__path_join(x->run_dir, "logs") : NULL;
-    char *jp = x->run_dir ? zorch__path_join(x->run_dir, "journal.jsonl") : NULL;
-    if (!logs || !jp) rc = zorch__error_oom();
-    if (!rc) rc = zorch__mkdirs(logs);
-    if (!rc) rc = zorch__journal_open(&x->journal, jp, true);
+    /* logs are written here (on a store that is not local, in its staging
+     * directory, and stored with the step's record); records go to the
+     * run's journal, or one object per step (zorch__store_records_open) */
+    char *logs = zorch__layout_logs(plan->run_id);
+    x->logs_dir = logs ? zorch__path_join(zorch__store_local_root(store), logs) : NULL;
     free(logs);
-    free(jp);
+    rc = x->logs_dir ? zorch__mkdirs(x->logs_dir) : zorch__error_oom();
+    if (!rc) rc = zorch__store_records_open(&x->journal, store, plan->run_id, true);
     if (rc) goto fail;
   }
   /* The cache index is written without fsync: its entries name artifacts that

@@ -19,7 +19,6 @@ typedef struct zorch__remote {
   const zorch_step_launcher *ops;
   void *data;
   char **settings;                  /* per step: effective settings JSON (malloc'd) */
-  char *store_path;
 } zorch__remote;
 
 /** Does a run with these ZORCH_RUN_* flags use the cache index and make

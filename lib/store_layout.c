@@ -53,10 +53,17 @@ char *zorch__layout_step_records(const char *run_id) {
 }
 
 char *zorch__layout_step_log(const char *run_id, const char *step) {
-  return zorch__asprintf(RUNS "/%s/" LOGS "/%s.log", run_id, step);
+  char *logs = zorch__layout_logs(run_id);
+  char *key = logs ? zorch__layout_step_log_in(logs, step) : NULL;
+  free(logs);
+  return key;
 }
 
 char *zorch__layout_logs(const char *run_id) { return zorch__asprintf(RUNS "/%s/" LOGS, run_id); }
+
+char *zorch__layout_step_log_in(const char *logs_dir, const char *step) {
+  return zorch__asprintf("%s/%s.log", logs_dir, step);
+}
 
 char *zorch__layout_schedule_deployment(const char *name) {
   return zorch__asprintf("schedules/%s/%s", name, zorch__layout_deployment_file);

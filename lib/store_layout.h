@@ -55,6 +55,8 @@ char *zorch__layout_step_records(const char *run_id);
 char *zorch__layout_step_log(const char *run_id, const char *step);
 /** "runs/<id>/logs": the directory of a run's logs (on a local store). */
 char *zorch__layout_logs(const char *run_id);
+/** "<logs_dir>/<step>.log": a step's log in a local directory of logs. */
+char *zorch__layout_step_log_in(const char *logs_dir, const char *step);
 char *zorch__layout_schedule_deployment(const char *name);
 char *zorch__layout_cache_index(const char *pipeline);
 char *zorch__layout_cache_entry(const char *pipeline, const char *key);

@@ -137,11 +137,8 @@ int zorch__executor_start_remote_host(void **out, zorch_submission *sub, const c
   if (!rm) return zorch__error_oom();
   rm->ops = ops;
   rm->data = data;
-  const char *root = zorch__store_root(sub->run->store); /* NULL unless the store is local */
-  rm->store_path = zorch__strdup(root);
   rm->settings = step_settings(zorch__run_deployment_text(sub->run), sub->run->plan);
-  if (!rm->settings || (root && !rm->store_path)) {
-    free(rm->store_path);
+  if (!rm->settings) {
     if (rm->settings)
       for (size_t i = 0; rm->settings[i]; i++) free(rm->settings[i]);
     free(rm->settings);
