@@ -86,8 +86,11 @@ static const cli_cmd commands[] = {
      cmd_run_show, NULL},
     {"run logs", "RUN [STEP]", "Print the logs of every step of a run, or of one step", NULL,
      cmd_run_logs, NULL},
-    {"step run", "--zorch-step STEP --zorch-deployment PATH --zorch-run RUN_ID",
+    {"step run", "--zorch-step STEP --zorch-store URI --zorch-run RUN_ID",
      "Run one command step of a run (the entrypoint flavors start in containers)",
+     "Opens the artifact store URI names (file:///dir, or <flavor>://... of an\n"
+     "artifact-store plugin; $ZORCH_STORE_URI when --zorch-store is not given) or, with\n"
+     "--zorch-deployment PATH instead, the store of the deployment at PATH.\n"
      "Loads the deployment from the artifact store, gives the step's command its inputs\n"
      "($ZORCH_INPUT_<NAME>), output paths ($ZORCH_OUTPUT_<NAME>), params ($ZORCH_PARAM_<NAME>)\n"
      "and environment, runs it, stores the outputs it wrote and writes the step record\n"

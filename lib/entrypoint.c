@@ -11,6 +11,7 @@
 #include "ctx.h"
 #include "deployment.h"
 #include "executor.h"
+#include "store_layout.h"
 
 atomic_int zorch__entrypoint_registered;
 
@@ -172,27 +173,55 @@ static bool run_command(zorch__store *st, const zorch__plan *plan, uint32_t i,
   return ok;
 }
 
+/* Open the store a step names: a local one by itself, any other through a
+ * client's registry (its artifact-store plugins), made on the way. */
+static int open_store(zorch__store **st, zorch_client **client, const char *uri) {
+  bool local = uri[0] == '/' || !strncmp(uri, "file://", 7);
+  if (!local && !*client) {
+    int rc = zorch_client_new(client, NULL);
+    if (rc) return rc;
+  }
+  return zorch__store_open_uri(st, *client, uri);
+}
+
 /* Run one step of a deployment: a function step of this program (build !=
- * NULL) or a command step (build == NULL).  Returns a ZORCH_EXIT_* code. */
-static int run_step(const char *dep_path, const char *run_id, const char *step,
-                    zorch_build_cb build, void *payload) {
+ * NULL) or a command step (build == NULL).  The deployment is read from
+ * `dep_path`, or else from the store `store_uri` names (the step's
+ * --zorch-store, else $ZORCH_STORE_URI); the store is that one, or else the
+ * deployment's.  Returns a ZORCH_EXIT_* code. */
+static int run_step(const char *dep_path, const char *store_uri, const char *run_id,
+                    const char *step, zorch_build_cb build, void *payload) {
+  zorch_client *client = NULL;
+  zorch__store *st = NULL;
   char *text = NULL;
-  int rc = zorch__read_file(dep_path, &text, NULL);
+  int rc;
+  if (dep_path) {
+    rc = zorch__read_file(dep_path, &text, NULL);
+  } else if (!(rc = open_store(&st, &client, store_uri))) {
+    char *key = zorch__layout_deployment(run_id);
+    rc = key ? zorch__store_read_doc(st, key, &text, NULL) : zorch__error_oom();
+    free(key);
+  }
   if (rc) {
     fprintf(stderr, "zorch: cannot read the deployment: %s\n", zorch_error_last()->message);
+    zorch__store_close(st);
+    zorch_client_free(client);
     return ZORCH_EXIT_USAGE;
   }
   zorch__plan *plan = NULL;
   rc = zorch__plan_load(&plan, text);
   if (rc) {
-    fprintf(stderr, "zorch: %s: %s\n", dep_path, zorch_error_last()->message);
+    fprintf(stderr, "zorch: %s: %s\n", dep_path ? dep_path : "the deployment",
+            zorch_error_last()->message);
     free(text);
+    zorch__store_close(st);
+    zorch_client_free(client);
     return ZORCH_EXIT_USAGE;
   }
   int exit_code = ZORCH_EXIT_USAGE;
   zorch_pipeline *p = NULL;
-  zorch__store *st = NULL;
   zorch__step_rec *recs = NULL;
+  char *logs = NULL;
   int64_t i = zorch__plan_find(plan, step);
   if (i < 0) {
     fprintf(stderr, "zorch: the deployment of pipeline '%s' has no step '%s'\n", plan->pipeline, step);
@@ -222,19 +251,29 @@ static int run_step(const char *dep_path, const char *run_id, const char *step,
     exit_code = ZORCH_EXIT_MISMATCH;
     goto out;
   }
-  if (!plan->store_path || zorch__store_open(&st, plan->store_path) != ZORCH_OK) {
+  /* the store: as named, else the deployment's (by URI; by path before URIs) */
+  const char *where = store_uri ? store_uri : plan->store_uri ? plan->store_uri : plan->store_path;
+  if (!st && (!where || !*where || open_store(&st, &client, where) != ZORCH_OK)) {
     fprintf(stderr, "zorch: cannot open the artifact store '%s': %s\n",
-            plan->store_path ? plan->store_path : "(none)", zorch_error_last()->message);
+            where && *where ? where : "(none)", zorch_error_last()->message);
     goto out;
   }
   recs = zorch__step_recs_new(plan);
-  char *run_dir = zorch__asprintf("%s/runs/%s", plan->store_path, plan->run_id);
-  char *logs = run_dir ? zorch__path_join(run_dir, "logs") : NULL;
-  if (!recs || !run_dir || !logs || zorch__step_recs_load(plan, recs, st, plan->run_id) || zorch__mkdirs(logs)) {
+  if (!recs || zorch__step_recs_load(plan, recs, st, plan->run_id)) {
     fprintf(stderr, "zorch: cannot read the run's records: %s\n", zorch_error_last()->message);
-    free(run_dir);
-    free(logs);
     goto out;
+  }
+  /* On a local store the step's log is its file in the store.  On another
+   * one the host that launched the step keeps the log (what the step
+   * prints), so the step's own log lines go to stderr. */
+  if (zorch__store_is_local(st)) {
+    char *key = zorch__layout_logs(plan->run_id);
+    logs = key ? zorch__path_join(zorch__store_root(st), key) : NULL;
+    free(key);
+    if (!logs || zorch__mkdirs(logs)) {
+      fprintf(stderr, "zorch: cannot make the run's log directory: %s\n", zorch_error_last()->message);
+      goto out;
+    }
   }
   const zorch__pstep *s = &plan->steps[i];
   for (uint32_t k = 0; k < s->n_inputs; k++) {
@@ -243,13 +282,10 @@ static int run_step(const char *dep_path, const char *run_id, const char *step,
       fprintf(stderr, "zorch: input '%s' of step '%s' (output '%s' of step '%s') is not in the store yet\n",
               s->inputs[k].name, step, plan->steps[s->inputs[k].step].outputs[s->inputs[k].output],
               plan->steps[s->inputs[k].step].name);
-      free(run_dir);
-      free(logs);
       goto out;
     }
   }
-  char *lp = zorch__asprintf("%s/%s.log", logs, step);
-  free(logs);
+  char *lp = logs ? zorch__layout_step_log_in(logs, step) : NULL;
   zorch__step_rec *r = &recs[i];
   /* The executor that launched this attempt journaled its start (running,
    * with this attempt's number) before launching it; a step started by hand
@@ -270,9 +306,10 @@ static int run_step(const char *dep_path, const char *run_id, const char *step,
     int code = -1;
     ok = run_command(st, plan, (uint32_t)i, recs, r->outputs, &code, &killed_by, &err);
     r->exit_code = code;
-  } else if (zorch__ctx_init(&ctx, st, plan, (uint32_t)i, r->attempts, recs, &cancelled, run_dir) != ZORCH_OK) {
+  } else if (zorch__ctx_init(&ctx, st, plan, (uint32_t)i, r->attempts, recs, &cancelled, logs) != ZORCH_OK) {
     err = zorch__strdup(zorch_error_last()->message);
   } else {
+    if (!logs) ctx.log_fd = dup(STDERR_FILENO); /* see above */
     ok = zorch__ctx_outcome(&ctx, s->fn(&ctx, s->payload), &err);
     if (ok)
       for (uint32_t k = 0; k < s->n_outputs; k++) r->outputs[k] = ctx.outputs[k];
@@ -287,7 +324,6 @@ static int run_step(const char *dep_path, const char *run_id, const char *step,
     fprintf(stderr, "zorch: step '%s' failed: %s\n", step, err);
   }
   free(lp);
-  free(run_dir);
   if (zorch__step_rec_write(st, plan, (uint32_t)i, r) != ZORCH_OK) {
     fprintf(stderr, "zorch: cannot write the step record: %s\n", zorch_error_last()->message);
     ok = false;
@@ -306,20 +342,34 @@ static int run_step(const char *dep_path, const char *run_id, const char *step,
   exit_code = ok ? ZORCH_EXIT_OK : killed_by ? 128 + killed_by : ZORCH_EXIT_STEP_FAILED;
 out:
   free(text);
+  free(logs);
   if (recs) zorch__step_recs_free(recs, plan->n_steps);
-  if (st) zorch__store_close(st);
+  zorch__store_close(st);
   zorch_pipeline_free(p);
   zorch__plan_free(plan);
+  zorch_client_free(client); /* after the store: its plugin's code */
   return exit_code;
 }
 
-/* --zorch-step/--zorch-deployment/--zorch-run from argv; 1 when none is
- * there, 0 when all are, exits with a usage error otherwise. */
-static int step_args(int argc, char **argv, const char **step, const char **dep, const char **run) {
+#define STEP_USAGE                                                                    \
+  "zorch: a step needs --zorch-step and --zorch-run, and --zorch-store (or $ZORCH_STORE_URI) " \
+  "or --zorch-deployment\n"
+
+/* What names a step in argv: --zorch-step, --zorch-run, and the store
+ * (--zorch-store URI, else $ZORCH_STORE_URI) or the deployment's path
+ * (--zorch-deployment, which names the store too).  1 when argv names no
+ * step, 0 when it names one, exits with a usage error when it is half
+ * there. */
+typedef struct step_argv {
+  const char *step, *dep, *run, *store;
+} step_argv;
+
+static int step_args(int argc, char **argv, step_argv *s) {
   for (int a = 1; a < argc; a++) {
-    const char **slot = !strcmp(argv[a], "--zorch-step")         ? step
-                        : !strcmp(argv[a], "--zorch-deployment") ? dep
-                        : !strcmp(argv[a], "--zorch-run")        ? run
+    const char **slot = !strcmp(argv[a], "--zorch-step")         ? &s->step
+                        : !strcmp(argv[a], "--zorch-deployment") ? &s->dep
+                        : !strcmp(argv[a], "--zorch-run")        ? &s->run
+                        : !strcmp(argv[a], "--zorch-store")      ? &s->store
                                                                  : NULL;
     if (!slot) continue;
     if (a + 1 >= argc) {
@@ -328,30 +378,34 @@ static int step_args(int argc, char **argv, const char **step, const char **dep,
     }
     *slot = argv[++a];
   }
-  if (!*step && !*dep && !*run) return 1;
-  if (!*step || !*dep || !*run) {
-    fprintf(stderr, "zorch: a step needs --zorch-step, --zorch-deployment and --zorch-run\n");
+  if (!s->step && !s->dep && !s->run && !s->store) return 1;
+  if (!s->store) {
+    const char *env = getenv("ZORCH_STORE_URI");
+    if (env && *env) s->store = env;
+  }
+  if (!s->step || !s->run || (!s->dep && !s->store)) {
+    fputs(STEP_USAGE, stderr);
     exit(ZORCH_EXIT_USAGE);
   }
   return 0;
 }
 
 int zorch_command_step_main(int argc, char **argv) {
-  const char *step = NULL, *dep = NULL, *run = NULL;
-  if (step_args(argc, argv, &step, &dep, &run)) {
-    fprintf(stderr, "zorch: a step needs --zorch-step, --zorch-deployment and --zorch-run\n");
+  step_argv s = {0};
+  if (step_args(argc, argv, &s)) {
+    fputs(STEP_USAGE, stderr);
     return ZORCH_EXIT_USAGE;
   }
   fflush(stdout);
-  return run_step(dep, run, step, NULL, NULL);
+  return run_step(s.dep, s.store, s.run, s.step, NULL, NULL);
 }
 
 int zorch_main(int argc, char **argv, zorch_build_cb build, void *payload) {
-  const char *step = NULL, *dep = NULL, *run = NULL;
   if (!build) return zorch__error_set(ZORCH_EINVALID, "zorch_main: build callback is NULL");
-  int none = step_args(argc, argv, &step, &dep, &run);
+  step_argv s = {0};
+  int none = step_args(argc, argv, &s);
   atomic_store(&zorch__entrypoint_registered, 1);
   if (none) return ZORCH_OK;
   fflush(stdout);
-  exit(run_step(dep, run, step, build, payload));
+  exit(run_step(s.dep, s.store, s.run, s.step, build, payload));
 }

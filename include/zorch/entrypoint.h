@@ -3,9 +3,12 @@
  * Flavors that run steps outside the calling process (containers, Pods,
  * VMs) start the host program again as one step of one run:
  *
- *     app --zorch-step NAME --zorch-deployment URI --zorch-run ID
+ *     app --zorch-step NAME --zorch-store URI --zorch-run ID
  *
- * The program calls zorch_main() first thing in main(); when started that
+ * (the store: "file:///dir", or "<flavor>://..." of an artifact-store
+ * plugin, loaded from ZORCH_PLUGIN_PATH; $ZORCH_STORE_URI when the flag is
+ * not given; or --zorch-deployment PATH, the deployment's file, whose store
+ * it names).  The program calls zorch_main() first thing in main(); when started that
  * way it rebuilds its pipeline through `build`, checks it matches the
  * deployment, runs that one step against the artifact store, writes the
  * outputs and the step record, and exits with the step's status.  Otherwise
@@ -40,7 +43,7 @@ ZORCH_API int zorch_main(int argc, char **argv, zorch_build_cb build, void *payl
 
 /** The command-step entrypoint, what `zorch step run` calls:
  *
- *     zorch step run --zorch-step NAME --zorch-deployment PATH --zorch-run ID
+ *     zorch step run --zorch-step NAME --zorch-store URI --zorch-run ID
  *
  *  Loads the deployment from the artifact store, gives the step's command
  *  its inputs (ZORCH_INPUT_<NAME>: paths in the store), scratch paths for

@@ -215,9 +215,13 @@ START_TEST(test_unknown_command_and_option) {
                      "{}", "-c", "max_parallel=2", NULL);
   assert_has(out, "either --config or -c");
   free(out);
-  /* the command-step entrypoint wants all three of its arguments */
+  /* the command-step entrypoint wants a step, a run, and a store or a deployment */
   out = zorch_expect(2, home, "step", "run", NULL);
-  assert_has(out, "needs --zorch-step, --zorch-deployment and --zorch-run");
+  assert_has(out, "needs --zorch-step and --zorch-run, and --zorch-store (or $ZORCH_STORE_URI) or "
+                  "--zorch-deployment");
+  free(out);
+  out = zorch_expect(2, home, "step", "run", "--zorch-step", "x", "--zorch-run", "r", NULL);
+  assert_has(out, "needs --zorch-step and --zorch-run, and --zorch-store");
   free(out);
   out = zorch_expect(2, home, "step", "run", "--zorch-step", "x", "--zorch-run", NULL);
   assert_has(out, "--zorch-run needs a value");
