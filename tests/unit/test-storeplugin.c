@@ -477,6 +477,330 @@ START_TEST(cache_entries_and_records_are_objects) {
 }
 END_TEST
 
+/* ---- pipelines on the plugin store ---------------------------------------------------- */
+
+/* (step functions run in step processes too, where Check's asserts must not be called) */
+static char *cat3(const char *a, const char *b) {
+  char *s = malloc(strlen(a) + strlen(b) + 1);
+  if (s) strcat(strcpy(s, a), b);
+  return s;
+}
+
+static int produce(zorch_step_ctx *ctx, void *payload) {
+  (void)payload;
+  int64_t n;
+  int rc = zorch_ctx_param_int(ctx, "n", &n);
+  if (rc) return rc;
+  char buf[64];
+  int len = snprintf(buf, sizeof buf, "%lld", (long long)(n * 2));
+  zorch_ctx_log(ctx, "doubling %lld in pid %d", (long long)n, (int)getpid());
+  if ((rc = zorch_ctx_output(ctx, "value", buf, (size_t)len))) return rc;
+  const char *dir = NULL;
+  if ((rc = zorch_ctx_output_path(ctx, "tree", &dir))) return rc;
+  char *sub = cat3(dir, "/sub"), *a = cat3(dir, "/a.txt"), *b = cat3(dir, "/sub/b.txt");
+  mkdir(dir, 0755);
+  mkdir(sub, 0755);
+  FILE *f = fopen(a, "w");
+  fputs("aaa", f);
+  fclose(f);
+  f = fopen(b, "w");
+  fputs("bbb", f);
+  fclose(f);
+  free(sub), free(a), free(b);
+  return ZORCH_OK;
+}
+
+static int check(zorch_step_ctx *ctx, void *payload) {
+  (void)payload;
+  const void *data = NULL;
+  size_t size = 0;
+  int rc = zorch_ctx_input(ctx, "copy", &data, &size);
+  if (rc) return rc;
+  const char *tree = NULL;
+  if ((rc = zorch_ctx_input_path(ctx, "tree", &tree))) return rc;
+  char *b = cat3(tree, "/sub/b.txt");
+  char *bt = slurp(b);
+  char out[128];
+  int len = snprintf(out, sizeof out, "checked %.*s and %s", (int)size, (const char *)data, bt);
+  free(b), free(bt);
+  zorch_ctx_log(ctx, "checking");
+  return zorch_ctx_output(ctx, "verdict", out, (size_t)len);
+}
+
+static int build(zorch_pipeline **out, const char *name, void *payload) {
+  (void)payload;
+  zorch_pipeline *p = NULL;
+  int rc = zorch_pipeline_new(&p, name);
+  if (rc) return rc;
+  zorch_step *a, *b, *c;
+  zorch_pipeline_add_param(p, "n", "21");
+  zorch_pipeline_add_function_step(&a, p, "produce", produce, NULL);
+  zorch_step_use_param(a, "n");
+  zorch_step_add_output(a, "value");
+  zorch_step_add_output(a, "tree");
+  const char *argv[] = {"sh", "-c",
+                        "echo \"got $(cat $ZORCH_INPUT_VALUE)\"; cp $ZORCH_INPUT_VALUE $ZORCH_OUTPUT_COPY; "
+                        "cat $ZORCH_INPUT_TREE/a.txt",
+                        NULL};
+  zorch_pipeline_add_command_step(&b, p, "consume", argv);
+  zorch_step_add_input(b, "value", "produce", "value");
+  zorch_step_add_input(b, "tree", "produce", "tree");
+  zorch_step_add_output(b, "copy");
+  zorch_pipeline_add_function_step(&c, p, "check", check, NULL);
+  zorch_step_add_input(c, "copy", "consume", "copy");
+  zorch_step_add_input(c, "tree", "produce", "tree");
+  zorch_step_add_output(c, "verdict");
+  *out = p;
+  return ZORCH_OK;
+}
+
+/* A client whose active stack has `orchestrator` (a flavor) and a dirstore
+ * store at `config`. */
+static zorch_client *stack_client(const char *home, const char *orchestrator, const char *config) {
+  zorch_client *c = store_client(home);
+  zt_ok(zorch_component_register(c, "artifact_store", "objs", "dirstore", config, 1));
+  zt_ok(zorch_component_register(c, "orchestrator", "orch", orchestrator, NULL, 1));
+  zt_ok(zorch_stack_register(c, "objs", "orch", "objs", 1));
+  zt_ok(zorch_stack_set_active(c, "objs"));
+  return c;
+}
+
+static zorch_run *run_it(zorch_client *c, int want) {
+  zorch_pipeline *p = NULL;
+  zt_ok(build(&p, "sdemo", NULL));
+  zorch_run *r = NULL;
+  int rc = zorch_pipeline_run(&r, c, p, NULL);
+  ck_assert_msg(rc == want, "run: %d (%s)", rc, zorch_error_last()->message);
+  zorch_pipeline_free(p);
+  return r;
+}
+
+static int step_status(zorch_run *r, const char *step) {
+  size_t i;
+  zt_ok(zorch_run_step_index(r, step, &i));
+  return zorch_run_step_status(r, i);
+}
+
+static void assert_outputs(zorch_run *r) {
+  void *data = NULL;
+  size_t size = 0;
+  zt_ok(zorch_run_read_output(&data, &size, r, "check", "verdict"));
+  ck_assert_str_eq((char *)data, "checked 42 and bbb");
+  zorch_free(data);
+  char *tree = NULL;
+  zt_ok(zorch_run_output_path(&tree, r, "produce", "tree"));
+  char *a = fmt("%s/a.txt", tree);
+  char *at = slurp(a);
+  ck_assert_str_eq(at, "aaa");
+  free(at), free(a);
+  zorch_free(tree);
+}
+
+static void assert_logs(zorch_run *r) {
+  char *log = NULL;
+  zt_ok(zorch_run_read_log(&log, NULL, r, "consume"));
+  ck_assert_msg(strstr(log, "got 42") && strstr(log, "aaa"), "log of consume: %s", log);
+  zorch_free(log);
+  zt_ok(zorch_run_read_log(&log, NULL, r, "produce"));
+  ck_assert_msg(strstr(log, "doubling 21"), "log of produce: %s", log);
+  zorch_free(log);
+}
+
+/* What the store holds after a run: every record, log and artifact as an
+ * object; no journal, no file of a cache index. */
+static void assert_objects(const char *root, const char *run_id) {
+  const char *keys[] = {"runs/%s/run.json", "runs/%s/deployment.json", "runs/%s/steps/produce.json",
+                        "runs/%s/steps/consume.json", "runs/%s/steps/check.json",
+                        "runs/%s/logs/consume.log"};
+  for (size_t k = 0; k < sizeof keys / sizeof *keys; k++) {
+    char *key = fmt(keys[k], run_id);
+    char *f = object_file(root, key);
+    ck_assert_msg(access(f, F_OK) == 0, "no object %s", key);
+    free(f), free(key);
+  }
+  char *key = fmt("runs/%s/journal.jsonl", run_id);
+  char *f = object_file(root, key);
+  ck_assert_msg(access(f, F_OK) != 0, "a journal on an object store");
+  free(f), free(key);
+}
+
+/* In this process (the local orchestrator): a run, its outputs, logs,
+ * records and cache entries all in the plugin store; the second run is all
+ * cache hits; the runs are listed and opened from another host. */
+START_TEST(a_pipeline_runs_on_the_plugin_store) {
+  const char *d = zt_tmpdir();
+  char *root = fmt("%s/objects", d);
+  char *config = fmt("{\"path\":\"%s\"}", root);
+  zorch_client *c = stack_client(NULL, "local", config);
+  zorch_run *r = run_it(c, ZORCH_OK);
+  ck_assert_int_eq(step_status(r, "produce"), ZORCH_STATUS_COMPLETED);
+  ck_assert_int_eq(step_status(r, "consume"), ZORCH_STATUS_COMPLETED);
+  ck_assert_int_eq(step_status(r, "check"), ZORCH_STATUS_COMPLETED);
+  assert_outputs(r);
+  assert_logs(r);
+  char *id1 = strdup(zorch_run_id(r));
+  char *name1 = strdup(zorch_run_name(r));
+  zorch_run_free(r);
+  assert_objects(root, id1);
+  /* the deployment names the store by URI, and a local store is nowhere */
+  r = run_it(c, ZORCH_OK);
+  ck_assert_int_eq(step_status(r, "produce"), ZORCH_STATUS_CACHED);
+  ck_assert_int_eq(step_status(r, "consume"), ZORCH_STATUS_CACHED);
+  ck_assert_int_eq(step_status(r, "check"), ZORCH_STATUS_CACHED);
+  const char *dep = zorch_run_deployment(r);
+  char *want = fmt("\"--zorch-store\",\"dirstore://%s\"", root);
+  ck_assert_msg(strstr(dep, want) && !strstr(dep, "--zorch-deployment"), "deployment: %s", dep);
+  free(want);
+  char *id2 = strdup(zorch_run_id(r));
+  zorch_run_free(r);
+  char *local_store = fmt("%s/store", zorch_client_home(c));
+  ck_assert_msg(access(local_store, F_OK) != 0, "a local store was made: %s", local_store);
+  free(local_store);
+  zorch_client_free(c);
+
+  /* another host: the same components, its own (empty) staging area */
+  zorch_client *c2 = stack_client(NULL, "local", config);
+  zorch_run_list *l = NULL;
+  zt_ok(zorch_run_list_load(&l, c2, "sdemo"));
+  ck_assert_uint_eq(zorch_run_list_count(l), 2);
+  ck_assert_int_eq(zorch_run_list_status(l, 0), ZORCH_STATUS_COMPLETED);
+  zorch_run_list_free(l);
+  zt_ok(zorch_run_open(&r, c2, name1));
+  ck_assert_str_eq(zorch_run_id(r), id1);
+  ck_assert_int_eq(zorch_run_status(r), ZORCH_STATUS_COMPLETED);
+  ck_assert_int_eq(step_status(r, "check"), ZORCH_STATUS_COMPLETED);
+  size_t i;
+  zt_ok(zorch_run_step_index(r, "consume", &i));
+  ck_assert_int_eq(zorch_run_step_exit_code(r, i), 0);
+  assert_outputs(r); /* downloaded, checked, staged */
+  assert_logs(r);
+  zorch_run_free(r);
+  zt_ok(zorch_run_open(&r, c2, id2));
+  ck_assert_int_eq(step_status(r, "consume"), ZORCH_STATUS_CACHED);
+  zorch_run_free(r);
+  zorch_client_free(c2);
+  free(id1), free(id2), free(name1), free(config), free(root);
+}
+END_TEST
+
+/* The steps as processes (the spawn_remote flavor): each gets the store's
+ * URI and, in its environment, the key file's path (never the key); this
+ * process has neither. */
+START_TEST(remote_steps_reach_the_plugin_store_by_uri) {
+  unsetenv("DIRSTORE_KEY_FILE");
+  /* where the steps run, the artifact-store plugin is installed */
+  char *plugins = fmt("%s:%s", getenv("ZORCH_TEST_STORE_PLUGINS"), getenv("ZORCH_PLUGIN_PATH"));
+  setenv("ZORCH_PLUGIN_PATH", plugins, 1);
+  free(plugins);
+  char *uri = NULL;
+  char *config = keyed_store(&uri);
+  zorch_client *c = stack_client(NULL, "spawn_remote", config);
+  char *launches = fmt("%s/launches.log", zorch_client_home(c));
+  setenv("ZORCH_TEST_LAUNCH_LOG", launches, 1);
+  zorch_run *r = run_it(c, ZORCH_OK);
+  ck_assert_int_eq(step_status(r, "produce"), ZORCH_STATUS_COMPLETED);
+  ck_assert_int_eq(step_status(r, "consume"), ZORCH_STATUS_COMPLETED);
+  ck_assert_int_eq(step_status(r, "check"), ZORCH_STATUS_COMPLETED);
+  assert_outputs(r);
+  char *log = NULL;
+  zt_ok(zorch_run_read_log(&log, NULL, r, "produce"));
+  char mine[64];
+  snprintf(mine, sizeof mine, "in pid %d\n", (int)getpid());
+  ck_assert_msg(strstr(log, "doubling 21") && !strstr(log, mine), "log of produce: %s", log);
+  zorch_free(log);
+  zorch_run_free(r);
+  char *l = slurp(launches);
+  ck_assert_int_eq(count_of(l, "launch "), 3);
+  free(l);
+  /* again: cache hits, none launched */
+  unlink(launches);
+  r = run_it(c, ZORCH_OK);
+  ck_assert_int_eq(step_status(r, "check"), ZORCH_STATUS_CACHED);
+  zorch_run_free(r);
+  l = slurp(launches);
+  ck_assert_int_eq(count_of(l, "launch "), 0);
+  free(l);
+  unsetenv("ZORCH_TEST_LAUNCH_LOG");
+  zorch_client_free(c);
+  free(launches), free(config), free(uri);
+}
+END_TEST
+
+/* A step entrypoint started by hand with nothing but the store's URI (and
+ * the plugin path): the function step by this program, the command step by
+ * `zorch step run` with $ZORCH_STORE_URI.  Each runs one attempt more. */
+START_TEST(a_step_starts_from_a_store_uri_alone) {
+  char *root = fmt("%s/objects", zt_tmpdir());
+  char *config = fmt("{\"path\":\"%s\"}", root);
+  char *uri = fmt("dirstore://%s", root);
+  zorch_client *c = stack_client(NULL, "local", config);
+  zorch_run *r = run_it(c, ZORCH_OK);
+  char *id = strdup(zorch_run_id(r));
+  zorch_run_free(r);
+  char *self = zt_build_path("tests/unit/test-storeplugin");
+  char *plugins = fmt("ZORCH_PLUGIN_PATH=%s", getenv("ZORCH_TEST_STORE_PLUGINS"));
+  char *home = fmt("ZORCH_HOME=%s", zt_tmpdir()); /* another host */
+  const char *env[] = {plugins, home, NULL};
+  const char *fargv[] = {self, "--zorch-step", "produce", "--zorch-store", uri, "--zorch-run", id, NULL};
+  char *out = NULL;
+  int st = zt_run(&out, fargv, env);
+  ck_assert_msg(st == 0, "function step: exit %d: %s", st, out);
+  ck_assert_msg(strstr(out, "doubling 21"), "its log lines go to stderr: %s", out);
+  free(out);
+  char *zorch = getenv("ZORCH_COMMAND");
+  char *uri_env = fmt("ZORCH_STORE_URI=%s", uri);
+  const char *cenv[] = {plugins, home, uri_env, NULL};
+  const char *cargv[] = {zorch, "step", "run", "--zorch-step", "consume", "--zorch-run", id, NULL};
+  st = zt_run(&out, cargv, cenv);
+  ck_assert_msg(st == 0, "command step: exit %d: %s", st, out);
+  ck_assert_msg(strstr(out, "got 42"), "output: %s", out);
+  free(out);
+  /* without the plugin the store cannot be reached, and the step says so */
+  const char *bare[] = {home, NULL};
+  st = zt_run(&out, fargv, bare);
+  ck_assert_int_eq(st, 2);
+  ck_assert_msg(strstr(out, "no artifact-store flavor 'dirstore'"), "output: %s", out);
+  free(out);
+  zt_ok(zorch_run_open(&r, c, id));
+  size_t i;
+  zt_ok(zorch_run_step_index(r, "produce", &i));
+  ck_assert_int_eq(zorch_run_step_status(r, i), ZORCH_STATUS_COMPLETED);
+  ck_assert_int_eq(zorch_run_step_attempts(r, i), 2);
+  zt_ok(zorch_run_step_index(r, "consume", &i));
+  ck_assert_int_eq(zorch_run_step_attempts(r, i), 2);
+  zorch_run_free(r);
+  zorch_client_free(c);
+  free(self), free(plugins), free(home), free(uri_env), free(id), free(uri), free(config), free(root);
+}
+END_TEST
+
+/* A flavor plugin built before plugin ABI 1.2 knows the store by its path
+ * only: refused with a store that is not local, naming both. */
+START_TEST(an_old_flavor_cannot_use_a_plugin_store) {
+  zorch_client *c = store_client(NULL);
+  char *config = fmt("{\"path\":\"%s/objects\"}", zt_tmpdir());
+  zt_ok(zorch_component_register(c, "artifact_store", "objs", "dirstore", config, 0));
+  zorch__flavor *f = (zorch__flavor *)zorch__registry_find(c->registry, ZORCH_COMPONENT_ORCHESTRATOR,
+                                                           "spawn_remote");
+  ck_assert_ptr_nonnull(f);
+  f->plugin_abi_minor = 1; /* as a plugin built against plugin.h 1.1 reports itself */
+  zt_ok(zorch_component_register(c, "orchestrator", "old", "spawn_remote", NULL, 0));
+  zt_ok(zorch_stack_register(c, "old", "old", "objs", 0));
+  zorch_pipeline *p = NULL;
+  zt_ok(build(&p, "sdemo", NULL));
+  zorch_run_options o = ZORCH_RUN_OPTIONS_INIT;
+  o.stack = "old";
+  zorch_run *r = NULL;
+  zt_assert_rc(zorch_pipeline_run(&r, c, p, &o), ZORCH_ENOTSUPPORTED);
+  zt_assert_msg_has("orchestrator flavor 'spawn_remote'");
+  zt_assert_msg_has("plugin ABI 1.1");
+  zt_assert_msg_has("artifact store 'objs' (dirstore://");
+  zorch_pipeline_free(p);
+  zorch_client_free(c);
+  free(config);
+}
+END_TEST
+
 Suite *storeplugin_suite(void);
 Suite *storeplugin_suite(void) {
   Suite *s = suite_create("storeplugin");
@@ -491,7 +815,18 @@ Suite *storeplugin_suite(void) {
   tcase_add_test(tc, credentials_travel_by_reference);
   tcase_add_test(tc, cache_entries_and_records_are_objects);
   suite_add_tcase(s, tc);
+  tc = tcase_create("pipelines");
+  tcase_set_timeout(tc, 120);
+  tcase_add_test(tc, a_pipeline_runs_on_the_plugin_store);
+  tcase_add_test(tc, remote_steps_reach_the_plugin_store_by_uri);
+  tcase_add_test(tc, a_step_starts_from_a_store_uri_alone);
+  tcase_add_test(tc, an_old_flavor_cannot_use_a_plugin_store);
+  suite_add_tcase(s, tc);
   return s;
 }
 
-ZORCH_CHECK_MAIN(storeplugin)
+int main(int argc, char **argv) {
+  /* started as one function step (by spawn_remote, or by hand) */
+  if (zorch_main(argc, argv, build, NULL) != ZORCH_OK) return 2;
+  return zt_run_suite(storeplugin_suite());
+}

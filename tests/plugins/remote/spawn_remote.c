@@ -2,6 +2,7 @@
  * (host->executor_start_remote) and this plugin launches every attempt as a
  * child process running the step entrypoint argv the host hands it, with the
  * step's env; one thread per attempt waits for it and reports the exit code.
+ * It passes the store's zorch_step_launch.store_env on to the step.
  * It appends "launch STEP ATTEMPT" / "stop STEP" lines to
  * $ZORCH_TEST_LAUNCH_LOG so tests can see what reached the plugin. */
 #include <errno.h>
@@ -66,12 +67,17 @@ static int sr_launch(void *data, const zorch_step_launch *L) {
   a->id = L->attempt_id;
   a->host = r->host;
   snprintf(a->step, sizeof a->step, "%s", L->step);
-  size_t ne = 0, nenv = 0;
+  /* the step's settings, what it needs to reach the store (launch version
+   * 2: credential references), then ours */
+  const char *const *senv = L->version >= 2 && L->store_env ? L->store_env : NULL;
+  size_t ne = 0, nenv = 0, ns = 0;
   while (environ[ne]) ne++;
   while (L->env[nenv]) nenv++;
-  char **envp = calloc(ne + nenv + 1, sizeof *envp);
+  while (senv && senv[ns]) ns++;
+  char **envp = calloc(ne + nenv + ns + 1, sizeof *envp);
   for (size_t i = 0; i < nenv; i++) envp[i] = (char *)L->env[i];
-  for (size_t i = 0; i < ne; i++) envp[nenv + i] = environ[i];
+  for (size_t i = 0; i < ns; i++) envp[nenv + i] = (char *)senv[i];
+  for (size_t i = 0; i < ne; i++) envp[nenv + ns + i] = environ[i];
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   int lfd = open(L->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
