@@ -13,10 +13,11 @@
  *
  * On a store that is not local (an object store cannot be appended to),
  * each entry is an object of its own, cache/<pipeline>/<key>.json, holding
- * the same line.  Opening lists the keys once (no entry is read, so a first
- * run reads nothing); a lookup of a listed key reads its object once and
- * keeps it; new entries go through a sink journal that puts one object per
- * line, in the background as the file's appends are.
+ * the same line.  The first lookup lists the keys, once (no entry is read,
+ * so a first run reads nothing; a step process that only puts its entry
+ * lists nothing); a lookup of a listed key reads its object once and keeps
+ * it; new entries go through a sink journal that puts one object per line,
+ * in the background as the file's appends are.
  */
 #include "store.h"
 #include "store_layout.h"
@@ -61,6 +62,7 @@ struct zorch__cache {
   char *path;      /* the index file, or (remote) a name for messages */
   zorch__store *remote; /* not local: one object per entry */
   char *pipeline;
+  bool listed;          /* remote: the keys were listed */
   char *data;      /* the file as loaded */
   size_t data_map; /* when non-zero, data is an anonymous mapping of this size */
   cache_block *blocks;
@@ -476,6 +478,7 @@ static int remote_listed(void *payload, const char *key, uint64_t size) {
   zorch__cache *c = payload;
   char k[ZORCH__DIGEST_HEX];
   if (!zorch__layout_cache_key_of(key, k, sizeof k) || !zorch__is_digest(k)) return ZORCH_OK;
+  if (table_get(&c->map, k)) return ZORCH_OK; /* put by this handle already */
   cache_block *b = block_new(c, k, 64, "", 0);
   return b ? table_put(&c->map, b->s, 64, UNREAD) : zorch__error_oom();
 }
@@ -483,12 +486,19 @@ static int remote_listed(void *payload, const char *key, uint64_t size) {
 static int remote_open(zorch__cache *c, zorch__store *st, const char *pipeline) {
   c->remote = st;
   c->pipeline = zorch__strdup(pipeline);
-  char *prefix = zorch__layout_cache_entries(pipeline);
-  int rc = c->pipeline && prefix ? table_init(&c->map, 64) : zorch__error_oom();
-  if (!rc) rc = zorch__store_list(st, prefix, "/", remote_listed, c);
+  int rc = c->pipeline ? table_init(&c->map, 64) : zorch__error_oom();
   if (!rc) rc = zorch__journal_open_sink(&c->j, c->path, remote_write, c, NULL);
-  free(prefix);
   return rc;
+}
+
+/* List the keys (the first lookup); c->mu held.  A listing that fails
+ * makes misses: the steps run again, which is safe. */
+static void remote_list(zorch__cache *c) {
+  c->listed = true;
+  char *prefix = zorch__layout_cache_entries(c->pipeline);
+  if (prefix) (void)zorch__store_list(c->remote, prefix, "/", remote_listed, c);
+  free(prefix);
+  zorch_error_clear();
 }
 
 /* Read the entry of a listed key; c->mu held.  Its outputs, or NULL. */
@@ -539,6 +549,7 @@ int zorch__cache_open(zorch__cache **out, zorch__store *st, const char *pipeline
 const char *zorch__cache_lookup(zorch__cache *c, const char *key) {
   if (!c || !key) return NULL;
   pthread_mutex_lock(&c->mu);
+  if (c->remote && !c->listed) remote_list(c);
   const char *v = table_get(&c->map, key);
   if (v == UNREAD) v = remote_read(c, key);
   pthread_mutex_unlock(&c->mu);
