@@ -6,7 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "zdocker.h"
+#include "zimage.h"
 
 int zorch_image_build(const char *name, const zorch_image_options *opts, char **image_id) {
   if (image_id) *image_id = NULL;
@@ -68,13 +68,13 @@ int zorch_image_build(const char *name, const zorch_image_options *opts, char **
     rc = zorch__error_set(ZORCH_EIO, "%s", err);
     goto out;
   }
-  zd_image_spec spec = {.ref = name,
+  zi_spec spec = {.ref = name,
                         .programs = (const char *const *)progs.v,
                         .files = (const char *const *)files.v,
                         .plugin_dirs = (const char *const *)dirs.v,
                         .trees = (const char *const *)trees.v};
   char *id = NULL;
-  if (zd_image_build(&eng, &spec, &id, NULL, NULL, err, sizeof err)) {
+  if (zi_build(&eng, &spec, &id, NULL, NULL, err, sizeof err)) {
     rc = zorch__error_set(strstr(err, "not found") || strstr(err, "cannot read") ? ZORCH_ENOTFOUND : ZORCH_EIO,
                           "%s", err);
   } else if (image_id) {

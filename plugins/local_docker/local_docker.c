@@ -25,6 +25,7 @@
 #include <zorch/plugin.h>
 
 #include "zdocker.h"
+#include "zimage.h"
 #include "zhttp.h"
 
 typedef struct ld_ctx {
@@ -570,7 +571,7 @@ static unsigned long long hash_file(unsigned long long h, const char *path) {
   return h;
 }
 
-/* zd_walk's callback: every file of an image_add directory enters the tag */
+/* zi_walk's callback: every file of an image_add directory enters the tag */
 static int hash_tree_file(const char *path, int is_link, void *arg) {
   unsigned long long *h = arg;
   if (!is_link) {
@@ -665,7 +666,7 @@ static int ensure_default_image(ld_run *run, json_t *dep) {
   for (size_t k = 0; k < files.n; k++) hsh = hash_file(hsh, files.v[k]);
   char err[2048];
   for (size_t k = 0; !rc && k < trees.n; k++)
-    if (zd_walk(trees.v[k], hash_tree_file, &hsh, err, sizeof err))
+    if (zi_walk(trees.v[k], hash_tree_file, &hsh, err, sizeof err))
       rc = fail(h, ZORCH_ENOTFOUND, "image_add: %s", err);
   if (rc) goto out;
   char lower[128];
@@ -685,13 +686,13 @@ static int ensure_default_image(ld_run *run, json_t *dep) {
     files.v[files.n] = NULL;
     trees.v[trees.n] = NULL;
     const char *dirs[2] = {pdir[0] ? pdir : NULL, NULL};
-    zd_image_spec spec = {.ref = ref, .programs = (const char *const *)progs.v,
+    zi_spec spec = {.ref = ref, .programs = (const char *const *)progs.v,
                           .files = (const char *const *)files.v, .plugin_dirs = dirs,
                           .trees = (const char *const *)trees.v};
     char msg[512];
     snprintf(msg, sizeof msg, "building image %s from the host program", ref);
     h->log(h, 3, msg);
-    if (zd_image_build(&run->eng, &spec, NULL, NULL, NULL, err, sizeof err))
+    if (zi_build(&run->eng, &spec, NULL, NULL, NULL, err, sizeof err))
       rc = fail(h, ZORCH_EIO, "cannot build the step image %s: %s", ref, err);
   }
 out:
