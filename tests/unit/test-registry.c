@@ -352,7 +352,7 @@ START_TEST(local_flavor) {
   ck_assert_uint_ge(ops->version, 1);
   ck_assert_ptr_nonnull(ops->submit);
   ck_assert_ptr_null(ops->check_config);
-  /* the host table the plugin got points at the run.c entry points */
+  /* the host table the plugin got points at the submission.c entry points */
   ck_assert(f->host->executor_start == zorch__executor_start_host);
   ck_assert(f->host->submission_get == zorch__submission_get);
   ck_assert_uint_eq(f->host->size, sizeof(zorch_host));
