@@ -10,10 +10,8 @@
  * its own path.  One thread per running attempt: create, start, stream the
  * logs into the step's log, wait, inspect, remove, report.
  */
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -24,6 +22,7 @@
 
 #include <zorch/plugin.h>
 
+#include "image_builder.h"
 #include "zdocker.h"
 #include "zhttp.h"
 
@@ -541,164 +540,11 @@ static const zorch_step_launcher launcher = {
     .stop = ld_stop,
 };
 
-/* ---- the default image ---------------------------------------------------------------- */
+/* ---- the default image: image_builder.c ------------------------------------------------ */
 
-static char *which(const char *cmd) {
-  if (strchr(cmd, '/')) return realpath(cmd, NULL);
-  const char *path = getenv("PATH");
-  if (!path) path = "/usr/local/bin:/usr/bin:/bin";
-  char buf[PATH_MAX];
-  for (const char *p = path; *p;) {
-    size_t l = strcspn(p, ":");
-    snprintf(buf, sizeof buf, "%.*s/%s", (int)l, p, cmd);
-    if (access(buf, X_OK) == 0) return strdup(buf);
-    p += l;
-    if (*p == ':') p++;
-  }
-  return NULL;
-}
-
-/* FNV-1a over a file's path, size and modification time */
-static unsigned long long hash_file(unsigned long long h, const char *path) {
-  struct stat st;
-  char buf[PATH_MAX + 64];
-  snprintf(buf, sizeof buf, "|%s", path);
-  if (stat(path, &st) == 0)
-    snprintf(buf + strlen(buf), sizeof buf - strlen(buf), ":%lld:%lld", (long long)st.st_size,
-             (long long)st.st_mtime);
-  for (const char *p = buf; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ULL;
-  return h;
-}
-
-/* zd_walk's callback: every file of an image_add directory enters the tag */
-static int hash_tree_file(const char *path, int is_link, void *arg) {
-  unsigned long long *h = arg;
-  if (!is_link) {
-    *h = hash_file(*h, path);
-    return 0;
-  }
-  char buf[PATH_MAX + 8] = "|>";
-  ssize_t n = readlink(path, buf + 2, sizeof buf - 3);
-  buf[n > 0 ? n + 2 : 2] = '\0';
-  *h = hash_file(*h, path);
-  for (const char *p = buf; *p; p++) *h = (*h ^ (unsigned char)*p) * 1099511628211ULL;
-  return 0;
-}
-
-typedef struct pathlist {
-  char *v[256];
-  size_t n;
-} pathlist;
-
-static void pathlist_add(pathlist *l, char *owned) {
-  if (!owned) return;
-  for (size_t k = 0; k < l->n; k++)
-    if (!strcmp(l->v[k], owned)) {
-      free(owned);
-      return;
-    }
-  if (l->n < 255) l->v[l->n++] = owned;
-  else free(owned);
-}
-
-/* Build the image of the host program, the zorch CLI and plugins, the
- * commands of command steps and the config's image_add, unless the engine
- * has it already.  Its tag hashes all of these (path, size, mtime), so a
- * change to any of them makes a new image. */
 static int ensure_default_image(ld_run *run, json_t *dep) {
-  const zorch_host *h = run->host;
-  const char *prog = json_string_value(json_object_get(json_object_get(dep, "program"), "path"));
-  const char *pver = json_string_value(json_object_get(json_object_get(dep, "program"), "version"));
-  const char *zcmd = h->submission_get(run->sub, "zorch_command");
-  pathlist progs = {0}, files = {0};
-  bool has_function = false;
-  json_t *steps = json_object_get(dep, "steps");
-  for (size_t i = 0; i < json_array_size(steps); i++) {
-    json_t *s = json_array_get(steps, i);
-    const char *kind = json_string_value(json_object_get(s, "kind"));
-    if (kind && !strcmp(kind, "function")) has_function = true;
-    const char *c0 = json_string_value(json_array_get(json_object_get(s, "command"), 0));
-    if (c0) pathlist_add(&progs, which(c0)); /* not found: the step says so when it runs */
-  }
-  if (has_function && prog) pathlist_add(&progs, strdup(prog));
-  if (zcmd) pathlist_add(&progs, strdup(zcmd));
-  /* image_add of the config, then of the steps' settings (which name no image) */
-  pathlist trees = {0};
-  json_t *dflt = json_object_get(json_object_get(dep, "defaults"), "settings");
-  json_t *lists = json_array();
-  json_array_append(lists, json_object_get(run->config, "image_add"));
-  json_array_append(lists, json_object_get(flavor_settings(dflt), "image_add"));
-  for (size_t i = 0; i < json_array_size(steps); i++) {
-    json_t *set = json_object_get(json_array_get(steps, i), "settings");
-    json_array_append(lists, json_object_get(flavor_settings(set ? set : dflt), "image_add"));
-  }
-  int rc = ZORCH_OK;
-  for (size_t l = 0; !rc && l < json_array_size(lists); l++) {
-    json_t *extra = json_array_get(lists, l);
-    for (size_t i = 0; !rc && i < json_array_size(extra); i++) {
-      const char *x = json_string_value(json_array_get(extra, i));
-      char *w = x ? (x[0] == '/' ? strdup(x) : which(x)) : NULL;
-      struct stat st;
-      if (!w || stat(w, &st) != 0 || !(S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))) {
-        free(w);
-        rc = fail(h, ZORCH_ENOTFOUND, "image_add: '%s' is not a file or directory%s", x ? x : "?",
-                  x && !strchr(x, '/') ? " (nor a program in PATH)" : "");
-        break;
-      }
-      pathlist_add(S_ISDIR(st.st_mode) ? &trees : (st.st_mode & 0111) ? &progs : &files, w);
-    }
-  }
-  json_decref(lists);
-  if (rc) goto out;
-  /* this plugin's own directory: the flavors the image's zorch can load */
-  Dl_info di;
-  char pdir[PATH_MAX] = "";
-  if (dladdr((void *)ensure_default_image, &di) && di.dli_fname) {
-    snprintf(pdir, sizeof pdir, "%s", di.dli_fname);
-    char *sl = strrchr(pdir, '/');
-    if (sl) *sl = '\0';
-    else pdir[0] = '\0';
-  }
-  unsigned long long hsh = 1469598103934665603ULL;
-  for (const char *p = pver ? pver : ""; *p; p++) hsh = (hsh ^ (unsigned char)*p) * 1099511628211ULL;
-  for (size_t k = 0; k < progs.n; k++) hsh = hash_file(hsh, progs.v[k]);
-  for (size_t k = 0; k < files.n; k++) hsh = hash_file(hsh, files.v[k]);
-  char err[2048];
-  for (size_t k = 0; !rc && k < trees.n; k++)
-    if (zd_walk(trees.v[k], hash_tree_file, &hsh, err, sizeof err))
-      rc = fail(h, ZORCH_ENOTFOUND, "image_add: %s", err);
-  if (rc) goto out;
-  char lower[128];
-  size_t k = 0;
-  for (const char *p = run->pipeline; *p && k < sizeof lower - 1; p++)
-    lower[k++] = (*p >= 'A' && *p <= 'Z') ? (char)(*p - 'A' + 'a') : (*p == '_' ? '-' : *p);
-  lower[k] = '\0';
-  char ref[300];
-  snprintf(ref, sizeof ref, "localhost/zorch-%s:%016llx", lower, hsh);
-  zh_error e = {0};
-  int have = zd_image_exists(&run->eng, ref, &e);
-  if (have < 0) rc = fail(h, ZORCH_EIO, "cannot look up image %s: %s", ref, e.message);
-  zh_error_clear(&e);
-  run->default_image = strdup(ref);
-  if (!rc && !have) {
-    progs.v[progs.n] = NULL;
-    files.v[files.n] = NULL;
-    trees.v[trees.n] = NULL;
-    const char *dirs[2] = {pdir[0] ? pdir : NULL, NULL};
-    zd_image_spec spec = {.ref = ref, .programs = (const char *const *)progs.v,
-                          .files = (const char *const *)files.v, .plugin_dirs = dirs,
-                          .trees = (const char *const *)trees.v};
-    char msg[512];
-    snprintf(msg, sizeof msg, "building image %s from the host program", ref);
-    h->log(h, 3, msg);
-    if (zd_image_build(&run->eng, &spec, NULL, NULL, NULL, err, sizeof err))
-      rc = fail(h, ZORCH_EIO, "cannot build the step image %s: %s", ref, err);
-  }
-out:
-  for (size_t q = 0; q < progs.n; q++) free(progs.v[q]);
-  for (size_t q = 0; q < files.n; q++) free(files.v[q]);
-  for (size_t q = 0; q < trees.n; q++) free(trees.v[q]);
-  return rc;
+  return ldib_default_image(&run->default_image, run->host, &run->eng, run->pipeline, dep,
+                            run->config, run->host->submission_get(run->sub, "zorch_command"));
 }
 
 /* ---- the flavor's operations ------------------------------------------------------------- */
@@ -893,6 +739,8 @@ static int ld_init(const zorch_host *host, zorch_registrar *reg, void **plugin_c
   ctx->host = host;
   *plugin_ctx = ctx;
   int rc = host->add_flavor(reg, &ld_flavor, ctx);
+  /* the image builder (image_builder.c); a refusal is a problem of its own */
+  host->add_flavor(reg, &ldib_flavor, &ctx->host);
   return rc == ZORCH_EEXISTS ? ZORCH_OK : rc;
 }
 
@@ -906,7 +754,8 @@ static const zorch_plugin_desc ld_plugin = {
     .abi_minor = ZORCH_PLUGIN_ABI_MINOR,
     .name = "local_docker",
     .version = "1.0",
-    .description = "The local_docker orchestrator: steps in containers through the Docker Engine API",
+    .description = "The local_docker orchestrator (steps in containers) and image builder, through the "
+                   "Docker Engine API",
     .init = ld_init,
     .teardown = ld_teardown,
 };
