@@ -30,7 +30,20 @@ typedef struct zorch__flavor {
   const zorch_host *host;     /* the host table of the plugin that registered it */
   const char *plugin_name;
   const char *plugin_path;    /* file it was loaded from, or "(built-in)" */
+  /** ZORCH_FLAVOR_* capabilities: the descriptor's own (version >= 2), or
+   *  what a version-1 descriptor implies (see zorch__flavor_desc_flags). */
+  uint64_t flags;
+  /** JSON Schema of settings.flavor.<name>, checked when the flavor was
+   *  added; NULL when it has none (always for a version-1 descriptor). */
+  const char *step_settings_schema;
 } zorch__flavor;
+
+/** The capability flags of a flavor descriptor.  Version >= 2: its flags.
+ *  Version 1 (plugin ABI 1.0 and 1.1) had none: ZORCH_FLAVOR_LOCAL_STORE
+ *  (every flavor then reached the store as a local directory), plus
+ *  ZORCH_FLAVOR_IN_PROCESS when the flavor is named "local" (what the host
+ *  assumed of that name before the flags existed). */
+uint64_t zorch__flavor_desc_flags(const zorch_flavor_desc *desc);
 
 /** Build the registry for a client: scan, in this order, the client's
  *  plugin_path, $ZORCH_PLUGIN_PATH (unless ZORCH_CLIENT_NO_ENV), then

@@ -78,6 +78,8 @@ static const zorch_flavor_desc local_flavor = {
     .description = "Runs pipelines locally in this process: independent steps in parallel",
     .config_schema = config_schema,
     .ops = &local_ops,
+    /* the host's executor runs the steps here, next to the store's directory */
+    .flags = ZORCH_FLAVOR_IN_PROCESS | ZORCH_FLAVOR_LOCAL_STORE,
 };
 
 static int local_init(const zorch_host *host, zorch_registrar *reg, void **plugin_ctx) {

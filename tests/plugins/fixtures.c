@@ -17,6 +17,10 @@
  *   FX_NEED_HOST=n        init needs host table version n (a host-version probe:
  *                         it fails with a message when the host is older)
  *   FX_LATE_ADD           check_config calls add_flavor (after init: refused)
+ *   FX_FLAGS=n            the flavor's capability flags (default ZORCH_FLAVOR_LOCAL_STORE)
+ *   FX_BAD_STEP_SCHEMA    the flavor's step_settings_schema uses a keyword zorch
+ *                         does not support (default: a small valid one:
+ *                         shm_size an integer >= 0, tags an array of strings)
  *
  * When $ZORCH_FIXTURE_MARKERS names a directory, init, teardown and the
  * library's unloading each create a file there: <id>.init, <id>.teardown,
@@ -58,6 +62,17 @@
 #endif
 #ifndef FX_NEED_HOST
 #define FX_NEED_HOST 1
+#endif
+#ifndef FX_FLAGS
+#define FX_FLAGS ZORCH_FLAVOR_LOCAL_STORE
+#endif
+#ifdef FX_BAD_STEP_SCHEMA
+#define FX_STEP_SCHEMA "{\"type\":\"object\",\"anyOf\":[]}"
+#else
+#define FX_STEP_SCHEMA                                                                     \
+  "{\"type\":\"object\",\"additionalProperties\":false,\"properties\":{"                     \
+  "\"shm_size\":{\"type\":\"integer\",\"minimum\":0},"                                      \
+  "\"tags\":{\"type\":\"array\",\"items\":{\"type\":\"string\"}}}}"
 #endif
 
 static void marker(const char *what) {
@@ -149,6 +164,8 @@ FX_MAYBE_UNUSED static const zorch_flavor_desc fx_flavor = {
 #else
     .ops = &fx_ops,
 #endif
+    .flags = FX_FLAGS,
+    .step_settings_schema = FX_STEP_SCHEMA,
 };
 
 FX_MAYBE_UNUSED static int fx_init(const zorch_host *host, zorch_registrar *reg, void **plugin_ctx) {

@@ -181,6 +181,16 @@ static const fail_case cases[] = {
     {"bad-name",
      "%s: flavor 'Bad-Name' rejected: the name is invalid (use 1 to 63 of a-z, 0-9 and _)", true},
     {"host-probe", host_probe_msg, true},
+    {"flags-unknown",
+     "%s: flavor 'fixture_flags_unknown' rejected: flags 0x10000000000 hold bits this zorch does "
+     "not know (0x10000000000); use only the ZORCH_FLAVOR_* of <zorch/plugin.h>",
+     true},
+    {"step-schema-bad",
+     "%s: flavor 'fixture_step_schema_bad' rejected: step_settings_schema: invalid schema: $: "
+     "keyword 'anyOf' is not supported (zorch supports type, properties, required, "
+     "additionalProperties, items, enum, const, minimum, maximum, exclusiveMinimum, "
+     "exclusiveMaximum, minLength, maxLength, pattern, minItems, maxItems)",
+     true},
 };
 #define NCASES (int)(sizeof cases / sizeof cases[0])
 
@@ -271,16 +281,22 @@ END_TEST
 START_TEST(all_fixtures_together) {
   zorch_client *c = open_client(fixture_dir, ISOLATED);
   json_t *fl = flavors(c, ZORCH_COMPONENT_ORCHESTRATOR);
-  /* fixture_good, dup-local's "local", frozen_1_0 and late-add's (fine at load time) */
-  ck_assert_uint_eq(json_array_size(fl), 4);
+  /* fixture_good, dup-local's "local", frozen_1_0, frozen_1_1, late-add's (fine at load
+   * time) and no-local-store's */
+  ck_assert_uint_eq(json_array_size(fl), 6);
   ck_assert_ptr_nonnull(flavor_path(fl, "fixture_good"));
   ck_assert_ptr_nonnull(flavor_path(fl, "local"));
   ck_assert_ptr_nonnull(flavor_path(fl, "frozen_1_0"));
+  ck_assert_ptr_nonnull(flavor_path(fl, "frozen_1_1"));
   ck_assert_ptr_nonnull(flavor_path(fl, "fixture_late_add"));
+  ck_assert_ptr_nonnull(flavor_path(fl, "fixture_no_local_store"));
   json_t *pr = problems(c);
-  const char *order[] = {"abi-major", "abi-minor",  "bad-name", "bad-type",   "desc-future",
-                         "describe-null", "garbage", "host-probe", "init-fail", "no-entry",
-                         "no-init",   "no-name",    "no-ops",   "ops-future", "ops-v0"};
+  /* frozen-1.1-local: its "local" comes after dup-local's */
+  const char *order[] = {"abi-major",   "abi-minor",     "bad-name",         "bad-type",
+                         "desc-future", "describe-null", "flags-unknown",    "frozen-1.1-local",
+                         "garbage",     "host-probe",    "init-fail",        "no-entry",
+                         "no-init",     "no-name",       "no-ops",           "ops-future",
+                         "ops-v0",      "step-schema-bad"};
   size_t norder = sizeof order / sizeof order[0];
   ck_assert_uint_eq(json_array_size(pr), norder);
   for (size_t i = 0; i < norder; i++) {
@@ -306,6 +322,18 @@ START_TEST(describe_and_list) {
   json_t *schema = json_object_get(d, "config_schema");
   ck_assert(json_is_object(schema));
   ck_assert(json_is_false(json_object_get(schema, "additionalProperties")));
+  /* descriptor version 2: its flags and its step-settings schema */
+  json_t *flags = json_object_get(d, "flags");
+  ck_assert_uint_eq(json_array_size(flags), 1);
+  ck_assert_str_eq(json_string_value(json_array_get(flags, 0)), "local_store");
+  json_t *ss = json_object_get(d, "step_settings_schema");
+  ck_assert(json_is_object(ss));
+  ck_assert_int_eq(json_integer_value(json_object_get(
+                       json_object_get(json_object_get(ss, "properties"), "shm_size"), "minimum")),
+                   0);
+  const zorch__flavor *gf = zorch__registry_find(c->registry, "orchestrator", "fixture_good");
+  ck_assert_uint_eq(gf->flags, ZORCH_FLAVOR_LOCAL_STORE);
+  ck_assert_ptr_eq(gf->step_settings_schema, gf->desc->step_settings_schema);
   json_decref(d);
 
   zt_assert_rc(zorch_flavor_describe(&s, c, "orchestrator", "nope"), ZORCH_ENOTFOUND);
@@ -344,8 +372,16 @@ START_TEST(local_flavor) {
                                "max_parallel");
   ck_assert_str_eq(json_string_value(json_object_get(mp, "type")), "integer");
   ck_assert_int_eq(json_integer_value(json_object_get(mp, "minimum")), 1);
+  /* it says what it can do itself: the host does not go by its name */
+  json_t *flags = json_object_get(d, "flags");
+  ck_assert_uint_eq(json_array_size(flags), 2);
+  ck_assert_str_eq(json_string_value(json_array_get(flags, 0)), "in_process");
+  ck_assert_str_eq(json_string_value(json_array_get(flags, 1)), "local_store");
+  ck_assert(json_is_null(json_object_get(d, "step_settings_schema")));
   json_decref(d);
   const zorch__flavor *f = zorch__registry_find(c->registry, "orchestrator", "local");
+  ck_assert_uint_ge(f->desc->version, 2);
+  ck_assert_uint_eq(f->desc->flags, ZORCH_FLAVOR_IN_PROCESS | ZORCH_FLAVOR_LOCAL_STORE);
   ck_assert_ptr_nonnull(f);
   const zorch_orchestrator_ops *ops = f->desc->ops;
   ck_assert_uint_ge(ops->version, 1);
@@ -397,6 +433,11 @@ START_TEST(frozen_plugin_runs_a_pipeline) {
   zt_ok(zorch_flavor_describe(&s, c, "orchestrator", "frozen_1_0"));
   json_t *d = parse(s);
   ck_assert_str_eq(json_string_value(json_object_get(d, "integration")), "abi-test");
+  /* a version-1 descriptor: flags implied, no step schema read past its end */
+  json_t *flags = json_object_get(d, "flags");
+  ck_assert_uint_eq(json_array_size(flags), 1);
+  ck_assert_str_eq(json_string_value(json_array_get(flags, 0)), "local_store");
+  ck_assert(json_is_null(json_object_get(d, "step_settings_schema")));
   json_decref(d);
 
   /* its check_config runs (and its error carries the plugin and file) */
