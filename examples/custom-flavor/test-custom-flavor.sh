@@ -92,7 +92,10 @@ grep -q "^Plugin: *prefix ($ex/zorch-flavor-prefix.so)$" <<<"$desc" || fail "des
 python3 - "$desc" <<'PY' || fail "describe's config schema is not the flavor's"
 import json, sys
 text = sys.argv[1]
-schema = json.loads(text[text.index("Config schema:") + len("Config schema:"):])
+# the config schema is the JSON document after its heading (the step
+# settings schema follows it)
+start = text.index("Config schema:") + len("Config schema:")
+schema, _ = json.JSONDecoder().raw_decode(text[start:].lstrip())
 assert schema["type"] == "object", schema
 props = schema["properties"]
 assert props["prefix"]["type"] == "array" and props["prefix"]["items"] == {"type": "string"}, props
