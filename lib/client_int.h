@@ -88,6 +88,28 @@ int zorch__schema_validate(const char *schema_json, const char *doc_json, const 
  *  "<what>: invalid schema: <json path>: <problem>". */
 int zorch__schema_check(const char *schema_json, const char *what);
 
+struct json_t;
+/** Parse and check a schema once (as zorch__schema_check), for validating
+ *  many documents with zorch__schema_validate_parsed.  *out: a new jansson
+ *  reference. */
+int zorch__schema_load(struct json_t **out, const char *schema_json, const char *what);
+/** Validate a parsed document.  On failure ZORCH_EINVALID, the thread's
+ *  error as zorch__schema_validate ("document: <path>: <problem>"), and the
+ *  two apart: *out_path "$", "$.shm_size", "$.mounts[2]", ... and
+ *  *out_problem (both malloc'd; NULL on success or out of memory). */
+int zorch__schema_validate_parsed(char **out_path, char **out_problem, const struct json_t *schema,
+                                  const struct json_t *doc);
+
+/* ---- step settings (step_settings.c) -------------------------------------------------- */
+
+/** Validate settings.flavor.<flavor> of the pipeline's defaults and of every
+ *  step against the flavor's step_settings_schema (nothing to do when it has
+ *  none).  ZORCH_EINVALID naming the step and the setting:
+ *  "step 'train': setting 'shm_size' of flavor local_docker: <problem>". */
+int zorch__step_settings_check_pipeline(const zorch__flavor *flavor, const zorch_pipeline *p);
+/** The same for a deployment document (its "defaults" and "steps"). */
+int zorch__step_settings_check_doc(const zorch__flavor *flavor, const struct json_t *doc);
+
 /* ---- configuration and stacks (config.c) ---------------------------------------- */
 
 /** Flavors built into libzorch rather than loaded from plugins (the "local"

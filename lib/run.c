@@ -427,6 +427,14 @@ static int rebase_deployment(json_t *doc, const char *store_root, const char *ol
   return ZORCH_OK;
 }
 
+/* Is the stack's artifact store a directory on this machine?  The built-in
+ * "local" artifact store is (its flavor defines what "local" means here);
+ * steps reach it only where the orchestrator flavor has
+ * ZORCH_FLAVOR_LOCAL_STORE. */
+static bool stack_store_is_local_dir(const zorch__stack *s) {
+  return s->store_flavor && !strcmp(s->store_flavor, "local");
+}
+
 static int run_start_inner(zorch_run **out, zorch_client *client, start_src *src,
                            const zorch_run_options *opts) {
   if (!out) return zorch__error_set(ZORCH_EINVALID, "zorch_run_start: out is NULL");
@@ -473,7 +481,19 @@ static int run_start_inner(zorch_run **out, zorch_client *client, start_src *src
       if (kind && !strcmp(kind, "function")) has_function = true;
     }
   }
-  if (pipeline && has_function && strcmp(stack.orchestrator_flavor, "local") != 0 &&
+  /* What the flavor can do is in its capability flags, never in its name. */
+  const bool in_process = (fl->flags & ZORCH_FLAVOR_IN_PROCESS) != 0;
+  if (!(fl->flags & ZORCH_FLAVOR_LOCAL_STORE) && stack_store_is_local_dir(&stack)) {
+    rc = zorch__error_set(ZORCH_EINVALID,
+                          "stack '%s': orchestrator '%s' (flavor %s) runs steps where artifact "
+                          "store '%s' (a directory on this machine, %s) cannot be reached: use a "
+                          "stack whose artifact store the steps reach over the network",
+                          stack.name, stack.orchestrator_name, stack.orchestrator_flavor,
+                          stack.store_name, stack.store_path ? stack.store_path : "?");
+    zorch__stack_clear(&stack);
+    return rc;
+  }
+  if (pipeline && has_function && !in_process &&
       !pipeline->entrypoint.n && !atomic_load(&zorch__entrypoint_registered)) {
     rc = zorch__error_set(ZORCH_EINVALID,
                           "pipeline '%s' has function steps, which flavor '%s' runs by starting "
@@ -483,11 +503,20 @@ static int run_start_inner(zorch_run **out, zorch_client *client, start_src *src
     zorch__stack_clear(&stack);
     return rc;
   }
-  if (!pipeline && has_function && !strcmp(stack.orchestrator_flavor, "local")) {
+  if (!pipeline && has_function && in_process) {
     rc = zorch__error_set(ZORCH_EINVALID,
                           "%s has function steps: a stored deployment runs on a flavor that starts "
-                          "the program as a step elsewhere, not on 'local' (stack '%s')",
-                          src->doc_path, stack.name);
+                          "the program as a step elsewhere, not on '%s', which runs steps in this "
+                          "process (stack '%s')",
+                          src->doc_path, stack.orchestrator_flavor, stack.name);
+    zorch__stack_clear(&stack);
+    return rc;
+  }
+  /* the flavor's step settings, before anything is compiled or stored */
+  rc = pipeline ? zorch__step_settings_check_pipeline(fl, pipeline)
+                : zorch__step_settings_check_doc(fl, src->doc);
+  if (rc) {
+    if (!pipeline) zorch__error_prefix("%s", src->doc_path);
     zorch__stack_clear(&stack);
     return rc;
   }
@@ -576,11 +605,10 @@ static int run_start_inner(zorch_run **out, zorch_client *client, start_src *src
                               .failure_mode = opts->failure_mode,
                               .zorch_command = sub->zorch_command,
                               .created = r->created};
-    /* An ephemeral run on the local flavor needs no deployment document:
-     * nothing is stored, and the steps run here from the plan, which is
-     * made from the pipeline directly. */
-    bool text = src->cron || !(opts->flags & ZORCH_RUN_EPHEMERAL) ||
-                strcmp(stack.orchestrator_flavor, "local") != 0;
+    /* An ephemeral run on an in-process flavor needs no deployment
+     * document: nothing is stored, and the steps run here from the plan,
+     * which is made from the pipeline directly. */
+    bool text = src->cron || !(opts->flags & ZORCH_RUN_EPHEMERAL) || !in_process;
     if ((rc = zorch__deployment_compile(text ? &r->deployment : NULL, &r->plan, pipeline, &ci)))
       goto fail;
     sub->compile_info = &ci;
@@ -643,10 +671,10 @@ static int run_start_inner(zorch_run **out, zorch_client *client, start_src *src
     if ((rc = write_run_record(r))) goto fail;
     free(r->deployment); /* stored and loaded: read back on demand */
     r->deployment = NULL;
-  } else if (strcmp(stack.orchestrator_flavor, "local") != 0) {
+  } else if (!in_process) {
     rc = zorch__error_set(ZORCH_EINVALID,
-                          "ephemeral runs keep no records, so only the local flavor can run "
-                          "them (stack '%s' uses '%s')",
+                          "ephemeral runs keep no records, so only a flavor that runs the steps "
+                          "in this process (local) can run them (stack '%s' uses '%s')",
                           stack.name, stack.orchestrator_flavor);
     goto fail;
   }

@@ -523,6 +523,8 @@ static const zorch_flavor_desc px_flavor_desc = {
     .description = "Runs each step through a command prefix (nice, ssh host, a batch submitter)",
     .config_schema = config_schema,
     .ops = &px_ops,
+    /* the steps must see the artifact store's directory at the same path */
+    .flags = ZORCH_FLAVOR_LOCAL_STORE,
 };
 
 /* ---- the plugin ------------------------------------------------------------------------- */

@@ -282,8 +282,9 @@ START_TEST(all_fixtures_together) {
   zorch_client *c = open_client(fixture_dir, ISOLATED);
   json_t *fl = flavors(c, ZORCH_COMPONENT_ORCHESTRATOR);
   /* fixture_good, dup-local's "local", frozen_1_0, frozen_1_1, late-add's (fine at load
-   * time) and no-local-store's */
-  ck_assert_uint_eq(json_array_size(fl), 6);
+   * time), no-local-store's and in-process's */
+  ck_assert_uint_eq(json_array_size(fl), 7);
+  ck_assert_ptr_nonnull(flavor_path(fl, "fixture_in_process"));
   ck_assert_ptr_nonnull(flavor_path(fl, "fixture_good"));
   ck_assert_ptr_nonnull(flavor_path(fl, "local"));
   ck_assert_ptr_nonnull(flavor_path(fl, "frozen_1_0"));
@@ -478,6 +479,94 @@ START_TEST(frozen_plugin_runs_a_pipeline) {
   ck_assert_int_eq(count_logs(ZORCH_LOG_INFO, "frozen_1_0", "submitting through the executor"), 1);
   zorch_free(data);
   free(rid);
+  zorch_run_free(r);
+  zorch_pipeline_free(p);
+  zorch_client_free(c);
+}
+END_TEST
+
+/* A plugin compiled against the frozen plugin ABI 1.1 header: a version-1
+ * flavor descriptor (no flags, no step schema), treated as
+ * ZORCH_FLAVOR_LOCAL_STORE; it launches steps through executor_start_remote. */
+START_TEST(frozen_1_1_plugin_launches_remote_steps) {
+  const char *dir = dir_with("frozen-1.1", NULL);
+  /* with the environment: $ZORCH_COMMAND is the command steps' entrypoint */
+  zorch_client *c = open_client(dir, ZORCH_CLIENT_NO_DEFAULT_PLUGIN_PATHS);
+  json_t *pr = problems(c);
+  ck_assert_msg(json_array_size(pr) == 0, "the 1.1 plugin was not accepted: %s",
+                json_string_value(json_object_get(json_array_get(pr, 0), "error")));
+  json_decref(pr);
+  const zorch__flavor *f = zorch__registry_find(c->registry, "orchestrator", "frozen_1_1");
+  ck_assert_ptr_nonnull(f);
+  ck_assert_uint_eq(f->desc->version, 1);
+  ck_assert_uint_eq(f->flags, ZORCH_FLAVOR_LOCAL_STORE);
+  ck_assert_ptr_null(f->step_settings_schema);
+  zt_ok(zorch_component_register(c, "orchestrator", "old", "frozen_1_1", "{}", 0));
+  zt_ok(zorch_stack_register(c, "old", "old", NULL, 0));
+  zorch_pipeline *p = NULL;
+  zt_ok(zorch_pipeline_new(&p, "frozen11"));
+  zorch_step *make = NULL, *count = NULL;
+  const char *make_argv[] = {"sh", "-c", "echo making; printf 'a\\nb\\n' > \"$ZORCH_OUTPUT_DATA\"",
+                             NULL};
+  const char *count_argv[] = {"sh", "-c", "wc -l < \"$ZORCH_INPUT_DATA\" | tr -d ' ' > "
+                              "\"$ZORCH_OUTPUT_N\"", NULL};
+  zt_ok(zorch_pipeline_add_command_step(&make, p, "make", make_argv));
+  zt_ok(zorch_step_add_output(make, "data"));
+  zt_ok(zorch_pipeline_add_command_step(&count, p, "count", count_argv));
+  zt_ok(zorch_step_add_input(count, "data", "make", "data"));
+  zt_ok(zorch_step_add_output(count, "n"));
+  /* flavor settings are not checked for it: it has no step schema */
+  zt_ok(zorch_step_set_flavor_settings(make, "frozen_1_1", "{\"anything\":[1]}"));
+  zorch_run_options o = ZORCH_RUN_OPTIONS_INIT;
+  o.stack = "old";
+  zorch_run *r = NULL;
+  zt_ok(zorch_pipeline_run(&r, c, p, &o));
+  ck_assert_int_eq(zorch_run_status(r), ZORCH_STATUS_COMPLETED);
+  ck_assert_str_eq(zorch_run_metadata(r, "frozen_abi"), "1.1");
+  void *data = NULL;
+  zt_ok(zorch_run_read_output(&data, NULL, r, "count", "n"));
+  ck_assert_str_eq((char *)data, "2\n");
+  zorch_free(data);
+  char *log = NULL;
+  zt_ok(zorch_run_read_log(&log, NULL, r, "make"));
+  ck_assert_msg(strstr(log, "making"), "%s", log);
+  zorch_free(log);
+  zorch_run_free(r);
+  zorch_pipeline_free(p);
+  zorch_client_free(c);
+}
+END_TEST
+
+/* A version-1 flavor named "local" is taken to run in process, as the host
+ * assumed before the flags existed: an ephemeral run works on it. */
+START_TEST(frozen_1_1_local_is_in_process) {
+  const char *dir = dir_with("frozen-1.1-local", NULL);
+  zorch_client *c = open_client(dir, ISOLATED);
+  char *s = NULL;
+  zt_ok(zorch_flavor_describe(&s, c, "orchestrator", "local"));
+  json_t *d = parse(s);
+  ck_assert_str_eq(json_string_value(json_object_get(d, "integration")), "abi-test");
+  json_t *flags = json_object_get(d, "flags");
+  ck_assert_uint_eq(json_array_size(flags), 2);
+  ck_assert_str_eq(json_string_value(json_array_get(flags, 0)), "in_process");
+  ck_assert_str_eq(json_string_value(json_array_get(flags, 1)), "local_store");
+  json_decref(d);
+  zorch_pipeline *p = NULL;
+  zt_ok(zorch_pipeline_new(&p, "eph"));
+  const char *argv[] = {"sh", "-c", "echo 5 > \"$ZORCH_OUTPUT_X\"", NULL};
+  zorch_step *st = NULL;
+  zt_ok(zorch_pipeline_add_command_step(&st, p, "five", argv));
+  zt_ok(zorch_step_add_output(st, "x"));
+  zorch_run_options o = ZORCH_RUN_OPTIONS_INIT;
+  o.flags = ZORCH_RUN_EPHEMERAL | ZORCH_RUN_NO_CACHE;
+  zorch_run *r = NULL;
+  zt_ok(zorch_pipeline_run(&r, c, p, &o));
+  ck_assert_int_eq(zorch_run_status(r), ZORCH_STATUS_COMPLETED);
+  ck_assert_str_eq(zorch_run_metadata(r, "frozen_abi"), "1.1");
+  void *data = NULL;
+  zt_ok(zorch_run_read_output(&data, NULL, r, "five", "x"));
+  ck_assert_str_eq((char *)data, "5\n");
+  zorch_free(data);
   zorch_run_free(r);
   zorch_pipeline_free(p);
   zorch_client_free(c);
@@ -773,6 +862,8 @@ Suite *registry_suite(void) {
   tcase_add_test(t, two_clients);
   tcase_add_test(t, late_add_flavor_refused);
   tcase_add_test(t, frozen_plugin_runs_a_pipeline);
+  tcase_add_test(t, frozen_1_1_plugin_launches_remote_steps);
+  tcase_add_test(t, frozen_1_1_local_is_in_process);
   tcase_add_test(t, a_replacement_local_flavor_gets_the_deployment_of_an_ephemeral_run);
   suite_add_tcase(s, t);
   t = tcase_create("search");

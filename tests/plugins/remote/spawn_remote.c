@@ -161,6 +161,7 @@ static const zorch_flavor_desc flavor = {
     .description = "Test flavor: steps as child processes launched through the remote-step host API",
     .config_schema = "{\"type\":\"object\"}",
     .ops = &ops,
+    .flags = ZORCH_FLAVOR_LOCAL_STORE, /* its steps run on this machine */
 };
 
 static int sr_init(const zorch_host *host, zorch_registrar *reg, void **ctx) {
