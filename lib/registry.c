@@ -355,6 +355,9 @@ static plugin *plugin_add(zorch__registry *r, const zorch_plugin_desc *d, const 
   h->executor_release = zorch__executor_release_host;
   h->executor_start_remote = zorch__executor_start_remote_host;
   h->executor_step_done = zorch__executor_step_done_host;
+  h->executor_step_log = zorch__executor_step_log_host;
+  h->submission_run_record = zorch__submission_run_record;
+  h->submission_step_record = zorch__submission_step_record;
   p->registrar.reg = r;
   p->registrar.p = p;
   return p;

@@ -393,6 +393,11 @@ START_TEST(local_flavor) {
   ck_assert(f->host->executor_start == zorch__executor_start_host);
   ck_assert(f->host->submission_get == zorch__submission_get);
   ck_assert_uint_eq(f->host->size, sizeof(zorch_host));
+  /* host version 3 (plugin ABI 1.2): every slot filled */
+  ck_assert_uint_eq(f->host->version, 3);
+  ck_assert(f->host->executor_step_log == zorch__executor_step_log_host);
+  ck_assert(f->host->submission_run_record == zorch__submission_run_record);
+  ck_assert(f->host->submission_step_record == zorch__submission_step_record);
   zorch_client_free(c);
 }
 END_TEST
