@@ -1,5 +1,6 @@
 /* Registry: plugin discovery, the ABI handshake, one problem per bad plugin. */
 #define _GNU_SOURCE 1
+#include <dlfcn.h>
 #include <jansson.h>
 #include <limits.h>
 #include <string.h>
@@ -358,6 +359,41 @@ START_TEST(describe_and_list) {
   ck_assert_uint_eq(json_array_size(pr), 0);
   json_decref(pr);
   zorch_client_free(c);
+}
+END_TEST
+
+/* ZORCH_PLUGIN_DEFINE (the good fixture and the local plugin are built with
+ * it) makes the one exported entry point, returning a descriptor that names
+ * the plugin ABI of the header: 1.2. */
+START_TEST(plugin_define_makes_a_loadable_plugin) {
+  char *path = fixture("good");
+  void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  ck_assert_msg(dl, "%s", dlerror());
+  void *sym = dlsym(dl, ZORCH_PLUGIN_ENTRY_SYMBOL);
+  ck_assert_ptr_nonnull(sym);
+  zorch_plugin_describe_fn describe;
+  memcpy(&describe, &sym, sizeof describe);
+  const zorch_plugin_desc *d = describe(ZORCH_PLUGIN_ABI_MAJOR, ZORCH_PLUGIN_ABI_MINOR);
+  ck_assert_ptr_nonnull(d);
+  ck_assert_uint_eq(d->abi_major, 1);
+  ck_assert_uint_eq(d->abi_minor, 2);
+  ck_assert_uint_eq(d->abi_minor, ZORCH_PLUGIN_ABI_MINOR);
+  ck_assert_str_eq(d->name, "fixture_good");
+  ck_assert_str_eq(d->version, "0.0");
+  ck_assert_str_eq(d->description, "registry test fixture");
+  ck_assert_ptr_nonnull(d->init);
+  ck_assert_ptr_nonnull(d->teardown);
+  for (size_t i = 0; i < sizeof d->reserved / sizeof d->reserved[0]; i++)
+    ck_assert_ptr_null(d->reserved[i]);
+  /* the same descriptor whatever the host says it is: the host decides */
+  ck_assert_ptr_eq(describe(1, 0), d);
+  dlclose(dl);
+  /* and the registry accepts it */
+  zorch_client *c = open_client(path, ISOLATED);
+  ck_assert_ptr_nonnull(zorch__registry_find(c->registry, "orchestrator", "fixture_good"));
+  ck_assert_uint_eq(zorch__registry_problem_count(c->registry), 0);
+  zorch_client_free(c);
+  free(path);
 }
 END_TEST
 
@@ -864,6 +900,7 @@ Suite *registry_suite(void) {
   tcase_add_test(t, all_fixtures_together);
   tcase_add_test(t, describe_and_list);
   tcase_add_test(t, local_flavor);
+  tcase_add_test(t, plugin_define_makes_a_loadable_plugin);
   tcase_add_test(t, static_plugin);
   tcase_add_test(t, two_clients);
   tcase_add_test(t, late_add_flavor_refused);
