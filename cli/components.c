@@ -103,9 +103,13 @@ int cmd_flavor_describe(const cli_cmd *cmd, int argc, char **argv) {
       printf("%s\n", json_array_size(flags) ? "" : " (none)");
     }
     print_schema("Config schema", json_object_get(f, "config_schema"), "{}");
-    if (!strcmp(cli_json_str(f, "type", ""), "orchestrator"))
-      print_schema("Step settings schema (settings.flavor.<name> of each step)",
-                   json_object_get(f, "step_settings_schema"), "(none: not checked by zorch)");
+    if (!strcmp(cli_json_str(f, "type", ""), "orchestrator")) {
+      char title[160];
+      snprintf(title, sizeof title, "Step settings schema (settings.flavor.%s)",
+               cli_json_str(f, "name", name));
+      print_schema(title, json_object_get(f, "step_settings_schema"),
+                   "(none: zorch checks no step settings of this flavor)");
+    }
   }
   json_decref(f);
   zorch_free(text);
