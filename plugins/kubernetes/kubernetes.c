@@ -1398,6 +1398,7 @@ static const zorch_orchestrator_ops k_ops = {
 
 static const zorch_flavor_desc k_flavor = {
     .version = ZORCH_FLAVOR_DESC_VERSION,
+    .flags = ZORCH_FLAVOR_LOCAL_STORE,
     .type = ZORCH_COMPONENT_ORCHESTRATOR,
     .name = "kubernetes",
     .integration = "kubernetes",

@@ -724,6 +724,7 @@ static const zorch_orchestrator_ops ld_ops = {
 
 static const zorch_flavor_desc ld_flavor = {
     .version = ZORCH_FLAVOR_DESC_VERSION,
+    .flags = ZORCH_FLAVOR_LOCAL_STORE,
     .type = ZORCH_COMPONENT_ORCHESTRATOR,
     .name = "local_docker",
     .integration = "built-in",
