@@ -496,11 +496,13 @@ int zorch__store_records_open(zorch__journal **out, zorch__store *st, const char
   if (!rc) {
     rs->st = st;
     rs->run_id = zorch__strdup(run_id);
-    rc = rs->run_id ? zorch__journal_open_sink(out, name, records_write, rs, records_sink_free)
-                    : zorch__error_oom();
-    rs = NULL; /* the journal owns it now, or freed it */
+    if (rs->run_id) /* the journal owns rs from here, or frees it */
+      rc = zorch__journal_open_sink(out, name, records_write, rs, records_sink_free);
+    else
+      rc = zorch__error_oom(), free(rs);
+    rs = NULL;
   }
-  if (rs) free(rs);
+  free(rs);
   free(logs);
   free(dir);
   free(name);

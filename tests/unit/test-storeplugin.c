@@ -689,7 +689,8 @@ END_TEST
 START_TEST(remote_steps_reach_the_plugin_store_by_uri) {
   unsetenv("DIRSTORE_KEY_FILE");
   /* where the steps run, the artifact-store plugin is installed */
-  char *plugins = fmt("%s:%s", getenv("ZORCH_TEST_STORE_PLUGINS"), getenv("ZORCH_PLUGIN_PATH"));
+  char *old_path = strdup(getenv("ZORCH_PLUGIN_PATH") ? getenv("ZORCH_PLUGIN_PATH") : "");
+  char *plugins = fmt("%s:%s", getenv("ZORCH_TEST_STORE_PLUGINS"), old_path);
   setenv("ZORCH_PLUGIN_PATH", plugins, 1);
   free(plugins);
   char *uri = NULL;
@@ -721,6 +722,8 @@ START_TEST(remote_steps_reach_the_plugin_store_by_uri) {
   ck_assert_int_eq(count_of(l, "launch "), 0);
   free(l);
   unsetenv("ZORCH_TEST_LAUNCH_LOG");
+  setenv("ZORCH_PLUGIN_PATH", old_path, 1); /* (CK_FORK=no: the next tests see it) */
+  free(old_path);
   zorch_client_free(c);
   free(launches), free(config), free(uri);
 }
@@ -756,7 +759,7 @@ START_TEST(a_step_starts_from_a_store_uri_alone) {
   ck_assert_msg(strstr(out, "got 42"), "output: %s", out);
   free(out);
   /* without the plugin the store cannot be reached, and the step says so */
-  const char *bare[] = {home, NULL};
+  const char *bare[] = {"ZORCH_PLUGIN_PATH=", home, NULL};
   st = zt_run(&out, fargv, bare);
   ck_assert_int_eq(st, 2);
   ck_assert_msg(strstr(out, "no artifact-store flavor 'dirstore'"), "output: %s", out);
