@@ -13,6 +13,14 @@ certificate and key are given.  Endpoints:
   POST /echo          200 echoing the JSON body under "got"
   GET  /stream        200, five chunks "line N\n" 50 ms apart
   GET  /forever       200, a chunk every 100 ms until the client goes away
+  GET  /headers       200 {"headers": {name: value, ...}} of the request, with the
+                      response headers ETag: "v1", Location: /things/1 and
+                      X-Continue: tok-2 (and X-Multi twice)
+  GET  /connections   200 {"connections": N, "resumed": R}: TCP connections accepted
+                      so far (R of them resumed a TLS session)
+  GET  /tokened       200 {"auth": <Authorization>} when the header is "Bearer T"
+                      for a T listed in the file $FIXTURE_TOKENS (one per line,
+                      re-read per request), else 401
 """
 import json
 import os
@@ -24,6 +32,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 counts = {}
 lock = threading.Lock()
+conns = {"n": 0, "resumed": 0}
 
 
 class H(BaseHTTPRequestHandler):
@@ -31,6 +40,14 @@ class H(BaseHTTPRequestHandler):
 
     def log_message(self, *a):
         pass
+
+    def setup(self):
+        # one handler per TCP connection: count them (and TLS resumptions)
+        with lock:
+            conns["n"] += 1
+            if getattr(self.request, "session_reused", False):
+                conns["resumed"] += 1
+        super().setup()
 
     def send_json(self, code, obj, extra=None):
         body = json.dumps(obj).encode()
@@ -56,6 +73,32 @@ class H(BaseHTTPRequestHandler):
         if p == "/json":
             self.send_json(200, {"ok": True, "auth": self.headers.get("Authorization"),
                                  "x": self.headers.get("X-Test")})
+        elif p == "/headers":
+            body = json.dumps({"headers": {k: v for k, v in self.headers.items()}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("ETag", '"v1"')
+            self.send_header("location", "/things/1")
+            self.send_header("X-Continue", "tok-2")
+            self.send_header("X-Multi", "first")
+            self.send_header("X-Multi", "second")
+            self.end_headers()
+            self.wfile.write(body)
+        elif p == "/connections":
+            with lock:
+                self.send_json(200, {"connections": conns["n"], "resumed": conns["resumed"]})
+        elif p == "/tokened":
+            auth = self.headers.get("Authorization") or ""
+            try:
+                with open(os.environ["FIXTURE_TOKENS"]) as f:
+                    valid = {"Bearer " + t.strip() for t in f if t.strip()}
+            except (KeyError, OSError):
+                valid = set()
+            if auth in valid:
+                self.send_json(200, {"auth": auth})
+            else:
+                self.send_json(401, {"message": "Unauthorized", "got": auth})
         elif p == "/missing":
             self.send_json(404, {"message": "no such thing: missing"})
         elif p == "/text-error":
