@@ -107,18 +107,4 @@ void zorch__stack_clear(zorch__stack *s);
 int zorch__store_paths(char ***out, zorch_client *client);
 void zorch__strv_free(char **v);
 
-/* ---- submissions: the host side of a run (run.c) ----------------------------------- */
-
-const char *zorch__submission_get(const zorch_submission *sub, const char *key);
-int zorch__submission_set_metadata(zorch_submission *sub, const char *key, const char *value);
-int zorch__submission_set_status(zorch_submission *sub, int status, const char *message);
-int zorch__executor_start_host(void **out, zorch_submission *sub, const char *options_json);
-int zorch__executor_wait_host(void *handle, int timeout_ms);
-int zorch__executor_cancel_host(void *handle);
-void zorch__executor_release_host(void *handle);
-int zorch__executor_start_remote_host(void **out, zorch_submission *sub, const char *options_json,
-                                      const zorch_step_launcher *ops, void *data);
-int zorch__executor_step_done_host(void *handle, uint64_t attempt_id, int exit_code,
-                                   const char *message);
-
 #endif /* ZORCH_CLIENT_INT_H */

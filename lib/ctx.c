@@ -1,5 +1,5 @@
 /* zorch — the context of a running function step (zorch_ctx_* API). */
-#include "executor.h"
+#include "ctx.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,5 +1,7 @@
 /* zorch — the step entrypoint: a host program started as one step of one run. */
 #include "client_int.h"
+#include "ctx.h"
+#include "deployment.h"
 #include "executor.h"
 
 #include <dirent.h>

@@ -1,57 +1,11 @@
-/* zorch — the DAG executor (runs a plan in this process) and step records. */
+/* zorch — the DAG executor: runs a plan in this process. */
 #ifndef ZORCH_EXECUTOR_H
 #define ZORCH_EXECUTOR_H
 
-#include <stdatomic.h>
-
-#include "deployment.h"
+#include "plan.h"
+#include "steprec.h"
 #include <zorch/plugin.h>
 #include "store.h"
-
-/** One output of a step as recorded. */
-typedef struct zorch__output_rec {
-  const char *name;                 /* borrowed from the plan */
-  char digest[ZORCH__DIGEST_HEX];
-  uint64_t size;
-  bool is_dir;
-  bool set;
-} zorch__output_rec;
-
-/** The recorded state of one step. */
-typedef struct zorch__step_rec {
-  int status;                       /* zorch_status */
-  uint32_t attempts;
-  double started, finished;
-  int exit_code;                    /* -1 when not a command or not exited */
-  char *error;                      /* malloc'd or NULL */
-  char *cache_key;                  /* ZORCH__DIGEST_HEX bytes in the records' key block, "" when
-                                     * none; NULL in a run that makes no cache keys (ephemeral
-                                     * with the cache off): 65 bytes a step it need not touch */
-  zorch__output_rec *outputs;       /* plan->steps[i].n_outputs entries */
-} zorch__step_rec;
-
-/** Append the JSON record line of step `i` to `b` (no newline). */
-int zorch__step_rec_json(zorch__buf *b, const zorch__plan *plan, uint32_t i,
-                         const zorch__step_rec *r);
-
-/** Apply one journal/step-record JSON line to the records (by step name). */
-int zorch__step_rec_apply(const zorch__plan *plan, zorch__step_rec *recs, const char *line,
-                          size_t len);
-
-/** Apply the records a run has so far: its journal (journal.jsonl), then the
- *  per-step record files (steps/<step>.json) under `run_dir`. */
-int zorch__step_recs_load(const zorch__plan *plan, zorch__step_rec *recs, const char *run_dir);
-
-/** The outputs of step i as the JSON array a cache entry holds.  malloc'd. */
-char *zorch__outputs_json(const zorch__plan *plan, uint32_t i, const zorch__step_rec *r);
-/** The same into `out` (its contents replaced; the buffer is reused). */
-int zorch__outputs_json_to(zorch__buf *out, const zorch__plan *plan, uint32_t i,
-                           const zorch__step_rec *r);
-
-/** Free the heap parts of n records and the array itself. */
-void zorch__step_recs_free(zorch__step_rec *recs, uint32_t n);
-/** Allocate n records with output slots matching the plan. */
-zorch__step_rec *zorch__step_recs_new(const zorch__plan *plan);
 
 typedef struct zorch__exec zorch__exec;
 
@@ -124,53 +78,5 @@ bool zorch__command_outputs(zorch__store *store, const zorch__plan *plan, uint32
                             zorch__output_rec *outs, char **err);
 /** The last `lines` lines of a text file (at most 2 KiB), or NULL. */
 char *zorch__file_tail(const char *path, int lines);
-
-/* ---- the step context of a function step (ctx.c) ---- */
-
-struct zorch_step_ctx {
-  zorch__exec *exec;                /* NULL when run by the entrypoint */
-  zorch__store *store;
-  const zorch__plan *plan;
-  uint32_t step;
-  uint32_t attempt;
-  const zorch__step_rec *recs;      /* to resolve input digests */
-  zorch__output_rec *outputs;       /* this attempt's outputs */
-  char **scratch;                   /* per output: scratch path handed out, or NULL */
-  atomic_int *cancelled;
-  int log_fd;                       /* -1 until first use */
-  const char *run_dir;              /* NULL: no logs kept (ephemeral) */
-  char *log_path;                   /* made on first use */
-  char *fail_message;
-  struct {
-    void *addr;
-    size_t len;
-  } *maps;
-  size_t n_maps;
-  char *tmp_json;                   /* scratch for param accessors */
-  char **param_strings;
-  size_t n_param_strings;
-  /* last: zorch__ctx_init clears the fields above, and of these only the
-   * slots the step uses */
-  zorch__output_rec out_inline[4];  /* small steps need no allocation */
-  char *scratch_inline[4];
-};
-
-/** Set up / tear down a context for one attempt of step `i`. */
-int zorch__ctx_init(zorch_step_ctx *ctx, zorch__store *store, const zorch__plan *plan, uint32_t i,
-                    uint32_t attempt, const zorch__step_rec *recs, atomic_int *cancelled,
-                    const char *run_dir);
-/** After the function returned 0: publish scratch outputs, check all were written. */
-int zorch__ctx_finish(zorch_step_ctx *ctx);
-void zorch__ctx_cleanup(zorch_step_ctx *ctx);
-/** zorch__ctx_cleanup in two parts: everything but the outputs array (the
- *  outputs stay readable), then that array. */
-void zorch__ctx_release(zorch_step_ctx *ctx);
-void zorch__ctx_free_outputs(zorch_step_ctx *ctx);
-/** What the step function's return value `frc` means: true when the step
- *  succeeded (its outputs are published); false with *error saying why
- *  (malloc'd; NULL only when even that allocation failed). */
-bool zorch__ctx_outcome(zorch_step_ctx *ctx, int frc, char **error);
-/** Append a line to the step log from zorch itself. */
-void zorch__log_append(const char *log_path, const char *fmt, ...) ZORCH_PRINTF(2, 3);
 
 #endif

@@ -89,6 +89,8 @@ char *zorch__put_u64(char *p, uint64_t v);
 /** As zorch__buf_time; at most ZORCH__TIME_MAX bytes. */
 char *zorch__put_time(char *p, double t);
 #define ZORCH__TIME_MAX 28
+/** A string literal (without its NUL); at most sizeof(lit) - 1 bytes. */
+#define ZORCH__PUT_LIT(p, lit) (memcpy((p), (lit), sizeof(lit) - 1), (p) + sizeof(lit) - 1)
 /** `s` (n bytes) as a JSON string literal; at most ZORCH__JSON_STRING_MAX(n). */
 char *zorch__put_json_string(char *p, const char *s, size_t n);
 #define ZORCH__JSON_STRING_MAX(n) (6 * (size_t)(n) + 2)

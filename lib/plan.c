@@ -6,7 +6,7 @@
  * exists as a tree in memory.  The writer (deployment.c) puts "defaults"
  * before "steps"; a reader requires that order.
  */
-#include "deployment.h"
+#include "plan.h"
 
 #include <errno.h>
 #include <yajl/yajl_parse.h>

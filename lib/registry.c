@@ -18,6 +18,7 @@
  * concurrent readers need no lock.
  */
 #include "client_int.h"
+#include "submission.h"
 
 #include <dirent.h>
 #include <dlfcn.h>

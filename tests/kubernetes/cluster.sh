@@ -1,5 +1,6 @@
+# shellcheck shell=bash
 # Sourced by the kubernetes tests: a private Podman service and the
-# Kubernetes API simulator on top of it, both stopped on exit.
+# Kubernetes API simulator (tests/sim/k8s) on top of it, both stopped on exit.
 #   cluster_start DIR [SIMULATOR-ARGS...]   sets SIM_DIR, KUBECONFIG, DOCKER_HOST, PODMAN_SOCK, SIM_URL
 # (Podman comes from tests/podman/podman-service.sh.)
 #   cluster_image NAME FILE...              imports an image holding FILE... and their libraries
@@ -33,7 +34,7 @@ cluster_start() {
   shift
   cluster_need podman runc openssl /usr/bin/python3 curl
   mkdir -p "$CLUSTER_DIR"
-  local line i
+  local line
   line=$("$CLUSTER_FIXTURES/podman/podman-service.sh" start "$CLUSTER_DIR/podman") || {
     echo "FAIL: podman service did not start: $line"
     exit 1
@@ -41,10 +42,10 @@ cluster_start() {
   export DOCKER_HOST=${line#DOCKER_HOST=}
   PODMAN_SOCK=${DOCKER_HOST#unix://}
   SIM_DIR=$CLUSTER_DIR/sim
-  /usr/bin/python3 "$CLUSTER_FIXTURES/kubernetes/k8s-sim.py" --dir "$SIM_DIR" \
+  PYTHONPATH=$CLUSTER_FIXTURES/sim /usr/bin/python3 -m k8s --dir "$SIM_DIR" \
     --podman-socket "$PODMAN_SOCK" "$@" >"$CLUSTER_DIR/sim.log" 2>&1 &
   SIM_PID=$!
-  for i in $(seq 200); do
+  for _ in $(seq 200); do
     [[ -f $SIM_DIR/ready ]] && break
     kill -0 "$SIM_PID" 2>/dev/null || break
     sleep 0.1
@@ -54,6 +55,7 @@ cluster_start() {
     cat "$CLUSTER_DIR/sim.log"
     exit 1
   fi
+  # shellcheck disable=SC2034 # read by the tests that source this file
   SIM_URL=$(cat "$SIM_DIR/ready")
   export KUBECONFIG=$SIM_DIR/kubeconfig
 }

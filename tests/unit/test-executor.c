@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "deployment.h"
 #include "executor.h"
 #include "zorch-check.h"
 

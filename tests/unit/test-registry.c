@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "client_int.h"
+#include "submission.h"
 #include "zorch-check.h"
 
 /* ---- helpers ------------------------------------------------------------------ */

@@ -17,7 +17,7 @@ SRC = os.environ.get("ZORCH_TEST_SRCDIR", "")
 BUILD = os.environ.get("ZORCH_TEST_BUILDDIR", "")
 ZORCH = os.environ.get("ZORCH_COMMAND", "")
 SERVICE = os.path.join(SRC, "tests", "podman", "podman-service.sh")
-SIMULATOR = os.path.join(SRC, "tests", "kubernetes", "k8s-sim.py")
+SIM_PATH = os.path.join(SRC, "tests", "sim")  # the simulator is the package k8s in it
 IMAGE = "zorch-py-k8s-test"
 
 
@@ -32,7 +32,7 @@ def _plain_env(**extra):
 class KubernetesTest(HomeTestCase):
     @classmethod
     def setUpClass(cls):
-        if not SRC or not os.path.isfile(SIMULATOR):
+        if not SRC or not os.path.isdir(os.path.join(SIM_PATH, "k8s")):
             raise unittest.SkipTest("run by meson test (ZORCH_TEST_SRCDIR)")
         missing = [t for t in ("podman", "runc", "openssl", "curl") if not shutil.which(t)]
         if missing:
@@ -56,10 +56,10 @@ class KubernetesTest(HomeTestCase):
         docker_host = r.stdout.strip().split("=", 1)[1]
         sim_dir = os.path.join(cls.dir, "sim")
         cls.sim_log = open(os.path.join(cls.dir, "sim.log"), "w")
-        cls.sim = subprocess.Popen(["/usr/bin/python3", SIMULATOR, "--dir", sim_dir,
+        cls.sim = subprocess.Popen(["/usr/bin/python3", "-m", "k8s", "--dir", sim_dir,
                                     "--podman-socket", docker_host[len("unix://"):]],
                                    stdout=cls.sim_log, stderr=subprocess.STDOUT,
-                                   env=_plain_env())
+                                   env=_plain_env(PYTHONPATH=SIM_PATH))
         for _ in range(300):
             if os.path.exists(os.path.join(sim_dir, "ready")) or cls.sim.poll() is not None:
                 break
