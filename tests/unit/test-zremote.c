@@ -73,10 +73,16 @@ static int h_step_log(void *exec, uint64_t id, const void *data, size_t len) {
   return ZORCH_OK;
 }
 
+static int h_run_record(char **out, const zorch_submission *sub) {
+  (void)sub;
+  *out = strdup("{\"status\":\"completed\",\"message\":\"from the host\"}");
+  return ZORCH_OK;
+}
+
 static zorch_host host3 = {.version = 3, .size = sizeof(zorch_host), .log = h_log, .error_set = h_error,
                            .alloc = malloc, .free = free, .submission_get = h_get,
                            .submission_set_status = h_status, .executor_step_done = h_done,
-                           .executor_step_log = h_step_log};
+                           .executor_step_log = h_step_log, .submission_run_record = h_run_record};
 static zorch_host host2; /* the same without the version 3 slots */
 
 static void reset(void) {
@@ -89,6 +95,7 @@ static void reset(void) {
   host2 = host3;
   host2.version = 2;
   host2.executor_step_log = NULL;
+  host2.submission_run_record = NULL;
 }
 
 static int dones_for(uint64_t id, done_call *out) {
@@ -425,10 +432,15 @@ START_TEST(run_end_and_wait) {
   ck_assert_int_eq(last_status, ZORCH_STATUS_COMPLETED);
   ck_assert_str_eq(last_status_msg, "all 3 steps");
   zr_run_fini(&r);
-  /* the run record comes from the host (v3), never from the store's files */
-  init_run(&r, &host2);
+  /* the run record comes from the host (v3) */
+  init_run(&r, &host3);
   json_t *rec;
-  ck_assert_int_eq(zr_run_record(&r, &rec), ZORCH_EVERSION);
+  ck_assert_int_eq(zr_run_record(&r, &rec), ZORCH_OK);
+  ck_assert_str_eq(zkit_jstr(rec, "message"), "from the host");
+  json_decref(rec);
+  zr_run_fini(&r);
+  init_run(&r, &host2); /* a host without the slot has none to give */
+  ck_assert_int_ne(zr_run_record(&r, &rec), ZORCH_OK);
   zr_run_fini(&r);
 }
 END_TEST
