@@ -13,6 +13,13 @@
 
 /* ---- the run frame -------------------------------------------------------------------------- */
 
+/* A malloc'd message of an optional format (NULL for none, or on OOM). */
+static char *vmessage(const char *fmt, va_list ap) {
+  char *msg = NULL;
+  if (fmt && vasprintf(&msg, fmt, ap) < 0) msg = NULL;
+  return msg;
+}
+
 static char *sub_get(const zorch_host *h, zorch_submission *sub, const char *key) {
   const char *v = sub ? h->submission_get(sub, key) : NULL;
   return v && *v ? strdup(v) : NULL;
@@ -61,6 +68,23 @@ int zr_run_init(zr_run *r, const zorch_host *h, zorch_submission *sub, const cha
   return ZORCH_OK;
 }
 
+int zr_run_new(void **out, size_t size, const zorch_host *h, zorch_submission *sub, const char *config_json,
+               const zr_run_options *o) {
+  *out = NULL;
+  zr_run *r = calloc(1, size < sizeof *r ? sizeof *r : size);
+  if (!r) return zkit_errorf(h, ZORCH_ENOMEM, "out of memory");
+  int rc = zr_run_init(r, h, sub, config_json, o);
+  if (rc) free(r);
+  else *out = r;
+  return rc;
+}
+
+void zr_run_free(zr_run *r) {
+  if (!r) return;
+  zr_run_fini(r);
+  free(r);
+}
+
 static void attempt_free(zr_attempt *a) {
   if (a->free_data) a->free_data(a->data);
   if (a->log_fd >= 0) close(a->log_fd);
@@ -95,12 +119,19 @@ void zr_run_fini(zr_run *r) {
   memset(r, 0, sizeof *r);
 }
 
-int zr_run_start_remote(zr_run *r, const zorch_step_launcher *ops, void *data) {
+static const zorch_step_launcher kit_launcher = {
+    .version = ZORCH_STEP_LAUNCHER_VERSION,
+    .launch = zr_op_launch,
+    .stop = zr_op_stop,
+};
+
+int zr_run_start_remote(zr_run *r) {
   const zorch_host *h = r->host;
   if (h->version < 2 || !h->executor_start_remote)
     return zkit_errorf(h, ZORCH_EVERSION, "this libzorch is too old for the %s flavor (host table version %u, "
                        "it needs 2 or later)", r->flavor, h->version);
-  return h->executor_start_remote(&r->exec, r->sub, r->exec_opts, ops, data);
+  if (!r->opts.launch) return zkit_errorf(h, ZORCH_EINVALID, "the %s flavor launches no steps", r->flavor);
+  return h->executor_start_remote(&r->exec, r->sub, r->exec_opts, &kit_launcher, r);
 }
 
 static void deadline_of(struct timespec *ts, double seconds) {
@@ -143,13 +174,10 @@ void zr_run_release(zr_run *r) {
 }
 
 void zr_run_end(zr_run *r, int status, const char *fmt, ...) {
-  char *msg = NULL;
-  if (fmt) {
-    va_list ap;
-    va_start(ap, fmt);
-    if (vasprintf(&msg, fmt, ap) < 0) msg = NULL;
-    va_end(ap);
-  }
+  va_list ap;
+  va_start(ap, fmt);
+  char *msg = vmessage(fmt, ap);
+  va_end(ap);
   pthread_mutex_lock(&r->lock);
   if (!r->ended) {
     r->ended = true;
@@ -221,6 +249,28 @@ int zr_run_record(zr_run *r, json_t **out) {
   *out = json_loads(text ? text : "", 0, &je);
   h->free(text);
   return *out ? ZORCH_OK : zkit_errorf(h, ZORCH_EINVALID, "the run's record is not JSON: %s", je.text);
+}
+
+static zdep_options settings_options(zr_run *r) {
+  json_t *base = r->opts.settings_base_key ? json_object_get(r->config, r->opts.settings_base_key) : r->config;
+  zdep_options o = {.flavor = r->flavor, .base = base, .default_image = zkit_jstr(r->config, "image")};
+  return o;
+}
+
+int zr_settings(zdep_settings *out, zr_run *r, const zorch_step_launch *L) {
+  zdep_options o = settings_options(r);
+  char where[300];
+  snprintf(where, sizeof where, "step '%s'", L->step ? L->step : "?");
+  return zdep_settings_parse(out, r->host, L->settings_json, &o, where);
+}
+
+int zr_deployment(zdep **out, zr_run *r) {
+  *out = NULL;
+  zdep_options o = settings_options(r);
+  const char *text = r->sub ? r->host->submission_get(r->sub, "deployment") : NULL;
+  if (!text) return zkit_errorf(r->host, ZORCH_EINVALID, "the submission has no deployment");
+  int rc = zdep_load(out, r->host, text, &o);
+  return rc ? zkit_errorf(r->host, rc, "cannot read the run's deployment: %s", zkit_error_message()) : ZORCH_OK;
 }
 
 zr_store zr_launch_store(const zorch_step_launch *L) {
@@ -330,13 +380,10 @@ bool zr_finish(zr_attempt *a, int exit_code, unsigned flags, const char *fmt, ..
   a->done = true;
   pthread_mutex_unlock(&r->lock);
   if (!mine) return false;
-  char *msg = NULL;
-  if (fmt) {
-    va_list ap;
-    va_start(ap, fmt);
-    if (vasprintf(&msg, fmt, ap) < 0) msg = NULL;
-    va_end(ap);
-  }
+  va_list ap;
+  va_start(ap, fmt);
+  char *msg = vmessage(fmt, ap);
+  va_end(ap);
   if (r->opts.on_finish) r->opts.on_finish(a, exit_code, flags);
   r->host->executor_step_done(a->executor, a->id, exit_code, msg);
   free(msg);
@@ -361,6 +408,33 @@ zr_attempt *zr_attempt_stop(zr_run *r, uint64_t id) {
   }
   pthread_mutex_unlock(&r->lock);
   return a;
+}
+
+int zr_op_launch(void *run, const zorch_step_launch *L) {
+  zr_run *r = run;
+  zdep_settings set;
+  int rc = zr_settings(&set, r, L);
+  if (rc) return rc;
+  if (!set.image) set.image = r->default_image;
+  if (!set.image && r->opts.needs_image)
+    rc = zkit_errorf(r->host, ZORCH_EINVALID, "step '%s' has no image: set the step's image setting or the "
+                     "orchestrator's 'image' (an image holding %s, e.g. one made by `zorch image build`)", L->step,
+                     L->argv && L->argv[0] ? L->argv[0] : "the step's program");
+  else
+    rc = r->opts.launch(r, L, &set);
+  zdep_settings_free(&set);
+  return rc;
+}
+
+void zr_op_stop(void *run, void *executor, uint64_t attempt_id) {
+  zr_run *r = run;
+  (void)executor; /* one executor per run */
+  zr_attempt *a = zr_attempt_stop(r, attempt_id);
+  if (!a) return;
+  char *remote = zr_attempt_remote(a);
+  if (r->opts.on_stop) r->opts.on_stop(a, remote);
+  free(remote);
+  zr_attempt_unref(a);
 }
 
 void zr_finish_all(zr_run *r, int exit_code, unsigned flags, const char *message) {
@@ -597,6 +671,19 @@ void zr_poller_stop(zr_poller *p) {
   pthread_mutex_destroy(&p->lock);
   free(p);
 }
+
+/* ---- the plugin ------------------------------------------------------------------------------ */
+
+int zr_plugin_add(const zorch_host *h, zorch_registrar *reg, const zorch_flavor_desc *d) {
+  if (h->version < 2)
+    return zkit_errorf(h, ZORCH_EVERSION, "the %s flavor needs host table version 2 or later (this libzorch has "
+                       "%u): upgrade zorch", d->name, h->version);
+  int rc = h->add_flavor(reg, d, (void *)h);
+  return rc == ZORCH_EEXISTS ? ZORCH_OK : rc; /* the host names who provides it already */
+}
+
+int zr_op_wait(void *run, int timeout_ms) { return zr_run_wait(run, timeout_ms); }
+int zr_op_cancel(void *run) { return zr_run_cancel(run); }
 
 /* ---- long-running operations -------------------------------------------------------------- */
 

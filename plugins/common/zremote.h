@@ -44,6 +44,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "zdeploy.h"
 #include "zkit.h"
 
 typedef struct zr_run zr_run;
@@ -94,13 +95,30 @@ struct zr_attempt {
 
 /** What a flavor tells the frame about itself. */
 typedef struct zr_run_options {
+  /** Start one attempt the host asks for (through the kit's step launcher,
+   *  zr_run_start_remote): `set` holds the step's settings by the rule and
+   *  its image (never NULL when needs_image).  Return quickly; add the
+   *  attempt to the table (zr_attempt_add) and finish it once it ended.  A
+   *  non-zero return (with an error) fails the attempt at once. */
+  int (*launch)(zr_run *r, const zorch_step_launch *L, const zdep_settings *set);
+  /** Steps need an image (containers, pods): a step without one (by the
+   *  rule, else zr_run.default_image) fails to launch with a clear message. */
+  bool needs_image;
   const char *flavor;            /**< its name: messages, settings.flavor.<name> */
   /** The config key that bounds parallel steps ("max_parallel"); NULL: none. */
   const char *max_parallel_key;
+  /** The config key of what every step's flavor settings go over (its pod
+   *  settings, say); NULL: the whole config.  The config's "image" is the
+   *  steps' default image (zdeploy.h, the settings rule). */
+  const char *settings_base_key;
   /** Called once per attempt, by the first zr_finish, before the host hears
    *  of the end (outside the lock): copy the last logs, delete what is left
    *  (ZR_FINISH_DISCARD says it never ran).  May be NULL. */
   void (*on_finish)(zr_attempt *a, int exit_code, unsigned flags);
+  /** The host asks to stop a launched attempt (zr_op_stop): stop what runs
+   *  it.  `remote` is its remote name, NULL while it has none yet (then the
+   *  flavor finds a->stopping set where it creates it).  May be NULL. */
+  void (*on_stop)(zr_attempt *a, const char *remote);
 } zr_run_options;
 
 struct zr_run {
@@ -113,6 +131,7 @@ struct zr_run {
   char *store_path;         /**< (const) the store's root when it is a local directory, else NULL */
   char *store_uri;          /**< (const) "file:///root", or the store's URI, or NULL */
   bool no_cache;            /**< (const) */
+  const char *default_image; /**< the image of steps that name none, when the flavor has one (set before launches) */
   char exec_opts[64];       /**< (const) {"max_parallel":N} or {} */
   void *exec;               /**< the executor's handle (zr_run_start_remote) */
   atomic_int cancelled;     /**< zr_run_cancel was called */
@@ -135,14 +154,22 @@ struct zr_run {
 int zr_run_init(zr_run *r, const zorch_host *h, zorch_submission *sub, const char *config_json,
                 const zr_run_options *o);
 
+/** zr_run_init of a new handle of `size` bytes (the flavor's run struct,
+ *  which starts with its zr_run), zeroed; free it with zr_run_free. */
+int zr_run_new(void **out, size_t size, const zorch_host *h, zorch_submission *sub, const char *config_json,
+               const zr_run_options *o);
+/** zr_run_fini, then free the handle of zr_run_new (NULL-safe). */
+void zr_run_free(zr_run *r);
+
 /** Free what zr_run_init and the table hold: sets every attempt's abort
  *  flag, joins attempt threads, frees the attempts.  The executor must be
  *  released (zr_run_release) and the poller stopped first. */
 void zr_run_fini(zr_run *r);
 
-/** host->executor_start_remote with the frame's executor options (host
- *  version 2 or later; a clear ZORCH_EVERSION otherwise). */
-int zr_run_start_remote(zr_run *r, const zorch_step_launcher *ops, void *data);
+/** host->executor_start_remote with the frame's executor options and the
+ *  kit's step launcher (zr_op_launch, zr_op_stop: the options' launch and
+ *  on_stop); host version 2 or later, a clear ZORCH_EVERSION otherwise. */
+int zr_run_start_remote(zr_run *r);
 
 /** The flavor's wait: the executor's when there is one, else until
  *  zr_run_end, whose status it then reports (host->submission_set_status).
@@ -170,6 +197,14 @@ void zr_run_running(zr_run *r);
  *  from the host (host v3 submission_run_record).  *out new reference;
  *  ZORCH_ENOTFOUND when none was written. */
 int zr_run_record(zr_run *r, json_t **out);
+
+/** The effective settings of a launch for the flavor (zdeploy.h: the step's
+ *  settings over the config's base; resources parsed; the image by the
+ *  rule).  Free with zdep_settings_free. */
+int zr_settings(zdep_settings *out, zr_run *r, const zorch_step_launch *L);
+
+/** The submission's deployment as a view (zdeploy.h) with the same rule. */
+int zr_deployment(zdep **out, zr_run *r);
 
 /** Where a launched attempt reaches the store: the local directory to mount
  *  (NULL when the store is not one), the store's URI (NULL for a launch
@@ -215,6 +250,12 @@ void zr_attempt_abandon(zr_attempt *a);
  *  else NULL. */
 zr_attempt *zr_attempt_stop(zr_run *r, uint64_t id);
 
+/** The kit's step launcher (its data is the run): launch parses the
+ *  launch's settings (zr_settings), picks the image and calls the options'
+ *  launch; stop marks the attempt (zr_attempt_stop) and calls on_stop. */
+int zr_op_launch(void *run, const zorch_step_launch *L);
+void zr_op_stop(void *run, void *executor, uint64_t attempt_id);
+
 /** Finish every attempt that has not finished (code, flags, message). */
 void zr_finish_all(zr_run *r, int exit_code, unsigned flags, const char *message);
 
@@ -238,6 +279,45 @@ void zr_attempt_running(zr_attempt *a);
  *  append them to the step's log file (after a "--- zorch: attempt N ---"
  *  line for a retry).  Any thread; never fails the step. */
 void zr_log(zr_attempt *a, const void *data, size_t len);
+
+/* ---- the plugin ------------------------------------------------------------------------------- */
+
+/** Register a flavor whose payload is the host table (host version 2 or
+ *  later); a name another plugin took already is not an error of this one. */
+int zr_plugin_add(const zorch_host *h, zorch_registrar *reg, const zorch_flavor_desc *d);
+
+/** The orchestrator ops wait and cancel of a flavor whose run handle starts
+ *  with its zr_run: zr_run_wait and zr_run_cancel. */
+int zr_op_wait(void *run, int timeout_ms);
+int zr_op_cancel(void *run);
+
+/** A plugin of one orchestrator flavor, in one place: its ops (version,
+ *  wait and cancel from the kit, then the flavor's own designated
+ *  initializers: .check_config, .submit, .release, .schedule_*), its
+ *  descriptor (version 2: flags and the step settings schema), an init that
+ *  registers it with the host table as its payload (zr_plugin_add), and the
+ *  exported entry point (ZORCH_PLUGIN_DEFINE).  `prefix` names the statics
+ *  (prefix_ops, prefix_flavor).
+ *
+ *    ZR_ORCHESTRATOR_PLUGIN(k, "kubernetes", "1.1", "plugin description",
+ *                           "kubernetes", "flavor description", config_schema,
+ *                           step_settings_schema, ZORCH_FLAVOR_LOCAL_STORE,
+ *                           .check_config = k_check_config, .submit = k_submit,
+ *                           .release = k_release)
+ */
+#define ZR_ORCHESTRATOR_PLUGIN(prefix, name_, version_, plugin_description, integration_, flavor_description,   \
+                               config_schema_, step_schema_, flags_, ...)                                     \
+  static const zorch_orchestrator_ops prefix##_ops = {.version = ZORCH_ORCHESTRATOR_OPS_VERSION,               \
+                                                      .wait = zr_op_wait, .cancel = zr_op_cancel, __VA_ARGS__}; \
+  static const zorch_flavor_desc prefix##_flavor = {                                                          \
+      .version = ZORCH_FLAVOR_DESC_VERSION, .type = ZORCH_COMPONENT_ORCHESTRATOR, .name = (name_),              \
+      .integration = (integration_), .description = (flavor_description), .config_schema = (config_schema_),  \
+      .ops = &prefix##_ops, .flags = (flags_), .step_settings_schema = (step_schema_)};                       \
+  static int prefix##_init(const zorch_host *zr_host_, zorch_registrar *zr_reg_, void **zr_ctx_) {            \
+    *zr_ctx_ = NULL;                                                                                          \
+    return zr_plugin_add(zr_host_, zr_reg_, &prefix##_flavor);                                                \
+  }                                                                                                           \
+  ZORCH_PLUGIN_DEFINE(name_, version_, plugin_description, prefix##_init, NULL)
 
 /* ---- the poller ------------------------------------------------------------------------------ */
 

@@ -177,34 +177,19 @@ static json_t *main_container(json_t *list) {
 
 /* ---- client mode: launching ------------------------------------------------------------------- */
 
-static void step_finished(zr_attempt *a, int code, unsigned flags);
-
-static int kr_launch(void *data, const zorch_step_launch *st) {
-  krun *kr = data;
-  const zorch_host *h = kr->r.host;
-  zdep_options o = {.flavor = "kubernetes", .base = json_object_get(kr->r.config, "pod_settings"),
-                    .default_image = zkit_jstr(kr->r.config, "image")};
-  char where[300];
-  snprintf(where, sizeof where, "step '%s'", st->step);
-  zdep_settings set;
-  int rc = zdep_settings_parse(&set, h, st->settings_json, &o, where);
-  if (rc) return rc;
-  const char *image = st->image && *st->image ? st->image : set.image;
-  if (!image) {
-    zdep_settings_free(&set);
-    return zorch_host_errorf(h, ZORCH_EINVALID, "step '%s' has no image: set the step's image setting or the "
-                             "orchestrator's 'image' (an image holding %s, e.g. one made by `zorch image build`)",
-                             st->step, st->argv && st->argv[0] ? st->argv[0] : "the step's program");
-  }
+/* One attempt as a Pod (or a Job of one pod). */
+static int step_launch(zr_run *r, const zorch_step_launch *st, const zdep_settings *set) {
+  krun *kr = (krun *)r;
+  const zorch_host *h = r->host;
   char name[64], stepl[64], aid[32], attempt_s[16];
   zkm_object_name(name, sizeof name, kr->r.run_name, st->step, st->attempt);
   zk_sanitize_name(stepl, 63, st->step);
   snprintf(aid, sizeof aid, "%llu", (unsigned long long)st->attempt_id);
   snprintf(attempt_s, sizeof attempt_s, "%u", st->attempt);
   zr_store store = zr_launch_store(st);
-  zkm_pod pod = {.name = name, .image = image, .pull_policy = zkit_jstr(kr->r.config, "image_pull_policy"),
-                 .argv = st->argv, .env = st->env, .store_env = store.env, .res = &set.res,
-                 .pod_settings = set.flavor, .store_path = store.path,
+  zkm_pod pod = {.name = name, .image = set->image, .pull_policy = zkit_jstr(kr->r.config, "image_pull_policy"),
+                 .argv = st->argv, .env = st->env, .store_env = store.env, .res = &set->res,
+                 .pod_settings = set->flavor, .store_path = store.path,
                  .store_volume = json_object_get(kr->r.config, "store_volume"), .run_id = kr->r.run_id};
   pod.labels = json_pack("{s:s, s:s, s:s, s:s, s:s}", LABEL_MANAGED, "zorch", LABEL_RUN, kr->r.run_id, LABEL_STEP,
                          stepl, LABEL_ATTEMPT, aid, LABEL_ROLE, "step");
@@ -213,11 +198,11 @@ static int kr_launch(void *data, const zorch_step_launch *st) {
   json_t *tpl = zkm_pod_template(&pod);
   json_decref(pod.labels);
   json_decref(pod.annotations);
-  zdep_settings_free(&set);
   json_t *body = kr->use_jobs ? zkm_job(tpl, name, 0, json_object_get(kr->r.config, "ttl_seconds_after_finished"))
                               : zkm_pod_object(tpl);
   zr_attempt *a;
-  if ((rc = zr_attempt_add(&a, &kr->r, st, kr->use_jobs ? strdup(name) : NULL, free))) {
+  int rc = zr_attempt_add(&a, &kr->r, st, kr->use_jobs ? strdup(name) : NULL, free);
+  if (rc) {
     json_decref(body);
     return rc;
   }
@@ -234,23 +219,12 @@ static int kr_launch(void *data, const zorch_step_launch *st) {
   return ZORCH_OK;
 }
 
-static void kr_stop(void *data, void *executor, uint64_t attempt_id) {
-  krun *kr = data;
-  (void)executor;
-  zr_attempt *a = zr_attempt_stop(&kr->r, attempt_id);
-  if (!a) return;
-  char *pod = zr_attempt_remote(a);
+/* The host asks to stop an attempt: delete its Job and pod. */
+static void step_stop(zr_attempt *a, const char *pod) {
+  krun *kr = (krun *)a->run;
   if (a->data) delete_object(kr, "job", a->data, 5);
   if (pod) delete_object(kr, "pod", pod, 5);
-  free(pod);
-  zr_attempt_unref(a);
 }
-
-static const zorch_step_launcher launcher = {
-    .version = ZORCH_STEP_LAUNCHER_VERSION,
-    .launch = kr_launch,
-    .stop = kr_stop,
-};
 
 /* The kit calls this once per attempt, before the host hears of its end:
  * the pod's log goes to the host; a pod that never ran is deleted. */
@@ -575,8 +549,7 @@ static void krun_free(krun *kr) {
   json_decref(kr->fail_reasons);
   free(kr->inf_path);
   free(kr->job_name);
-  zr_run_fini(&kr->r);
-  free(kr);
+  zr_run_free(&kr->r);
 }
 
 /* What the config schema cannot say. */
@@ -596,15 +569,12 @@ static int k_check_config(void *payload, const char *config_json) {
 
 /* A run handle with its config read and the cluster connected and probed. */
 static int krun_setup(const zorch_host *h, zorch_submission *sub, const char *cfg, krun **out) {
-  *out = NULL;
-  krun *kr = calloc(1, sizeof *kr);
-  if (!kr) return zorch_host_errorf(h, ZORCH_ENOMEM, "out of memory");
-  zr_run_options ro = {.flavor = "kubernetes", .max_parallel_key = "max_parallelism", .on_finish = step_finished};
-  int rc = zr_run_init(&kr->r, h, sub, cfg, &ro);
-  if (rc) {
-    free(kr);
-    return rc;
-  }
+  zr_run_options ro = {.flavor = "kubernetes", .max_parallel_key = "max_parallelism",
+                       .settings_base_key = "pod_settings", .launch = step_launch, .needs_image = true,
+                       .on_finish = step_finished, .on_stop = step_stop};
+  krun *kr;
+  int rc = zr_run_new((void **)&kr, sizeof *kr, h, sub, cfg, &ro);
+  if (rc) return rc;
   json_t *c = kr->r.config;
   const char *mode = zkit_jstr(c, "mode");
   kr->orchestrator_mode = !mode || !strcmp(mode, "orchestrator");
@@ -631,12 +601,9 @@ static int krun_setup(const zorch_host *h, zorch_submission *sub, const char *cf
       zorch_host_errorf(h, rc, "namespace '%s' does not exist on %s (%s): create it (kubectl create namespace %s) "
                         "or set kubernetes_namespace", kr->ns, kr->k->cfg.server, kr->k->cfg.source, kr->ns);
   }
-  if (rc) {
-    krun_free(kr);
-    return rc;
-  }
-  *out = kr;
-  return ZORCH_OK;
+  if (rc) krun_free(kr);
+  *out = rc ? NULL : kr;
+  return rc;
 }
 
 /* Follow the pods with label selector key=value (the key escaped here). */
@@ -673,21 +640,16 @@ static int k_submit(void **out_run, void *payload, zorch_submission *sub) {
     po.pending_expired = step_pending_expired;
     po.on_cancel = client_cancelled;
     rc = follow(kr, LABEL_RUN "=", kr->r.run_id, on_run_pod, &po);
-    if (!rc) rc = zr_run_start_remote(&kr->r, &launcher, kr);
+    if (!rc) rc = zr_run_start_remote(&kr->r);
   }
-  if (rc) {
-    krun_free(kr);
-    return rc;
-  }
-  *out_run = kr;
-  return ZORCH_OK;
+  if (rc) krun_free(kr);
+  *out_run = rc ? NULL : kr;
+  return rc;
 }
 
-static int k_wait(void *p, int timeout_ms) { return zr_run_wait(&((krun *)p)->r, timeout_ms); }
-
-/* May run in a signal handler (the CLI's Ctrl-C): flags only; the poller
- * deletes the pods. */
-static int k_cancel(void *p) { return zr_run_cancel(&((krun *)p)->r); }
+/* wait and cancel are the kit's: the executor's, or the end the poller
+ * records; cancel only flags (it may run in the CLI's Ctrl-C handler) and
+ * the poller deletes the pods. */
 
 static void k_release(void *p) {
   krun *kr = p;
@@ -788,38 +750,12 @@ static int k_schedule_delete(void *payload, const char *config_json, const char 
 
 /* ---- the plugin ---------------------------------------------------------------------------------- */
 
-static const zorch_orchestrator_ops k_ops = {
-    .version = ZORCH_ORCHESTRATOR_OPS_VERSION,
-    .check_config = k_check_config,
-    .submit = k_submit,
-    .wait = k_wait,
-    .cancel = k_cancel,
-    .release = k_release,
-    .schedule_create = k_schedule_create,
-    .schedule_list = k_schedule_list,
-    .schedule_delete = k_schedule_delete,
-};
-
-static const zorch_flavor_desc k_flavor = {
-    .version = ZORCH_FLAVOR_DESC_VERSION,
-    .type = ZORCH_COMPONENT_ORCHESTRATOR,
-    .name = "kubernetes",
-    .integration = "kubernetes",
-    .description = "Runs each step as a Pod on a Kubernetes cluster, driven from an orchestrator Job or the client",
-    .config_schema = config_schema,
-    .ops = &k_ops,
-    .flags = ZORCH_FLAVOR_LOCAL_STORE, /* a store directory shared with the nodes is mounted */
-    .step_settings_schema = step_settings_schema,
-};
-
-/* The flavor's payload is the host table itself: nothing else is per client. */
-static int k_init(const zorch_host *host, zorch_registrar *reg, void **plugin_ctx) {
-  *plugin_ctx = NULL;
-  if (host->version < 2)
-    return zorch_host_errorf(host, ZORCH_EVERSION, "the kubernetes flavor needs host table version 2 or later "
-                             "(this libzorch has %u): upgrade zorch", host->version);
-  return host->add_flavor(reg, &k_flavor, (void *)host);
-}
-
-ZORCH_PLUGIN_DEFINE("kubernetes", "1.1", "The kubernetes orchestrator: steps as Pods, an orchestrator Job, CronJob "
-                    "schedules", k_init, NULL)
+ZR_ORCHESTRATOR_PLUGIN(k, "kubernetes", "1.1",
+                       "The kubernetes orchestrator: steps as Pods, an orchestrator Job, CronJob schedules",
+                       "kubernetes",
+                       "Runs each step as a Pod on a Kubernetes cluster, driven from an orchestrator Job or the client",
+                       config_schema, step_settings_schema,
+                       ZORCH_FLAVOR_LOCAL_STORE, /* a store directory shared with the nodes is mounted */
+                       .check_config = k_check_config, .submit = k_submit, .release = k_release,
+                       .schedule_create = k_schedule_create, .schedule_list = k_schedule_list,
+                       .schedule_delete = k_schedule_delete)

@@ -311,59 +311,37 @@ static void attempt_free(void *p) {
 
 /* ---- the launcher the host calls ---------------------------------------------------------- */
 
-static int ld_launch(void *data, const zorch_step_launch *L) {
-  ld_run *run = data;
-  const zorch_host *h = run->r.host;
-  zdep_options o = {.flavor = "local_docker", .base = run->r.config,
-                    .default_image = zkit_jstr(run->r.config, "image")};
-  char where[300];
-  snprintf(where, sizeof where, "step '%s'", L->step);
-  zdep_settings set;
-  int rc = zdep_settings_parse(&set, h, L->settings_json, &o, where);
-  if (rc) return rc;
-  const char *image = set.image ?: run->default_image;
-  ld_attempt *la = image ? calloc(1, sizeof *la) : NULL;
+static int step_launch(zr_run *r, const zorch_step_launch *L, const zdep_settings *set) {
+  ld_run *run = (ld_run *)r;
+  ld_attempt *la = calloc(1, sizeof *la);
   if (la) {
-    la->image = strdup(image);
-    la->name = zkit_asprintf("zorch-%.12s-%s-%u", run->r.run_id, L->step, L->attempt);
-    la->memory = set.res.memory;
-    json_t *body = create_body(run, L, &set, image);
+    la->image = strdup(set->image);
+    la->name = zkit_asprintf("zorch-%.12s-%s-%u", r->run_id, L->step, L->attempt);
+    la->memory = set->res.memory;
+    json_t *body = create_body(run, L, set, set->image);
     la->create_body = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
   }
-  zdep_settings_free(&set);
-  if (!image)
-    return zorch_host_errorf(h, ZORCH_EINVALID, "step '%s' has no image (set one in its settings or in the "
-                             "orchestrator config)", L->step);
   if (!la || !la->image || !la->name || !la->create_body) {
     attempt_free(la);
-    return zorch_host_errorf(h, ZORCH_ENOMEM, "out of memory");
+    return zorch_host_errorf(r->host, ZORCH_ENOMEM, "out of memory");
   }
   /* ZORCH_LOG_LEVEL=debug shows what the engine is asked for */
-  zorch_host_logf(h, ZORCH_LOG_DEBUG, "POST /containers/create?name=%s %.900s", la->name, la->create_body);
+  zorch_host_logf(r->host, ZORCH_LOG_DEBUG, "POST /containers/create?name=%s %.900s", la->name, la->create_body);
   zr_attempt *a;
-  if ((rc = zr_attempt_add(&a, &run->r, L, la, attempt_free))) return rc;
+  int rc = zr_attempt_add(&a, r, L, la, attempt_free);
+  if (rc) return rc;
   if ((rc = zr_attempt_thread(a, attempt_main))) zr_attempt_abandon(a);
   zr_attempt_unref(a);
   return rc;
 }
 
-static void ld_stop(void *data, void *executor, uint64_t attempt_id) {
-  ld_run *run = data;
-  (void)executor;
-  zr_attempt *a = zr_attempt_stop(&run->r, attempt_id);
-  if (!a) return;
-  char *id = zr_attempt_remote(a); /* none yet: the thread sees `stopping` after create */
-  if (id) kill_container(run, id);
-  free(id);
-  zr_attempt_unref(a);
+/* The host asks to stop an attempt: kill its container (with none yet, the
+ * attempt's thread sees `stopping` once it created it). */
+static void container_stop(zr_attempt *a, const char *id) {
+  if (id) kill_container((ld_run *)a->run, id);
 }
 
-static const zorch_step_launcher launcher = {
-    .version = ZORCH_STEP_LAUNCHER_VERSION,
-    .launch = ld_launch,
-    .stop = ld_stop,
-};
 
 /* ---- the default image ---------------------------------------------------------------- */
 
@@ -495,6 +473,7 @@ static int ensure_default_image(ld_run *run, const zdep *dep) {
   if (have < 0) rc = zorch_host_errorf(h, ZORCH_EIO, "cannot look up image %s: %s", ref, e.message);
   zh_error_clear(&e);
   run->default_image = strdup(ref);
+  run->r.default_image = run->default_image;
   if (!rc && !have) {
     const char *dirs[2] = {zkit_plugin_dir()[0] ? zkit_plugin_dir() : NULL, NULL};
     static const char *const none[] = {NULL};
@@ -514,10 +493,9 @@ static int ensure_default_image(ld_run *run, const zdep *dep) {
 /* ---- the flavor's operations ------------------------------------------------------------- */
 
 static void run_free(ld_run *run) {
-  zr_run_fini(&run->r); /* joins the attempts' threads */
   zd_close(&run->eng);
   free(run->default_image);
-  free(run);
+  zr_run_free(&run->r); /* joins the attempts' threads */
 }
 
 /* Remove whatever container of this run is still there (a thread that could
@@ -563,14 +541,11 @@ static int check_images(ld_run *run, const zdep *dep) {
 static int ld_submit(void **out_run, void *payload, zorch_submission *sub) {
   const zorch_host *h = host_of(payload);
   *out_run = NULL;
-  ld_run *run = calloc(1, sizeof *run);
-  if (!run) return zorch_host_errorf(h, ZORCH_ENOMEM, "out of memory");
-  zr_run_options ro = {.flavor = "local_docker", .max_parallel_key = "max_parallel"};
-  int rc = zr_run_init(&run->r, h, sub, NULL, &ro);
-  if (rc) {
-    free(run);
-    return rc;
-  }
+  zr_run_options ro = {.flavor = "local_docker", .max_parallel_key = "max_parallel", .launch = step_launch,
+                       .needs_image = true, .on_stop = container_stop};
+  ld_run *run;
+  int rc = zr_run_new((void **)&run, sizeof *run, h, sub, NULL, &ro);
+  if (rc) return rc;
   snprintf(run->user, sizeof run->user, "%u:%u", (unsigned)getuid(), (unsigned)getgid());
   zdep *dep = NULL;
   char err[2048];
@@ -579,10 +554,7 @@ static int ld_submit(void **out_run, void *payload, zorch_submission *sub) {
   } else if (zd_connect(&run->eng, zkit_jstr(run->r.config, "docker_host"), err, sizeof err)) {
     rc = zorch_host_errorf(h, ZORCH_EIO, "%s", err);
   } else {
-    zdep_options o = {.flavor = "local_docker", .base = run->r.config,
-                      .default_image = zkit_jstr(run->r.config, "image")};
-    rc = zdep_load(&dep, h, h->submission_get(sub, "deployment"), &o);
-    if (rc) zorch_host_errorf(h, rc, "cannot read the run's deployment: %s", zkit_error_message());
+    rc = zr_deployment(&dep, &run->r);
   }
   if (!rc) rc = check_images(run, dep);
   zdep_free(dep);
@@ -590,19 +562,12 @@ static int ld_submit(void **out_run, void *payload, zorch_submission *sub) {
     h->submission_set_metadata(sub, "orchestrator_run_id", run->r.run_id);
     h->submission_set_metadata(sub, "orchestrator_url", run->eng.where);
     h->submission_set_metadata(sub, "docker_engine", run->eng.engine);
-    rc = zr_run_start_remote(&run->r, &launcher, run);
+    rc = zr_run_start_remote(&run->r);
   }
-  if (rc) {
-    run_free(run);
-    return rc;
-  }
-  *out_run = run;
-  return ZORCH_OK;
+  if (rc) run_free(run);
+  else *out_run = run;
+  return rc;
 }
-
-static int ld_wait(void *r, int timeout_ms) { return zr_run_wait(&((ld_run *)r)->r, timeout_ms); }
-
-static int ld_cancel(void *r) { return zr_run_cancel(&((ld_run *)r)->r); /* async-signal-safe */ }
 
 static void ld_release(void *r) {
   ld_run *run = r;
@@ -631,37 +596,11 @@ static int ld_check_config(void *payload, const char *config_json) {
   return rc;
 }
 
-static const zorch_orchestrator_ops ld_ops = {
-    .version = ZORCH_ORCHESTRATOR_OPS_VERSION,
-    .check_config = ld_check_config,
-    .submit = ld_submit,
-    .wait = ld_wait,
-    .cancel = ld_cancel,
-    .release = ld_release,
-};
-
-static const zorch_flavor_desc ld_flavor = {
-    .version = ZORCH_FLAVOR_DESC_VERSION,
-    .type = ZORCH_COMPONENT_ORCHESTRATOR,
-    .name = "local_docker",
-    .integration = "built-in",
-    .description = "Runs each step in its own container on a local Docker engine (or Podman's API); "
-                   "independent steps in parallel",
-    .config_schema = config_schema,
-    .ops = &ld_ops,
-    .flags = ZORCH_FLAVOR_LOCAL_STORE, /* the store's directory is bound into the containers */
-    .step_settings_schema = step_settings_schema,
-};
-
-/* The flavor's payload is the host table itself: nothing else is per client. */
-static int ld_init(const zorch_host *host, zorch_registrar *reg, void **plugin_ctx) {
-  *plugin_ctx = NULL;
-  if (host->version < 2)
-    return zorch_host_errorf(host, ZORCH_EVERSION, "local_docker needs host table version 2 or later (this "
-                             "libzorch has %u): upgrade zorch", host->version);
-  int rc = host->add_flavor(reg, &ld_flavor, (void *)host);
-  return rc == ZORCH_EEXISTS ? ZORCH_OK : rc;
-}
-
-ZORCH_PLUGIN_DEFINE("local_docker", "1.1", "The local_docker orchestrator: steps in containers through the Docker "
-                    "Engine API", ld_init, NULL)
+/* wait and cancel are the kit's (the executor's) */
+ZR_ORCHESTRATOR_PLUGIN(ld, "local_docker", "1.1",
+                       "The local_docker orchestrator: steps in containers through the Docker Engine API", "built-in",
+                       "Runs each step in its own container on a local Docker engine (or Podman's API); "
+                       "independent steps in parallel",
+                       config_schema, step_settings_schema,
+                       ZORCH_FLAVOR_LOCAL_STORE, /* the store's directory is bound into the containers */
+                       .check_config = ld_check_config, .submit = ld_submit, .release = ld_release)
