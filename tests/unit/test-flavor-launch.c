@@ -156,23 +156,32 @@ static bool has_env(json_t *list, const char *name, const char *value) {
   return false;
 }
 
+/* Load the plugin, submit a run, launch the same step twice: against a store
+ * reached over the network, then against a local store directory.  *before:
+ * what the fixture had recorded until then. */
+static void *submit_and_launch(const char *rel, void **run, size_t *before) {
+  void *dl = load(rel);
+  const zorch_orchestrator_ops *ops = flavor->ops;
+  *run = NULL;
+  int rc = ops->submit(run, flavor_payload, (zorch_submission *)0x2);
+  ck_assert_msg(rc == ZORCH_OK, "submit: %s", last_error);
+  json_decref(recorded(before));
+  zorch_step_launch L = launch_of(1, NULL);
+  ck_assert_msg(launcher->launch(launcher_data, &L) == ZORCH_OK, "launch: %s", last_error);
+  L = launch_of(2, "/srv/store");
+  ck_assert_msg(launcher->launch(launcher_data, &L) == ZORCH_OK, "launch: %s", last_error);
+  return dl;
+}
+
 START_TEST(local_docker_network_store) {
   snprintf(config, sizeof config, "{\"docker_host\":\"tcp://%s\",\"image\":\"img:1\",\"environment\":{\"FROM_CFG\":"
            "\"c\"}}", base + strlen("http://"));
-  void *dl = load("plugins/local_docker/zorch-flavor-local_docker.so");
-  const zorch_orchestrator_ops *ops = flavor->ops;
-  void *run = NULL;
-  int rc = ops->submit(&run, flavor_payload, (zorch_submission *)0x2);
-  ck_assert_msg(rc == ZORCH_OK, "submit: %s", last_error);
+  void *run;
   size_t before;
-  json_decref(recorded(&before));
-  zorch_step_launch L = launch_of(1, NULL);
-  ck_assert_int_eq(launcher->launch(launcher_data, &L), ZORCH_OK);
-  L = launch_of(2, "/srv/store");
-  ck_assert_int_eq(launcher->launch(launcher_data, &L), ZORCH_OK);
+  void *dl = submit_and_launch("plugins/local_docker/zorch-flavor-local_docker.so", &run, &before);
   for (int i = 0; i < 500 && dones < 2; i++) usleep(10000);
   ck_assert_int_eq(dones, 2);
-  ops->release(run);
+  ((const zorch_orchestrator_ops *)flavor->ops)->release(run);
   size_t n;
   json_t *bodies = recorded(&n);
   ck_assert_uint_eq(n, before + 2);
@@ -215,17 +224,9 @@ START_TEST(kubernetes_network_store) {
   fclose(f);
   snprintf(config, sizeof config, "{\"mode\":\"client\",\"kubeconfig\":\"%s\",\"image\":\"img:1\","
            "\"pod_settings\":{\"labels\":{\"from\":\"config\"},\"node_selector\":{\"pool\":\"cpu\"}}}", kpath);
-  void *dl = load("plugins/kubernetes/zorch-flavor-kubernetes.so");
-  const zorch_orchestrator_ops *ops = flavor->ops;
-  void *run = NULL;
-  int rc = ops->submit(&run, flavor_payload, (zorch_submission *)0x2);
-  ck_assert_msg(rc == ZORCH_OK, "submit: %s", last_error);
+  void *run;
   size_t before;
-  json_decref(recorded(&before));
-  zorch_step_launch L = launch_of(1, NULL);
-  ck_assert_msg(launcher->launch(launcher_data, &L) == ZORCH_OK, "launch: %s", last_error);
-  L = launch_of(2, "/srv/store");
-  ck_assert_msg(launcher->launch(launcher_data, &L) == ZORCH_OK, "launch: %s", last_error);
+  void *dl = submit_and_launch("plugins/kubernetes/zorch-flavor-kubernetes.so", &run, &before);
   size_t n;
   json_t *bodies = recorded(&n);
   ck_assert_uint_eq(n, before + 2);
@@ -256,7 +257,7 @@ START_TEST(kubernetes_network_store) {
                                                  "volumeMounts"), 0);
   ck_assert_str_eq(json_string_value(json_object_get(mount, "mountPath")), "/srv/store");
   json_decref(bodies);
-  ops->release(run);
+  ((const zorch_orchestrator_ops *)flavor->ops)->release(run);
   dlclose(dl);
 }
 END_TEST
