@@ -18,7 +18,7 @@ int cmd_step_run(const cli_cmd *cmd, int argc, char **argv) {
 int cmd_image_build(const cli_cmd *cmd, int argc, char **argv) {
   static const cli_opt opts[] = {{"program", 'p', true}, {"add", 'a', true},
                                  {"docker-host", 'H', true}, {"no-zorch", 0, false},
-                                 {NULL, 0, false}};
+                                 {"builder", 'b', true}, {NULL, 0, false}};
   cli_parser p;
   cli_parser_init(&p, cmd, opts, argc, argv);
   const char *name = NULL, *val;
@@ -33,6 +33,7 @@ int cmd_image_build(const cli_cmd *cmd, int argc, char **argv) {
     case 1: extra[n_extra++] = val; break;
     case 2: o.docker_host = val; break;
     case 3: o.no_zorch = 1; break;
+    case 4: o.builder = val; break;
     case CLI_OPT_POSITIONAL:
       if (name) {
         free(extra);
@@ -55,6 +56,7 @@ int cmd_image_build(const cli_cmd *cmd, int argc, char **argv) {
   }
   o.extra = n_extra ? extra : NULL;
   char *id = NULL;
+  /* through the registry: an image-builder flavor builds (see zorch/image.h) */
   int rc = zorch_image_build(name, &o, &id);
   free(extra);
   if (rc) return cli_lib_error();

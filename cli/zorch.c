@@ -96,13 +96,16 @@ static const cli_cmd commands[] = {
      "\n"
      "Exit status: 0 completed, 1 the step failed, 2 usage or deployment error.\n",
      cmd_step_run, NULL},
-    {"image build", "NAME[:TAG] --program PATH [--add PATH ...] [--docker-host HOST] [--no-zorch]",
+    {"image build",
+     "NAME[:TAG] --program PATH [--add PATH ...] [--docker-host HOST] [--no-zorch]\n"
+     "                          [--builder FLAVOR]",
      "Build a runnable image from the host program, without a base image or registry",
      "The image holds the program and its shared libraries, the zorch CLI and the\n"
      "flavor plugins (for command steps), CA certificates and /tmp, every file at its\n"
-     "own absolute path, and is imported into the Docker engine (or Podman's API\n"
-     "service) at DOCKER_HOST.  Name it in a step's or pipeline's image setting, or in\n"
-     "the local_docker orchestrator's \"image\" config.\n"
+     "own absolute path.  An image-builder flavor builds it: the local_docker plugin's\n"
+     "imports it into the Docker engine (or Podman's API service) at DOCKER_HOST.\n"
+     "Name the image in a step's or pipeline's image setting, or in the local_docker\n"
+     "orchestrator's \"image\" config.\n"
      "\n"
      "Options:\n"
      "  -p, --program PATH      the program whose steps the image runs\n"
@@ -112,6 +115,8 @@ static const cli_cmd commands[] = {
      "  -H, --docker-host HOST  the engine (unix:///path or tcp://host:port; default:\n"
      "                          $DOCKER_HOST, else unix:///var/run/docker.sock)\n"
      "      --no-zorch          leave out the zorch CLI and plugins\n"
+     "  -b, --builder FLAVOR    the image-builder flavor (default: $ZORCH_IMAGE_BUILDER,\n"
+     "                          else the only one loaded: local_docker)\n"
      "\n"
      "Prints the image name and its id.\n",
      cmd_image_build, NULL},

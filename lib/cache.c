@@ -13,6 +13,8 @@
  */
 #include "store.h"
 
+#include "cache.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -553,4 +555,79 @@ int zorch__cache_close(zorch__cache *c) {
   free(c->path);
   free(c);
   return rc;
+}
+
+/* ---- cache keys ------------------------------------------------------------------- */
+
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+void zorch__cache_key(const zorch__plan *plan, uint32_t i, const zorch__step_rec *recs,
+                      char out[ZORCH__DIGEST_HEX]) {
+  zorch__buf b = ZORCH__BUF_INIT;
+  zorch__cache_key_with(&b, plan, i, recs, out);
+  zorch__buf_free(&b);
+}
+
+void zorch__cache_key_with(zorch__buf *scratch, const zorch__plan *plan, uint32_t i,
+                           const zorch__step_rec *recs, char out[ZORCH__DIGEST_HEX]) {
+  const zorch__pstep *s = &plan->steps[i];
+  zorch__buf b = *scratch;
+  b.len = 0;
+  /* the fixed part in one go (this is made for every step) */
+  size_t lp = strlen(plan->pipeline), ln = strlen(s->name), lv = strlen(s->version);
+  if (zorch__buf_grow(&b, 64 + lp + ln + lv) == ZORCH_OK) {
+    char *p = b.data;
+    p = ZORCH__PUT_LIT(p, "zorch-cache-1\npipeline=");
+    memcpy(p, plan->pipeline, lp);
+    p = ZORCH__PUT_LIT(p + lp, "\nstep=");
+    memcpy(p, s->name, ln);
+    p += ln;
+    if (s->kind == ZORCH__STEP_COMMAND) p = ZORCH__PUT_LIT(p, "\nkind=1\nversion=");
+    else p = ZORCH__PUT_LIT(p, "\nkind=0\nversion=");
+    memcpy(p, s->version, lv);
+    p += lv;
+    *p++ = '\n';
+    *p = '\0';
+    b.len = (size_t)(p - b.data);
+  }
+  if (s->argv)
+    for (size_t a = 0; s->argv[a]; a++) {
+      zorch__buf_puts(&b, "arg=");
+      zorch__buf_put(&b, s->argv[a], strlen(s->argv[a]) + 1);
+    }
+  zorch__buf_cat(&b, "\nparams=", s->params_canon ? s->params_canon : "{}", "\n", NULL);
+  size_t ne = 0;
+  while (s->env && s->env[ne]) ne++;
+  if (ne) {
+    const char **env = malloc(ne * sizeof *env);
+    if (env) {
+      memcpy(env, s->env, ne * sizeof *env);
+      qsort(env, ne, sizeof *env, cmp_str);
+      for (size_t k = 0; k < ne; k++) {
+        zorch__buf_puts(&b, "env=");
+        zorch__buf_put(&b, env[k], strlen(env[k]) + 1);
+      }
+      free(env);
+    }
+  }
+  for (uint32_t k = 0; k < s->n_outputs; k++) zorch__buf_cat(&b, "out=", s->outputs[k], "\n", NULL);
+  /* inputs in name order */
+  uint32_t ni = s->n_inputs;
+  const zorch__pin *few[8];
+  const zorch__pin **ins = ni <= 8 ? few : malloc(ni * sizeof *ins);
+  for (uint32_t k = 0; ins && k < ni; k++) ins[k] = &s->inputs[k];
+  for (uint32_t a = 1; ins && a < ni; a++) /* insertion sort: inputs are few */
+    for (uint32_t c = a; c > 0 && strcmp(ins[c - 1]->name, ins[c]->name) > 0; c--) {
+      const zorch__pin *t = ins[c];
+      ins[c] = ins[c - 1];
+      ins[c - 1] = t;
+    }
+  for (uint32_t k = 0; ins && k < ni; k++)
+    zorch__buf_cat(&b, "in=", ins[k]->name, ":", recs[ins[k]->step].outputs[ins[k]->output].digest,
+                   "\n", NULL);
+  if (ins != few) free(ins);
+  zorch__sha256_hex(b.data ? b.data : "", b.len, out);
+  *scratch = b;
 }

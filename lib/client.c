@@ -38,7 +38,15 @@ static char *absolute(const char *p) {
   return zorch__path_join(cwd, p);
 }
 
+static int client_open(zorch_client **out, const zorch_client_options *opts, bool make_home);
+
 int zorch_client_new(zorch_client **out, const zorch_client_options *opts) {
+  return client_open(out, opts, true);
+}
+
+int zorch__client_new_for_plugins(zorch_client **out) { return client_open(out, NULL, false); }
+
+static int client_open(zorch_client **out, const zorch_client_options *opts, bool make_home) {
   if (!out) return zorch__error_set(ZORCH_EINVALID, "zorch_client_new: out is NULL");
   *out = NULL;
   zorch_client_options d = ZORCH_CLIENT_OPTIONS_INIT;
@@ -71,7 +79,7 @@ int zorch_client_new(zorch_client **out, const zorch_client_options *opts) {
     zorch_client_free(c);
     return zorch__error_oom();
   }
-  int rc = zorch__mkdirs(c->home);
+  int rc = make_home ? zorch__mkdirs(c->home) : ZORCH_OK;
   if (rc) {
     zorch__error_prefix("zorch home");
     zorch_client_free(c);

@@ -21,6 +21,11 @@ struct zorch_client {
   pthread_mutex_t config_lock; /* serialises config.json read-modify-write */
 };
 
+/** A client with default options whose home is not created: for what needs
+ *  only the flavor registry (zorch_image_build()).  Free with
+ *  zorch_client_free(). */
+int zorch__client_new_for_plugins(zorch_client **out);
+
 /* ---- registry (registry.c) ------------------------------------------------ */
 
 /** A registered flavor. */

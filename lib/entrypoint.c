@@ -1,22 +1,21 @@
 /* zorch — the step entrypoint: a host program started as one step of one run. */
+#include "entrypoint_int.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cache.h"
 #include "client_int.h"
 #include "ctx.h"
 #include "deployment.h"
 #include "executor.h"
 
-#include <dirent.h>
-#include <errno.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-extern char **environ;
-
 atomic_int zorch__entrypoint_registered;
 
-/* Compare the deployment's definition of every step with the program's. */
-static int check_match(const zorch__plan *dep, const char *dep_text, const zorch_pipeline *p) {
+int zorch__entrypoint_check(const zorch__plan *dep, const char *dep_text, const zorch_pipeline *p,
+                            size_t *lookups) {
   zorch__compile_info ci = {.run_id = dep->run_id, .run_name = dep->run_name,
                             .store_path = dep->store_path, .failure_mode = dep->failure_mode};
   json_t *params = json_object_get(dep->doc, "params");
@@ -38,14 +37,29 @@ static int check_match(const zorch__plan *dep, const char *dep_text, const zorch
     json_decref(d);
     return rc;
   }
+  /* The deployment's step k is the k-th of its plan, whose name map finds
+   * it by name: mine_of[k] is the index of the program's step of that name
+   * (one lookup per step, not a scan of all steps per step). */
+  size_t n = json_array_size(ds);
+  size_t *mine_of = malloc((n + 1) * sizeof *mine_of);
+  if (!mine_of) {
+    json_decref(m);
+    json_decref(d);
+    return zorch__error_oom();
+  }
+  for (size_t k = 0; k < n; k++) mine_of[k] = SIZE_MAX;
+  for (size_t j = 0; j < n; j++) {
+    const char *name = json_string_value(json_object_get(json_array_get(ms, j), "name"));
+    int64_t k = name ? zorch__plan_find(dep, name) : -1;
+    if (lookups) ++*lookups;
+    if (k >= 0 && (size_t)k < n) mine_of[k] = j;
+  }
   static const char *keys[] = {"name", "kind", "command", "inputs", "outputs", "after",
                                "uses", "params", "version", "settings"};
-  for (size_t i = 0; i < json_array_size(ds); i++) {
-    json_t *a = json_array_get(ds, i), *b = NULL;
+  for (size_t i = 0; i < n; i++) {
+    json_t *a = json_array_get(ds, i);
+    json_t *b = mine_of[i] != SIZE_MAX ? json_array_get(ms, mine_of[i]) : NULL;
     const char *name = json_string_value(json_object_get(a, "name"));
-    for (size_t j = 0; j < json_array_size(ms); j++)
-      if (name && !strcmp(name, json_string_value(json_object_get(json_array_get(ms, j), "name")) ?: ""))
-        b = json_array_get(ms, j);
     if (!b) {
       rc = zorch__error_set(ZORCH_EMISMATCH, "step '%s' of the deployment is not in the program's pipeline '%s'",
                             name ? name : "?", p->name);
@@ -67,19 +81,9 @@ static int check_match(const zorch__plan *dep, const char *dep_text, const zorch
     }
     if (rc) break;
   }
+  free(mine_of);
   json_decref(m);
   json_decref(d);
-  return rc;
-}
-
-static int write_step_record(zorch__store *st, const zorch__plan *plan, uint32_t i,
-                             const zorch__step_rec *r) {
-  zorch__buf b = ZORCH__BUF_INIT;
-  zorch__step_rec_json(&b, plan, i, r);
-  char *rel = zorch__asprintf("runs/%s/steps/%s.json", plan->run_id, plan->steps[i].name);
-  int rc = rel && b.data ? zorch__store_write_doc(st, rel, b.data, b.len, true) : zorch__error_oom();
-  free(rel);
-  zorch__buf_free(&b);
   return rc;
 }
 
@@ -90,7 +94,28 @@ static void forward_signal(int sig) {
   if (p > 0) kill(p, sig);
 }
 
-/* Run the command of command step i with its ZORCH_* variables, wait for it
+/* Spawn the process of command step s with the environment envp.  Its
+ * argv[0] is looked up in the PATH it runs with (posix_spawnp looks in this
+ * process's; a step may set its own).  0, or the error number; *path: that
+ * PATH. */
+static int spawn_step(pid_t *pid, const zorch__pstep *s, char *const *envp, const char **path) {
+  const char *mine = getenv("PATH");
+  *path = mine;
+  for (char *const *e = envp; *e; e++)
+    if (!strncmp(*e, "PATH=", 5)) {
+      *path = *e + 5;
+      break;
+    }
+  if (*path == mine || (mine && *path && !strcmp(*path, mine)) || strchr(s->argv[0], '/'))
+    return zorch__command_spawn(pid, s, NULL, NULL, NULL, envp);
+  char *exe = zorch__which_in(s->argv[0], *path);
+  int rc = exe ? zorch__command_spawn(pid, s, exe, NULL, NULL, envp) : ENOENT;
+  free(exe);
+  return rc;
+}
+
+/* Run the command of command step i with the environment the executor
+ * gives it (its ZORCH_* variables, its own, the inherited ones), wait for it
  * and store its outputs.  Its output goes to this process's stdout/stderr
  * (which the flavor collects into the step log). */
 static bool run_command(zorch__store *st, const zorch__plan *plan, uint32_t i,
@@ -100,8 +125,10 @@ static bool run_command(zorch__store *st, const zorch__plan *plan, uint32_t i,
   zorch__strv extra = {0};
   char **scratch = calloc(s->n_outputs + 1, sizeof *scratch);
   int rc = scratch ? zorch__command_env(&extra, st, plan, i, recs, scratch) : zorch__error_oom();
-  for (size_t k = 0; !rc && s->env && s->env[k]; k++) putenv((char *)s->env[k]);
-  for (size_t k = 0; !rc && k < extra.n; k++) putenv(extra.v[k]);
+  size_t nbase = 0;
+  char **base = rc ? NULL : zorch__command_base_env(s->env, &nbase);
+  char **envp = base ? zorch__command_envp(&extra, base, nbase) : NULL;
+  if (!rc && !envp) rc = zorch__error_oom();
   bool ok = false;
   pid_t pid = 0;
   if (rc) {
@@ -109,10 +136,10 @@ static bool run_command(zorch__store *st, const zorch__plan *plan, uint32_t i,
   } else {
     fflush(stdout);
     fflush(stderr);
-    int src = posix_spawnp(&pid, s->argv[0], NULL, NULL, (char *const *)s->argv, environ);
+    const char *path = NULL;
+    int src = spawn_step(&pid, s, envp, &path);
     if (src != 0) {
       *exit_code = 127;
-      const char *path = getenv("PATH");
       *err = zorch__asprintf("cannot run command '%s': %s%s%s%s", s->argv[0], strerror(src),
                              strchr(s->argv[0], '/') ? "" : " (looked in PATH=",
                              strchr(s->argv[0], '/') ? "" : path ? path : "(unset)",
@@ -138,23 +165,10 @@ static bool run_command(zorch__store *st, const zorch__plan *plan, uint32_t i,
         ok = zorch__command_outputs(st, plan, i, scratch, outs, err);
     }
   }
-  /* the environment keeps pointers into extra: this process ends soon, but
-   * drop them before freeing */
-  for (size_t k = 0; k < extra.n; k++) {
-    size_t l = strcspn(extra.v[k], "=");
-    char name[256];
-    if (l < sizeof name) {
-      memcpy(name, extra.v[k], l);
-      name[l] = '\0';
-      unsetenv(name);
-    }
-  }
+  free(envp);
+  free(base);
   zorch__strv_clear(&extra);
-  for (uint32_t k = 0; scratch && k < s->n_outputs; k++) {
-    if (scratch[k]) zorch__rm_rf(scratch[k]);
-    free(scratch[k]);
-  }
-  free(scratch);
+  zorch__command_scratch_free(scratch, s->n_outputs);
   return ok;
 }
 
@@ -203,7 +217,7 @@ static int run_step(const char *dep_path, const char *run_id, const char *step,
             zorch_error_last()->message);
     goto out;
   }
-  if (p && (check_match(plan, text, p) != ZORCH_OK || zorch__plan_bind(plan, p) != ZORCH_OK)) {
+  if (p && (zorch__entrypoint_check(plan, text, p, NULL) != ZORCH_OK || zorch__plan_bind(plan, p) != ZORCH_OK)) {
     fprintf(stderr, "zorch: %s\n", zorch_error_last()->message);
     exit_code = ZORCH_EXIT_MISMATCH;
     goto out;
@@ -246,7 +260,7 @@ static int run_step(const char *dep_path, const char *run_id, const char *step,
   r->finished = 0;
   r->exit_code = -1;
   if (s->cache) zorch__cache_key(plan, (uint32_t)i, recs, r->cache_key);
-  write_step_record(st, plan, (uint32_t)i, r);
+  zorch__step_rec_write(st, plan, (uint32_t)i, r);
   atomic_int cancelled = 0;
   zorch_step_ctx ctx;
   char *err = NULL;
@@ -274,7 +288,7 @@ static int run_step(const char *dep_path, const char *run_id, const char *step,
   }
   free(lp);
   free(run_dir);
-  if (write_step_record(st, plan, (uint32_t)i, r) != ZORCH_OK) {
+  if (zorch__step_rec_write(st, plan, (uint32_t)i, r) != ZORCH_OK) {
     fprintf(stderr, "zorch: cannot write the step record: %s\n", zorch_error_last()->message);
     ok = false;
   }

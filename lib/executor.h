@@ -2,6 +2,8 @@
 #ifndef ZORCH_EXECUTOR_H
 #define ZORCH_EXECUTOR_H
 
+#include <spawn.h>
+
 #include "plan.h"
 #include "steprec.h"
 #include <zorch/plugin.h>
@@ -59,24 +61,33 @@ const zorch__plan *zorch__exec_plan(const zorch__exec *x);
 /** Wait for the end, then free.  NULL is a no-op. */
 void zorch__exec_free(zorch__exec *x);
 
-/** The cache key of step i given its inputs' digests.  out: 64 hex. */
-void zorch__cache_key(const zorch__plan *plan, uint32_t i, const zorch__step_rec *recs,
-                      char out[ZORCH__DIGEST_HEX]);
-/** The same, with `scratch` as the buffer for the hashed text (its contents
- *  are replaced; reusing one buffer saves an allocation per key). */
-void zorch__cache_key_with(zorch__buf *scratch, const zorch__plan *plan, uint32_t i,
-                           const zorch__step_rec *recs, char out[ZORCH__DIGEST_HEX]);
-
-/* ---- command steps, shared with the command-step entrypoint ---- */
+/* ---- command steps (exec_command.c), shared with the command-step entrypoint ---- */
 
 /** Push the ZORCH_* variables of command step i onto *extra; makes a scratch
  *  path per output in scratch[] (n_outputs slots, zeroed). */
 int zorch__command_env(zorch__strv *extra, zorch__store *store, const zorch__plan *plan, uint32_t i,
                        const zorch__step_rec *recs, char **scratch);
-/** Store the outputs written at the scratch paths into outs[]; false with *err. */
+/** The step's own variables (`own`, NULL-terminated, may be NULL) followed
+ *  by the inherited ones (environ) it does not override; *n: how many.  A
+ *  malloc'd array of borrowed strings, NULL-terminated; NULL on OOM. */
+char **zorch__command_base_env(const char *const *own, size_t *n);
+/** The environment of a command step's process: zorch's variables (`extra`,
+ *  from zorch__command_env) followed by the nbase `base` ones they do not
+ *  override.  A malloc'd array of borrowed strings, NULL-terminated; NULL
+ *  on OOM. */
+char **zorch__command_envp(const zorch__strv *extra, char *const *base, size_t nbase);
+/** Spawn the process of command step s with the environment envp: `exe`
+ *  when the caller looked argv[0] up, else argv[0] as posix_spawnp(3) finds
+ *  it.  `fa` and `attr` may be NULL.  0, or the error number. */
+int zorch__command_spawn(pid_t *pid, const zorch__pstep *s, const char *exe,
+                         const posix_spawn_file_actions_t *fa, const posix_spawnattr_t *attr,
+                         char *const *envp);
+/** Store the outputs written at the scratch paths into outs[] (each stored
+ *  one's scratch path is freed and cleared); false with *err. */
 bool zorch__command_outputs(zorch__store *store, const zorch__plan *plan, uint32_t i, char **scratch,
                             zorch__output_rec *outs, char **err);
-/** The last `lines` lines of a text file (at most 2 KiB), or NULL. */
-char *zorch__file_tail(const char *path, int lines);
+/** Remove what is left at n scratch paths and free them, and the array.
+ *  NULL is a no-op. */
+void zorch__command_scratch_free(char **scratch, uint32_t n);
 
 #endif

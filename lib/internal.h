@@ -118,6 +118,10 @@ int zorch__read_file(const char *path, char **data, size_t *len);
 /** Look `cmd` up in $PATH as execvp(3) would (a name with '/' is returned as
  *  is): the first executable regular file, malloc'd, or NULL. */
 char *zorch__which(const char *cmd);
+/** The same in the directories of `path` (a PATH value; NULL: a default). */
+char *zorch__which_in(const char *cmd, const char *path);
+/** The last `lines` lines of a text file (at most 2 KiB), or NULL. */
+char *zorch__file_tail(const char *path, int lines);
 /** Remove a file or a directory tree (no error if missing). */
 int zorch__rm_rf(const char *path);
 /** Join two path parts with '/'.  NULL on OOM. */

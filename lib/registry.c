@@ -198,6 +198,21 @@ static bool why_set(zorch__buf *why, const char *fmt, ...) {
   return true;
 }
 
+/* Why an image builder's ops table is unusable, into `why`; false when fine. */
+static bool image_builder_reason(const zorch_image_builder_ops *ops, zorch__buf *why) {
+  if (!ops) return why_set(why, "ops is NULL (an image builder needs build)");
+  if (ops->version < 1)
+    return why_set(why, "ops version %u is invalid (set .version = ZORCH_IMAGE_BUILDER_OPS_VERSION)",
+                   ops->version);
+  if (ops->version > ZORCH_IMAGE_BUILDER_OPS_VERSION)
+    return why_set(why,
+                   "ops version %u is newer than this zorch knows (%d): set .version = "
+                   "ZORCH_IMAGE_BUILDER_OPS_VERSION of the <zorch/plugin.h> it is built with",
+                   ops->version, ZORCH_IMAGE_BUILDER_OPS_VERSION);
+  if (!ops->build) return why_set(why, "ops lack build");
+  return false;
+}
+
 /* Why a flavor descriptor is unusable, into `why`; false when it is fine. */
 static bool flavor_reason(const zorch_flavor_desc *d, zorch__buf *why) {
   if (d->version < 1 || d->version > ZORCH_FLAVOR_DESC_VERSION)
@@ -206,13 +221,16 @@ static bool flavor_reason(const zorch_flavor_desc *d, zorch__buf *why) {
   if (!d->name) return why_set(why, "it has no name");
   if (!valid_flavor_name(d->name))
     return why_set(why, "the name is invalid (use 1 to 63 of a-z, 0-9 and _)");
-  if (!d->type || strcmp(d->type, ZORCH_COMPONENT_ORCHESTRATOR))
-    return why_set(why, "type '%.80s' is not supported (this zorch accepts '%s')",
-                   d->type ? d->type : "(NULL)", ZORCH_COMPONENT_ORCHESTRATOR);
+  bool builder = d->type && !strcmp(d->type, ZORCH_COMPONENT_IMAGE_BUILDER);
+  if (!builder && (!d->type || strcmp(d->type, ZORCH_COMPONENT_ORCHESTRATOR)))
+    return why_set(why, "type '%.80s' is not supported (this zorch accepts '%s' and '%s')",
+                   d->type ? d->type : "(NULL)", ZORCH_COMPONENT_ORCHESTRATOR,
+                   ZORCH_COMPONENT_IMAGE_BUILDER);
   if (!d->description || !*d->description) return why_set(why, "description is missing");
   if (!d->config_schema) return why_set(why, "config_schema is missing");
   if (zorch__schema_check(d->config_schema, "config_schema"))
     return why_set(why, "%s", zorch_error_last()->message);
+  if (builder) return image_builder_reason(d->ops, why);
   const zorch_orchestrator_ops *ops = d->ops;
   if (!ops)
     return why_set(why, "ops is NULL (an orchestrator needs submit, wait, cancel and release)");
@@ -606,7 +624,8 @@ void zorch__registry_problem(const zorch__registry *r, size_t i, const char **pa
 /* ---- public API ------------------------------------------------------------------------- */
 
 static bool known_type(const char *type) {
-  return !strcmp(type, ZORCH_COMPONENT_ORCHESTRATOR) || !strcmp(type, "artifact_store");
+  return !strcmp(type, ZORCH_COMPONENT_ORCHESTRATOR) || !strcmp(type, "artifact_store") ||
+         !strcmp(type, ZORCH_COMPONENT_IMAGE_BUILDER);
 }
 
 static int put_kv(zorch__buf *b, const char *key, const char *value, bool first) {
@@ -638,7 +657,8 @@ int zorch_flavor_list(char **out_json, zorch_client *client, const char *type) {
   *out_json = NULL;
   if (type && !known_type(type))
     return zorch__error_set(ZORCH_EINVALID,
-                            "unknown component type '%s' (expected orchestrator or artifact_store)",
+                            "unknown component type '%s' (expected orchestrator, artifact_store or "
+                            "image_builder)",
                             type);
   const zorch__registry *r = client->registry;
   zorch__buf b = ZORCH__BUF_INIT;
@@ -668,7 +688,8 @@ int zorch_flavor_describe(char **out_json, zorch_client *client, const char *typ
   *out_json = NULL;
   if (type && !known_type(type))
     return zorch__error_set(ZORCH_EINVALID,
-                            "unknown component type '%s' (expected orchestrator or artifact_store)",
+                            "unknown component type '%s' (expected orchestrator, artifact_store or "
+                            "image_builder)",
                             type);
   const zorch__flavor *f = zorch__registry_find(client->registry, type, name);
   if (!f)

@@ -1,5 +1,6 @@
 /* zorch — starting runs (now or on a schedule), waiting for them and cancelling them. */
 #include "deployment.h"
+#include "entrypoint_int.h"
 #include "run_record.h"
 #include "submission.h"
 
@@ -7,9 +8,6 @@
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
-
-/* Set by zorch_main(): this program can be started again as one step. */
-extern atomic_int zorch__entrypoint_registered;
 
 int zorch_run_options_init(zorch_run_options *opts, unsigned int version) {
   if (!opts) return zorch__error_set(ZORCH_EINVALID, "zorch_run_options_init: opts is NULL");

@@ -81,7 +81,7 @@ int zorch__run_record_parse(zorch_run *r, const char *text, const char *where) {
  * reads it back from the store when asked. */
 const char *zorch__run_deployment_text(zorch_run *r) {
   if (!r->deployment && (r->flags & ZORCH_RUN_EPHEMERAL)) {
-    /* compiled to its plan only (see run_start_common): the text is made
+    /* compiled to its plan only (see run_start_inner in run.c): the text is made
      * if the flavor asks for it while it starts the run, when the pipeline
      * is known to be there */
     const zorch_submission *sub = r->sub;

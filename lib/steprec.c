@@ -171,6 +171,17 @@ int zorch__step_rec_apply(const zorch__plan *plan, zorch__step_rec *recs, const 
   return ZORCH_OK;
 }
 
+int zorch__step_rec_write(zorch__store *st, const zorch__plan *plan, uint32_t i,
+                          const zorch__step_rec *r) {
+  zorch__buf b = ZORCH__BUF_INIT;
+  zorch__step_rec_json(&b, plan, i, r);
+  char *rel = zorch__asprintf("runs/%s/steps/%s.json", plan->run_id, plan->steps[i].name);
+  int rc = rel && b.data ? zorch__store_write_doc(st, rel, b.data, b.len, true) : zorch__error_oom();
+  free(rel);
+  zorch__buf_free(&b);
+  return rc;
+}
+
 static int apply_line(const char *line, size_t len, void *payload) {
   void **pp = payload;
   return zorch__step_rec_apply(pp[0], pp[1], line, len);

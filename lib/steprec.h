@@ -3,6 +3,7 @@
 #define ZORCH_STEPREC_H
 
 #include "plan.h"
+#include "store.h"
 
 /** One output of a step as recorded. */
 typedef struct zorch__output_rec {
@@ -33,6 +34,11 @@ int zorch__step_rec_json(zorch__buf *b, const zorch__plan *plan, uint32_t i,
 /** Apply one journal/step-record JSON line to the records (by step name). */
 int zorch__step_rec_apply(const zorch__plan *plan, zorch__step_rec *recs, const char *line,
                           size_t len);
+
+/** Write step i's record file (runs/<run id>/steps/<step>.json, durably),
+ *  as the step entrypoint records a step it runs. */
+int zorch__step_rec_write(zorch__store *st, const zorch__plan *plan, uint32_t i,
+                          const zorch__step_rec *r);
 
 /** Apply the records a run has so far: its journal (journal.jsonl), then the
  *  per-step record files (steps/<step>.json) under `run_dir`. */

@@ -332,9 +332,10 @@ int zorch__rm_rf(const char *path) {
   return ZORCH_OK;
 }
 
-char *zorch__which(const char *cmd) {
+char *zorch__which(const char *cmd) { return zorch__which_in(cmd, getenv("PATH")); }
+
+char *zorch__which_in(const char *cmd, const char *path) {
   if (strchr(cmd, '/')) return zorch__strdup(cmd);
-  const char *path = getenv("PATH");
   if (!path) path = "/usr/local/bin:/usr/bin:/bin";
   while (*path) {
     size_t n = strcspn(path, ":");
@@ -346,6 +347,26 @@ char *zorch__which(const char *cmd) {
     if (*path == ':') path++;
   }
   return NULL;
+}
+
+char *zorch__file_tail(const char *path, int lines) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return NULL;
+  char buf[2048];
+  off_t end = lseek(fd, 0, SEEK_END);
+  off_t start = end > (off_t)sizeof buf - 1 ? end - (off_t)(sizeof buf - 1) : 0;
+  ssize_t n = pread(fd, buf, sizeof buf - 1, start);
+  close(fd);
+  if (n <= 0) return NULL;
+  buf[n] = '\0';
+  while (n > 0 && buf[n - 1] == '\n') buf[--n] = '\0';
+  char *p = buf + n;
+  int seen = 0;
+  while (p > buf) {
+    if (p[-1] == '\n' && ++seen == lines) break;
+    p--;
+  }
+  return *p ? zorch__strdup(p) : NULL;
 }
 
 char *zorch__path_join(const char *a, const char *b) {

@@ -147,6 +147,43 @@ typedef struct zorch_artifact_store_ops {
   int (*describe)(char **out_json, void *store);
 } zorch_artifact_store_ops;
 
+#define ZORCH_IMAGE_BUILDER_OPS_VERSION 1
+
+/** Operations of an image-builder flavor (plugin ABI 1.2): a runnable image
+ *  made from files of this host, for zorch_image_build() and `zorch image
+ *  build` (see <zorch/image.h>).  `config_json` is the builder's config,
+ *  already checked against the flavor's schema: where it builds, e.g.
+ *  {"docker_host": "unix:///run/podman/podman.sock"}; what it leaves out
+ *  comes from the environment (DOCKER_HOST for a Docker engine).
+ *  `request_json` says what goes in, as a JSON object:
+ *    "name"           "name" or "name:tag" (tag "latest" when none)
+ *    "program"        absolute path of the program whose steps the image runs
+ *    "add"            more programs (each with its shared-library closure),
+ *                     files and directories (recursively), as the caller
+ *                     wrote them: a bare name is a program looked up in PATH
+ *    "zorch_command"  absolute path of the zorch CLI (the command-step
+ *                     entrypoint), with its closure; absent with no_zorch
+ *    "plugin_dirs"    directories whose zorch-flavor-*.so go in (with their
+ *                     closures); empty with no_zorch
+ *    "no_zorch"       true when the caller leaves the zorch CLI and plugins out
+ *  Every file sits at its own absolute path in the image, so a deployment's
+ *  entrypoint commands work unchanged inside it.  Keys added later are
+ *  ignored by builders that do not know them. */
+typedef struct zorch_image_builder_ops {
+  uint32_t version; /**< ZORCH_IMAGE_BUILDER_OPS_VERSION the plugin was built with */
+  /* ---- version 1 ---- */
+  /** Optional: semantic checks of a config that passed the flavor's schema. */
+  int (*check_config)(void *flavor_payload, const char *config_json);
+  /** Build the image the request describes.  *out_image_id (host->alloc'd):
+   *  the image's id where it was built ("sha256:..."), or its name when the
+   *  backend gives none.  ZORCH_ENOTFOUND when a file or program of the
+   *  request is not there, ZORCH_EINVALID for a request it cannot build,
+   *  ZORCH_EIO when the backend cannot be reached or refuses; with
+   *  host->error_set() naming what and how to fix it. */
+  int (*build)(char **out_image_id, void *flavor_payload, const char *config_json,
+               const char *request_json);
+} zorch_image_builder_ops;
+
 #define ZORCH_FLAVOR_DESC_VERSION 2
 
 /** Capability flags of a flavor (zorch_flavor_desc.flags, version 2). */

@@ -291,13 +291,23 @@ int zr_plugin_add(const zorch_host *h, zorch_registrar *reg, const zorch_flavor_
 int zr_op_wait(void *run, int timeout_ms);
 int zr_op_cancel(void *run);
 
-/** A plugin of one orchestrator flavor, in one place: its ops (version,
- *  wait and cancel from the kit, then the flavor's own designated
- *  initializers: .check_config, .submit, .release, .schedule_*), its
- *  descriptor (version 2: flags and the step settings schema), an init that
- *  registers it with the host table as its payload (zr_plugin_add), and the
- *  exported entry point (ZORCH_PLUGIN_DEFINE).  `prefix` names the statics
- *  (prefix_ops, prefix_flavor).
+/** An orchestrator flavor in one place: its ops (version, wait and cancel
+ *  from the kit, then the flavor's own designated initializers:
+ *  .check_config, .submit, .release, .schedule_*) and its descriptor
+ *  (version 2: flags and the step settings schema), as the statics
+ *  prefix_ops and prefix_flavor.  Register it with zr_plugin_add. */
+#define ZR_ORCHESTRATOR_FLAVOR(prefix, name_, integration_, description_, config_schema_, step_schema_, flags_, \
+                               ...)                                                                           \
+  static const zorch_orchestrator_ops prefix##_ops = {.version = ZORCH_ORCHESTRATOR_OPS_VERSION,               \
+                                                      .wait = zr_op_wait, .cancel = zr_op_cancel, __VA_ARGS__}; \
+  static const zorch_flavor_desc prefix##_flavor = {                                                          \
+      .version = ZORCH_FLAVOR_DESC_VERSION, .type = ZORCH_COMPONENT_ORCHESTRATOR, .name = (name_),             \
+      .integration = (integration_), .description = (description_), .config_schema = (config_schema_),        \
+      .ops = &prefix##_ops, .flags = (flags_), .step_settings_schema = (step_schema_)}
+
+/** A plugin of one orchestrator flavor: ZR_ORCHESTRATOR_FLAVOR, an init
+ *  that registers it with the host table as its payload (zr_plugin_add),
+ *  and the exported entry point (ZORCH_PLUGIN_DEFINE).
  *
  *    ZR_ORCHESTRATOR_PLUGIN(k, "kubernetes", "1.1", "plugin description",
  *                           "kubernetes", "flavor description", config_schema,
@@ -305,14 +315,10 @@ int zr_op_cancel(void *run);
  *                           .check_config = k_check_config, .submit = k_submit,
  *                           .release = k_release)
  */
-#define ZR_ORCHESTRATOR_PLUGIN(prefix, name_, version_, plugin_description, integration_, flavor_description,   \
+#define ZR_ORCHESTRATOR_PLUGIN(prefix, name_, version_, plugin_description, integration_, flavor_description,  \
                                config_schema_, step_schema_, flags_, ...)                                     \
-  static const zorch_orchestrator_ops prefix##_ops = {.version = ZORCH_ORCHESTRATOR_OPS_VERSION,               \
-                                                      .wait = zr_op_wait, .cancel = zr_op_cancel, __VA_ARGS__}; \
-  static const zorch_flavor_desc prefix##_flavor = {                                                          \
-      .version = ZORCH_FLAVOR_DESC_VERSION, .type = ZORCH_COMPONENT_ORCHESTRATOR, .name = (name_),              \
-      .integration = (integration_), .description = (flavor_description), .config_schema = (config_schema_),  \
-      .ops = &prefix##_ops, .flags = (flags_), .step_settings_schema = (step_schema_)};                       \
+  ZR_ORCHESTRATOR_FLAVOR(prefix, name_, integration_, flavor_description, config_schema_, step_schema_, flags_, \
+                         __VA_ARGS__);                                                                        \
   static int prefix##_init(const zorch_host *zr_host_, zorch_registrar *zr_reg_, void **zr_ctx_) {            \
     *zr_ctx_ = NULL;                                                                                          \
     return zr_plugin_add(zr_host_, zr_reg_, &prefix##_flavor);                                                \

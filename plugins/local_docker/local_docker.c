@@ -14,14 +14,13 @@
  */
 #include <zorch/plugin.h>
 
-#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
+#include "image_builder.h"
 #include "zdeploy.h"
 #include "zdocker.h"
 #include "zremote.h"
@@ -343,150 +342,12 @@ static void container_stop(zr_attempt *a, const char *id) {
 }
 
 
-/* ---- the default image ---------------------------------------------------------------- */
+/* ---- the default image: image_builder.c ------------------------------------------------ */
 
-static char *which(const char *cmd) {
-  if (strchr(cmd, '/')) return realpath(cmd, NULL);
-  const char *path = getenv("PATH");
-  if (!path) path = "/usr/local/bin:/usr/bin:/bin";
-  char buf[PATH_MAX];
-  for (const char *p = path; *p;) {
-    size_t l = strcspn(p, ":");
-    snprintf(buf, sizeof buf, "%.*s/%s", (int)l, p, cmd);
-    if (access(buf, X_OK) == 0) return strdup(buf);
-    p += l;
-    if (*p == ':') p++;
-  }
-  return NULL;
-}
-
-/* FNV-1a over a file's path, size and modification time */
-static unsigned long long hash_file(unsigned long long h, const char *path) {
-  struct stat st;
-  char buf[PATH_MAX + 64];
-  snprintf(buf, sizeof buf, "|%s", path);
-  if (stat(path, &st) == 0)
-    snprintf(buf + strlen(buf), sizeof buf - strlen(buf), ":%lld:%lld", (long long)st.st_size,
-             (long long)st.st_mtime);
-  for (const char *p = buf; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ULL;
-  return h;
-}
-
-/* zd_walk's callback: every file of an image_add directory enters the tag */
-static int hash_tree_file(const char *path, int is_link, void *arg) {
-  unsigned long long *h = arg;
-  if (!is_link) {
-    *h = hash_file(*h, path);
-    return 0;
-  }
-  char buf[PATH_MAX + 8] = "|>";
-  ssize_t n = readlink(path, buf + 2, sizeof buf - 3);
-  buf[n > 0 ? n + 2 : 2] = '\0';
-  *h = hash_file(*h, path);
-  for (const char *p = buf; *p; p++) *h = (*h ^ (unsigned char)*p) * 1099511628211ULL;
-  return 0;
-}
-
-/* Paths without duplicates, as many as there are; v[n] is NULL. */
-typedef struct pathlist {
-  char **v;
-  size_t n, cap;
-} pathlist;
-
-static void pathlist_add(pathlist *l, char *owned) {
-  if (!owned) return;
-  for (size_t k = 0; k < l->n; k++)
-    if (!strcmp(l->v[k], owned)) {
-      free(owned);
-      return;
-    }
-  if (l->n + 2 > l->cap) {
-    size_t cap = l->cap ? l->cap * 2 : 16;
-    char **nv = realloc(l->v, cap * sizeof *nv);
-    if (!nv) {
-      free(owned);
-      return;
-    }
-    l->v = nv;
-    l->cap = cap;
-  }
-  l->v[l->n++] = owned;
-  l->v[l->n] = NULL;
-}
-
-static void pathlist_free(pathlist *l) {
-  for (size_t q = 0; q < l->n; q++) free(l->v[q]);
-  free(l->v);
-}
-
-/* Build the image of the host program, the zorch CLI and plugins, the
- * commands of command steps and the image_add of the config and the steps,
- * unless the engine has it already.  Its tag hashes all of these (path,
- * size, mtime), so a change to any of them makes a new image. */
 static int ensure_default_image(ld_run *run, const zdep *dep) {
-  const zorch_host *h = run->r.host;
-  const char *pver = zkit_jstr(json_object_get(dep->doc, "program"), "version");
-  pathlist progs = {0}, files = {0}, trees = {0};
-  json_t *lists = json_array();
-  json_array_append(lists, json_object_get(run->r.config, "image_add"));
-  for (size_t i = 0; i < dep->n_steps; i++) {
-    const zdep_step *s = &dep->steps[i];
-    if (!strcmp(s->kind, "function") && dep->program) pathlist_add(&progs, strdup(dep->program));
-    const char *c0 = json_string_value(json_array_get(json_object_get(s->doc, "command"), 0));
-    if (c0) pathlist_add(&progs, which(c0)); /* not found: the step says so when it runs */
-    json_array_append(lists, json_object_get(s->set.flavor_own, "image_add"));
-  }
-  if (run->r.zorch_command) pathlist_add(&progs, strdup(run->r.zorch_command));
-  int rc = ZORCH_OK;
-  for (size_t l = 0; !rc && l < json_array_size(lists); l++) {
-    json_t *extra = json_array_get(lists, l);
-    for (size_t i = 0; !rc && i < json_array_size(extra); i++) {
-      const char *x = json_string_value(json_array_get(extra, i));
-      char *w = x ? (x[0] == '/' ? strdup(x) : which(x)) : NULL;
-      struct stat st;
-      if (!w || stat(w, &st) != 0 || !(S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))) {
-        free(w);
-        rc = zorch_host_errorf(h, ZORCH_ENOTFOUND, "image_add: '%s' is not a file or directory%s", x ? x : "?",
-                               x && !strchr(x, '/') ? " (nor a program in PATH)" : "");
-        break;
-      }
-      pathlist_add(S_ISDIR(st.st_mode) ? &trees : (st.st_mode & 0111) ? &progs : &files, w);
-    }
-  }
-  json_decref(lists);
-  unsigned long long hsh = 1469598103934665603ULL;
-  for (const char *p = pver ? pver : ""; *p; p++) hsh = (hsh ^ (unsigned char)*p) * 1099511628211ULL;
-  for (size_t k = 0; k < progs.n; k++) hsh = hash_file(hsh, progs.v[k]);
-  for (size_t k = 0; k < files.n; k++) hsh = hash_file(hsh, files.v[k]);
-  char err[2048];
-  for (size_t k = 0; !rc && k < trees.n; k++)
-    if (zd_walk(trees.v[k], hash_tree_file, &hsh, err, sizeof err))
-      rc = zorch_host_errorf(h, ZORCH_ENOTFOUND, "image_add: %s", err);
-  char lower[128], ref[300];
-  size_t k = 0;
-  for (const char *p = run->r.pipeline; *p && k < sizeof lower - 1; p++)
-    lower[k++] = (*p >= 'A' && *p <= 'Z') ? (char)(*p - 'A' + 'a') : (*p == '_' ? '-' : *p);
-  lower[k] = '\0';
-  snprintf(ref, sizeof ref, "localhost/zorch-%s:%016llx", lower, hsh);
-  zh_error e = {0};
-  int have = rc ? 1 : zd_image_exists(&run->eng, ref, &e);
-  if (have < 0) rc = zorch_host_errorf(h, ZORCH_EIO, "cannot look up image %s: %s", ref, e.message);
-  zh_error_clear(&e);
-  run->default_image = strdup(ref);
+  int rc = ldib_default_image(&run->default_image, run->r.host, &run->eng, run->r.pipeline, dep->doc,
+                              run->r.config, run->r.zorch_command);
   run->r.default_image = run->default_image;
-  if (!rc && !have) {
-    const char *dirs[2] = {zkit_plugin_dir()[0] ? zkit_plugin_dir() : NULL, NULL};
-    static const char *const none[] = {NULL};
-    zd_image_spec spec = {.ref = ref, .programs = progs.v ? (const char *const *)progs.v : none,
-                          .files = files.v ? (const char *const *)files.v : none, .plugin_dirs = dirs,
-                          .trees = trees.v ? (const char *const *)trees.v : none};
-    zorch_host_logf(h, ZORCH_LOG_INFO, "building image %s from the host program", ref);
-    if (zd_image_build(&run->eng, &spec, NULL, NULL, NULL, err, sizeof err))
-      rc = zorch_host_errorf(h, ZORCH_EIO, "cannot build the step image %s: %s", ref, err);
-  }
-  pathlist_free(&progs);
-  pathlist_free(&files);
-  pathlist_free(&trees);
   return rc;
 }
 
@@ -597,10 +458,21 @@ static int ld_check_config(void *payload, const char *config_json) {
 }
 
 /* wait and cancel are the kit's (the executor's) */
-ZR_ORCHESTRATOR_PLUGIN(ld, "local_docker", "1.1",
-                       "The local_docker orchestrator: steps in containers through the Docker Engine API", "built-in",
+ZR_ORCHESTRATOR_FLAVOR(ld, "local_docker", "built-in",
                        "Runs each step in its own container on a local Docker engine (or Podman's API); "
                        "independent steps in parallel",
                        config_schema, step_settings_schema,
                        ZORCH_FLAVOR_LOCAL_STORE, /* the store's directory is bound into the containers */
-                       .check_config = ld_check_config, .submit = ld_submit, .release = ld_release)
+                       .check_config = ld_check_config, .submit = ld_submit, .release = ld_release);
+
+/* The orchestrator, and the image builder (image_builder.c): a refusal of
+ * the latter is a problem of its own.  Both take the host table as payload. */
+static int ld_init(const zorch_host *host, zorch_registrar *reg, void **plugin_ctx) {
+  *plugin_ctx = NULL;
+  int rc = zr_plugin_add(host, reg, &ld_flavor);
+  if (rc == ZORCH_OK) host->add_flavor(reg, &ldib_flavor, (void *)host);
+  return rc;
+}
+
+ZORCH_PLUGIN_DEFINE("local_docker", "1.1", "The local_docker orchestrator (steps in containers) and image builder, "
+                    "through the Docker Engine API", ld_init, NULL)

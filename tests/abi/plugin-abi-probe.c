@@ -26,6 +26,7 @@ PROBE(step_launch, zorch_step_launch)
 PROBE(step_launcher, zorch_step_launcher)
 /* plugin ABI 1.2 (host version 3) */
 PROBE(artifact_store_ops, zorch_artifact_store_ops)
+PROBE(image_builder_ops, zorch_image_builder_ops)
 
 ZORCH_PLUGIN_EXPORT zorch_plugin_describe_fn zorch_plugin_abi_probe_describe(zorch_plugin_describe_fn f);
 ZORCH_PLUGIN_EXPORT zorch_plugin_describe_fn zorch_plugin_abi_probe_describe(zorch_plugin_describe_fn f) {

@@ -512,9 +512,68 @@ START_TEST(test_step_run_entrypoint) {
 }
 END_TEST
 
-/* `zorch image build` without an engine: the errors name what is wrong. */
+/* Run `zorch ARGS...` with ZORCH_HOME=home and ZORCH_PLUGIN_PATH=plugin_path. */
+static char *zorch_plugins_expect(int want, const char *home, const char *plugin_path, ...) {
+  const char *argv[64];
+  size_t n = 0;
+  argv[n++] = zorch_cmd();
+  va_list ap;
+  va_start(ap, plugin_path);
+  const char *a;
+  while ((a = va_arg(ap, const char *)) && n < 63) argv[n++] = a;
+  va_end(ap);
+  argv[n] = NULL;
+  char *env_home = NULL, *env_pp = NULL;
+  if (asprintf(&env_home, "ZORCH_HOME=%s", home) < 0 ||
+      asprintf(&env_pp, "ZORCH_PLUGIN_PATH=%s", plugin_path) < 0)
+    abort();
+  const char *env[] = {env_home, env_pp, "NO_COLOR=", "ZORCH_LOG_LEVEL=warning", NULL};
+  char *out = NULL;
+  int rc = zt_run(&out, argv, env);
+  free(env_home);
+  free(env_pp);
+  ck_assert_msg(rc == want, "exit status %d, wanted %d; output:\n%s", rc, want, out);
+  return out;
+}
+
+/* `zorch image build` goes through an image-builder flavor (here a fixture
+ * that builds nothing), and says which plugin provides one when none is
+ * loaded. */
+START_TEST(test_image_build_through_a_builder) {
+  const char *home = zt_tmpdir();
+  const char *fixture = getenv("ZORCH_TEST_IMAGE_PLUGINS");
+  ck_assert_msg(fixture && *fixture, "ZORCH_TEST_IMAGE_PLUGINS is not set");
+  char *out = zorch_plugins_expect(0, home, fixture, "image", "build", "tools:1", "--program",
+                                   "/bin/sh", "--builder", "fixture_image", NULL);
+  assert_has(out, "tools:1 sha256:fixture-tools:1");
+  free(out);
+  out = zorch_plugins_expect(1, home, fixture, "image", "build", "failing:1", "--program", "/bin/sh",
+                             NULL);
+  assert_has(out, "the fixture engine refuses failing:1");
+  free(out);
+  out = zorch_plugins_expect(1, home, fixture, "image", "build", "x:1", "--program", "/bin/sh",
+                             "--builder", "kaniko", NULL);
+  assert_has(out, "no image builder flavor 'kaniko' (from zorch_image_options.builder) is loaded");
+  free(out);
+  /* none loaded */
+  out = zorch_plugins_expect(1, home, "/nonexistent", "image", "build", "x:1", "--program", "/bin/sh",
+                             NULL);
+  assert_has(out, "no image builder flavor is loaded: the local_docker plugin (zorch-flavor-local_docker.so");
+  free(out);
+  out = zorch_expect(0, home, "image", "build", "--help", NULL);
+  assert_has(out, "--builder FLAVOR");
+  free(out);
+}
+END_TEST
+
+/* `zorch image build` through local_docker's builder without an engine:
+ * the errors name what is wrong. */
 START_TEST(test_image_build_errors) {
   const char *home = zt_tmpdir();
+  const char *ld = getenv("ZORCH_TEST_LOCAL_DOCKER_PLUGINS");
+  ck_assert_msg(ld && *ld, "ZORCH_TEST_LOCAL_DOCKER_PLUGINS is not set");
+  char *saved_pp = strdup(getenv("ZORCH_PLUGIN_PATH") ? getenv("ZORCH_PLUGIN_PATH") : "");
+  setenv("ZORCH_PLUGIN_PATH", ld, 1);
   char *out = zorch_expect(2, home, "image", "build", NULL);
   assert_has(out, "the image NAME is missing");
   free(out);
@@ -534,6 +593,12 @@ START_TEST(test_image_build_errors) {
                      "ssh://host", NULL);
   assert_has(out, "use unix:///path/to.sock or tcp://host:port");
   free(out);
+  out = zorch_expect(1, home, "image", "build", "x:1", "--program", "/bin/sh", "--builder",
+                     "local_docker", "--docker-host", "unix:///nonexistent/engine.sock", NULL);
+  assert_has(out, "no socket at /nonexistent/engine.sock");
+  free(out);
+  setenv("ZORCH_PLUGIN_PATH", saved_pp, 1);
+  free(saved_pp);
 }
 END_TEST
 
@@ -889,6 +954,7 @@ Suite *cli_suite(void) {
   tcase_add_test(tc, test_second_run_is_cached);
   tcase_add_test(tc, test_step_run_entrypoint);
   tcase_add_test(tc, test_image_build_errors);
+  tcase_add_test(tc, test_image_build_through_a_builder);
   tcase_add_test(tc, test_run_options);
   tcase_add_test(tc, test_failing_step_exits_1);
   tcase_add_test(tc, test_pipe_output_is_plain);

@@ -4,7 +4,8 @@
 # storage (tests/podman/podman-service.sh) and stopped at the end.
 #
 # Usage: test-local-docker.sh ZORCH_CLI IRIS_EXAMPLE PLUGIN_DIR...
-# Covers: a function-step pipeline (the iris example) and a command-step
+# Covers: images built through the plugin's image builder (zorch image
+# build); a function-step pipeline (the iris example) and a command-step
 # pipeline end to end in containers with artifacts flowing; parallel
 # independent steps; a failing step (exit code and last log lines); an
 # OOM-killed step (exit 137); cancel (SIGINT) leaving no container; cache hits
@@ -84,6 +85,13 @@ fi
   --add tr --add sleep --add head --add id --add true >"$work/build.out" 2>&1
 check "zorch image build makes an image" has "$work/build.out" "zorch-tools:test sha256:"
 check "the image is in the engine under its tag" test -n "$(docker images -q zorch-tools:test)"
+# the builder by name: the option, then the environment (the local_docker plugin's image builder)
+"$zorch" image build zorch-named:test --builder local_docker --no-zorch --program "$(command -v sh)" \
+  >"$work/named.out" 2>&1
+check "zorch image build --builder local_docker makes an image" has "$work/named.out" "zorch-named:test sha256:"
+ZORCH_IMAGE_BUILDER=local_docker "$zorch" image build zorch-named:env --no-zorch --program "$(command -v sh)" \
+  >"$work/named-env.out" 2>&1
+check "ZORCH_IMAGE_BUILDER=local_docker zorch image build makes an image" has "$work/named-env.out" "zorch-named:env sha256:"
 # a relative --program lands at its absolute path, where the deployment names it
 (cd "$(dirname "$iris")" && "$zorch" image build zorch-rel:test --program "./$(basename "$iris")") \
   >"$work/rel-build.out" 2>&1

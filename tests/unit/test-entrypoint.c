@@ -6,6 +6,9 @@
 
 #include "zorch-check.h"
 
+#include "deployment.h"
+#include "entrypoint_int.h"
+
 static int make_data(zorch_step_ctx *ctx, void *p) {
   (void)p;
   return zorch_ctx_output(ctx, "data", "1,2,3", 5);
@@ -111,11 +114,80 @@ START_TEST(a_step_runs_in_a_new_process) {
 }
 END_TEST
 
+/* ---- the program's pipeline against the deployment's, with many steps ---- */
+
+enum { MANY = 20000 };
+
+static int noop(zorch_step_ctx *ctx, void *p) {
+  (void)ctx;
+  (void)p;
+  return 0;
+}
+
+/* A chain of n function steps s0, s1, ...; step `alter` (or none: -1) has a
+ * retry setting, step `rename` (or none) another name. */
+static zorch_pipeline *many_steps(long n, long alter, long rename) {
+  zorch_pipeline *p = NULL;
+  zt_ok(zorch_pipeline_new(&p, "many"));
+  char name[32], prev[32] = "";
+  for (long k = 0; k < n; k++) {
+    snprintf(name, sizeof name, k == rename ? "renamed%ld" : "s%ld", k);
+    zorch_step *s = NULL;
+    zt_ok(zorch_pipeline_add_function_step(&s, p, name, noop, NULL));
+    if (k) zt_ok(zorch_step_after(s, prev));
+    if (k == alter) zt_ok(zorch_step_set_retry(s, 3, 1, 2));
+    memcpy(prev, name, sizeof name);
+  }
+  return p;
+}
+
+START_TEST(a_large_deployment_is_checked_in_one_pass) {
+  zorch_pipeline *p = many_steps(MANY, -1, -1);
+  zorch__compile_info ci = {.run_id = "r1", .run_name = "many-1"};
+  char *text = NULL;
+  zt_ok(zorch__deployment_compile(&text, NULL, p, &ci));
+  zorch__plan *dep = NULL;
+  zt_ok(zorch__plan_load(&dep, text));
+
+  /* the same program: each of its steps is looked up once, not compared
+   * with every step of the deployment */
+  size_t lookups = 0;
+  zt_ok(zorch__entrypoint_check(dep, text, p, &lookups));
+  ck_assert_uint_eq(lookups, MANY);
+
+  /* the last step differs */
+  zorch_pipeline *q = many_steps(MANY, MANY - 1, -1);
+  lookups = 0;
+  zt_assert_rc(zorch__entrypoint_check(dep, text, q, &lookups), ZORCH_EMISMATCH);
+  zt_assert_msg_has("step 's19999' differs between the deployment and this program: settings");
+  ck_assert_uint_eq(lookups, MANY);
+  zorch_pipeline_free(q);
+
+  /* a step in the middle has another name: the deployment's is missing (the
+   * next one, which names it in 'after', differs too, but comes later) */
+  q = many_steps(MANY, -1, MANY / 2);
+  zt_assert_rc(zorch__entrypoint_check(dep, text, q, NULL), ZORCH_EMISMATCH);
+  zt_assert_msg_has("step 's10000' of the deployment is not in the program's pipeline 'many'");
+  zorch_pipeline_free(q);
+
+  /* one step fewer */
+  q = many_steps(MANY - 1, -1, -1);
+  zt_assert_rc(zorch__entrypoint_check(dep, text, q, NULL), ZORCH_EMISMATCH);
+  zt_assert_msg_has("has 19999 steps, the deployment has 20000");
+  zorch_pipeline_free(q);
+
+  zorch__plan_free(dep);
+  free(text);
+  zorch_pipeline_free(p);
+}
+END_TEST
+
 static Suite *entrypoint_suite(void) {
   Suite *s = suite_create("entrypoint");
   TCase *tc = tcase_create("entrypoint");
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, a_step_runs_in_a_new_process);
+  tcase_add_test(tc, a_large_deployment_is_checked_in_one_pass);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -42,6 +42,7 @@ static void h_error(const zorch_host *h, int code, const char *m) {
 }
 static int h_add_flavor(zorch_registrar *reg, const zorch_flavor_desc *d, void *payload) {
   (void)reg;
+  if (strcmp(d->type, ZORCH_COMPONENT_ORCHESTRATOR)) return ZORCH_OK; /* local_docker's image builder */
   flavor = d;
   flavor_payload = payload;
   return ZORCH_OK;

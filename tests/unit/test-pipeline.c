@@ -2,6 +2,7 @@
 #include <jansson.h>
 #include <string.h>
 
+#include "cache.h"
 #include "deployment.h"
 #include "executor.h"
 #include "zorch-check.h"

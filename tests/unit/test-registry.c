@@ -165,7 +165,7 @@ static const fail_case cases[] = {
      true},
     {"bad-type",
      "%s: flavor 'fixture_bad_type' rejected: type 'frobnicator' is not supported (this zorch "
-     "accepts 'orchestrator')",
+     "accepts 'orchestrator' and 'image_builder')",
      true},
     {"no-ops",
      "%s: init of plugin fixture_no_ops failed: flavor 'fixture_no_ops' rejected: ops is NULL (an "
@@ -352,7 +352,7 @@ START_TEST(local_flavor) {
   ck_assert_uint_ge(ops->version, 1);
   ck_assert_ptr_nonnull(ops->submit);
   ck_assert_ptr_null(ops->check_config);
-  /* the host table the plugin got points at the run.c entry points */
+  /* the host table the plugin got points at the submission.c entry points */
   ck_assert(f->host->executor_start == zorch__executor_start_host);
   ck_assert(f->host->submission_get == zorch__submission_get);
   ck_assert_uint_eq(f->host->size, sizeof(zorch_host));
@@ -720,6 +720,73 @@ START_TEST(static_plugin) {
 }
 END_TEST
 
+/* ---- image-builder flavors (plugin ABI 1.2) ---------------------------------------------- */
+
+static int ib_build(char **out, void *payload, const char *config, const char *request) {
+  (void)payload, (void)config, (void)request;
+  *out = NULL;
+  return ZORCH_ENOTSUPPORTED;
+}
+static const zorch_image_builder_ops ib_ops = {.version = ZORCH_IMAGE_BUILDER_OPS_VERSION,
+                                               .build = ib_build};
+static const zorch_image_builder_ops ib_no_build = {.version = 1};
+static const zorch_image_builder_ops ib_future = {.version = 99, .build = ib_build};
+#define IB_DESC(n, o)                                                                      \
+  {.version = ZORCH_FLAVOR_DESC_VERSION, .type = ZORCH_COMPONENT_IMAGE_BUILDER, .name = n, \
+   .integration = "test", .description = "an image builder", .config_schema = "{}", .ops = o}
+static const zorch_flavor_desc ib_good = IB_DESC("ib_good", &ib_ops);
+/* the same name as an orchestrator: names are per component type */
+static const zorch_flavor_desc ib_named_local = IB_DESC("local", &ib_ops);
+static const zorch_flavor_desc ib_bad[] = {IB_DESC("ib_null", NULL), IB_DESC("ib_nobuild", &ib_no_build),
+                                           IB_DESC("ib_future", &ib_future)};
+
+static int ib_init(const zorch_host *host, zorch_registrar *reg, void **ctx) {
+  (void)ctx;
+  for (size_t i = 0; i < sizeof ib_bad / sizeof ib_bad[0]; i++)
+    ck_assert_int_eq(host->add_flavor(reg, &ib_bad[i], NULL), ZORCH_EINVALID);
+  ck_assert_int_eq(host->add_flavor(reg, &ib_named_local, NULL), ZORCH_OK);
+  return host->add_flavor(reg, &ib_good, NULL);
+}
+static const zorch_plugin_desc ib_plugin = {1, 2, "ib_test", "1", "image builders", ib_init, NULL,
+                                            {0}};
+
+START_TEST(image_builder_flavors) {
+  zorch_client *c = open_client(local_dir, ISOLATED);
+  zt_ok(zorch__registry_add_static(c->registry, &ib_plugin, "test-ib"));
+  const zorch__flavor *f = zorch__registry_find(c->registry, ZORCH_COMPONENT_IMAGE_BUILDER, "ib_good");
+  ck_assert_ptr_nonnull(f);
+  ck_assert_ptr_eq(f->desc->ops, &ib_ops);
+  f = zorch__registry_find(c->registry, ZORCH_COMPONENT_IMAGE_BUILDER, "local");
+  ck_assert_ptr_nonnull(f);
+  ck_assert_str_eq(f->plugin_name, "ib_test");
+  f = zorch__registry_find(c->registry, ZORCH_COMPONENT_ORCHESTRATOR, "local");
+  ck_assert_ptr_nonnull(f);
+  ck_assert_str_eq(f->plugin_name, "local");
+  ck_assert_uint_eq(zorch__registry_problem_count(c->registry), 3);
+  const char *want[] = {
+      "test-ib: flavor 'ib_null' rejected: ops is NULL (an image builder needs build)",
+      "test-ib: flavor 'ib_nobuild' rejected: ops lack build",
+      "test-ib: flavor 'ib_future' rejected: ops version 99 is newer than this zorch knows (1): "
+      "set .version = ZORCH_IMAGE_BUILDER_OPS_VERSION of the <zorch/plugin.h> it is built with"};
+  for (size_t i = 0; i < 3; i++) {
+    const char *path, *msg;
+    zorch__registry_problem(c->registry, i, &path, &msg);
+    ck_assert_str_eq(msg, want[i]);
+  }
+  /* listed by type */
+  char *json = NULL;
+  zt_ok(zorch_flavor_list(&json, c, ZORCH_COMPONENT_IMAGE_BUILDER));
+  ck_assert_msg(strstr(json, "\"name\":\"ib_good\"") && strstr(json, "\"name\":\"local\"") &&
+                    !strstr(json, "orchestrator"),
+                "%s", json);
+  zorch_free(json);
+  zt_ok(zorch_flavor_describe(&json, c, ZORCH_COMPONENT_IMAGE_BUILDER, "ib_good"));
+  ck_assert_msg(strstr(json, "\"type\":\"image_builder\""), "%s", json);
+  zorch_free(json);
+  zorch_client_free(c);
+}
+END_TEST
+
 Suite *registry_suite(void);
 Suite *registry_suite(void) {
   Suite *s = suite_create("registry");
@@ -730,6 +797,7 @@ Suite *registry_suite(void) {
   tcase_add_test(t, describe_and_list);
   tcase_add_test(t, local_flavor);
   tcase_add_test(t, static_plugin);
+  tcase_add_test(t, image_builder_flavors);
   tcase_add_test(t, two_clients);
   tcase_add_test(t, late_add_flavor_refused);
   tcase_add_test(t, frozen_plugin_runs_a_pipeline);
