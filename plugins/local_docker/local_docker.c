@@ -345,7 +345,7 @@ static void container_stop(zr_attempt *a, const char *id) {
 /* ---- the default image: image_builder.c ------------------------------------------------ */
 
 static int ensure_default_image(ld_run *run, const zdep *dep) {
-  int rc = ldib_default_image(&run->default_image, run->r.host, &run->eng, run->r.pipeline, dep->doc,
+  int rc = ldib_default_image(&run->default_image, run->r.host, &run->eng, run->r.pipeline, dep,
                               run->r.config, run->r.zorch_command);
   run->r.default_image = run->default_image;
   return rc;

@@ -118,9 +118,16 @@ START_TEST(default_image_takes_every_image_add_entry) {
     last = p;
   }
   json_t *config = json_pack("{s:o}", "image_add", adds);
-  json_t *dep = json_pack("{s:{s:s,s:s},s:[{s:s,s:s},{s:s,s:s,s:[s,s]}]}", "program", "path",
-                          "/bin/sh", "version", "v1", "steps", "name", "a", "kind", "function",
-                          "name", "b", "kind", "command", "command", "sh", "-c");
+  json_t *doc = json_pack("{s:{s:s,s:s},s:{s:[s],s:[s]},s:[{s:s,s:s},{s:s,s:s,s:[s,s]}]}", "program", "path",
+                          "/bin/sh", "version", "v1", "entrypoint", "function", "/bin/sh", "command", "z",
+                          "steps", "name", "a", "kind", "function", "name", "b", "kind", "command", "command",
+                          "sh", "-c");
+  char *text = json_dumps(doc, 0);
+  json_decref(doc);
+  zdep_options o = {.flavor = "local_docker", .base = config};
+  zdep *dep;
+  zt_ok(zdep_load(&dep, &host, text, &o));
+  free(text);
   ldib_content c = {0};
   unsigned long long h1 = 0, h2 = 0;
   zt_ok(ldib_default_content(&c, &h1, &host, dep, config, "/bin/sh", "/plugins"));
@@ -148,7 +155,7 @@ START_TEST(default_image_takes_every_image_add_entry) {
                                "program in PATH)");
   ldib_content_free(&c);
   json_decref(config);
-  json_decref(dep);
+  zdep_free(dep);
   free(last);
 }
 END_TEST
