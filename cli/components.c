@@ -58,6 +58,19 @@ int cmd_flavor_list(const cli_cmd *cmd, int argc, char **argv) {
   return rc;
 }
 
+/* "<title>:" and the schema, pretty; `none` when there is none. */
+static void print_schema(const char *title, json_t *schema, const char *none) {
+  json_t *parsed = NULL;
+  if (json_is_string(schema)) /* tolerate the schema as text */
+    schema = parsed = json_loads(json_string_value(schema), 0, NULL);
+  char *pretty = schema && !json_is_null(schema)
+                     ? json_dumps(schema, JSON_INDENT(2) | JSON_ENCODE_ANY)
+                     : NULL;
+  printf("%s:\n%s\n", title, pretty ? pretty : none);
+  free(pretty);
+  json_decref(parsed);
+}
+
 int cmd_flavor_describe(const cli_cmd *cmd, int argc, char **argv) {
   const char *name;
   int r = cli_positional(cmd, argc, argv, 1, 1, &name);
@@ -81,14 +94,22 @@ int cmd_flavor_describe(const cli_cmd *cmd, int argc, char **argv) {
     if (plugin || path)
       printf("Plugin:       %s%s%s%s\n", plugin ? plugin : "", plugin && path ? " (" : "",
              path ? path : "", plugin && path ? ")" : "");
-    json_t *schema = json_object_get(f, "config_schema");
-    json_t *parsed = NULL;
-    if (json_is_string(schema)) /* tolerate the schema as text */
-      schema = parsed = json_loads(json_string_value(schema), 0, NULL);
-    char *pretty = schema ? json_dumps(schema, JSON_INDENT(2) | JSON_ENCODE_ANY) : NULL;
-    printf("Config schema:\n%s\n", pretty ? pretty : "{}");
-    free(pretty);
-    json_decref(parsed);
+    json_t *flags = json_object_get(f, "flags");
+    if (json_is_array(flags)) {
+      printf("Capabilities:");
+      size_t i;
+      json_t *fl;
+      json_array_foreach(flags, i, fl) printf("%s%s", i ? ", " : " ", json_string_value(fl));
+      printf("%s\n", json_array_size(flags) ? "" : " (none)");
+    }
+    print_schema("Config schema", json_object_get(f, "config_schema"), "{}");
+    if (!strcmp(cli_json_str(f, "type", ""), "orchestrator")) {
+      char title[160];
+      snprintf(title, sizeof title, "Step settings schema (settings.flavor.%s)",
+               cli_json_str(f, "name", name));
+      print_schema(title, json_object_get(f, "step_settings_schema"),
+                   "(none: zorch checks no step settings of this flavor)");
+    }
   }
   json_decref(f);
   zorch_free(text);

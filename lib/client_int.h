@@ -35,7 +35,20 @@ typedef struct zorch__flavor {
   const zorch_host *host;     /* the host table of the plugin that registered it */
   const char *plugin_name;
   const char *plugin_path;    /* file it was loaded from, or "(built-in)" */
+  /** ZORCH_FLAVOR_* capabilities: the descriptor's own (version >= 2), or
+   *  what a version-1 descriptor implies (see zorch__flavor_desc_flags). */
+  uint64_t flags;
+  /** JSON Schema of settings.flavor.<name>, checked when the flavor was
+   *  added; NULL when it has none (always for a version-1 descriptor). */
+  const char *step_settings_schema;
 } zorch__flavor;
+
+/** The capability flags of a flavor descriptor.  Version >= 2: its flags.
+ *  Version 1 (plugin ABI 1.0 and 1.1) had none: ZORCH_FLAVOR_LOCAL_STORE
+ *  (every flavor then reached the store as a local directory), plus
+ *  ZORCH_FLAVOR_IN_PROCESS when the flavor is named "local" (what the host
+ *  assumed of that name before the flags existed). */
+uint64_t zorch__flavor_desc_flags(const zorch_flavor_desc *desc);
 
 /** Build the registry for a client: scan, in this order, the client's
  *  plugin_path, $ZORCH_PLUGIN_PATH (unless ZORCH_CLIENT_NO_ENV), then
@@ -79,6 +92,28 @@ int zorch__schema_validate(const char *schema_json, const char *doc_json, const 
  *  subset above (unsupported keywords are errors).  ZORCH_EINVALID with
  *  "<what>: invalid schema: <json path>: <problem>". */
 int zorch__schema_check(const char *schema_json, const char *what);
+
+struct json_t;
+/** Parse and check a schema once (as zorch__schema_check), for validating
+ *  many documents with zorch__schema_validate_parsed.  *out: a new jansson
+ *  reference. */
+int zorch__schema_load(struct json_t **out, const char *schema_json, const char *what);
+/** Validate a parsed document.  On failure ZORCH_EINVALID, the thread's
+ *  error as zorch__schema_validate ("document: <path>: <problem>"), and the
+ *  two apart: *out_path "$", "$.shm_size", "$.mounts[2]", ... and
+ *  *out_problem (both malloc'd; NULL on success or out of memory). */
+int zorch__schema_validate_parsed(char **out_path, char **out_problem, const struct json_t *schema,
+                                  const struct json_t *doc);
+
+/* ---- step settings (step_settings.c) -------------------------------------------------- */
+
+/** Validate settings.flavor.<flavor> of the pipeline's defaults and of every
+ *  step against the flavor's step_settings_schema (nothing to do when it has
+ *  none).  ZORCH_EINVALID naming the step and the setting:
+ *  "step 'train': setting 'shm_size' of flavor local_docker: <problem>". */
+int zorch__step_settings_check_pipeline(const zorch__flavor *flavor, const zorch_pipeline *p);
+/** The same for a deployment document (its "defaults" and "steps"). */
+int zorch__step_settings_check_doc(const zorch__flavor *flavor, const struct json_t *doc);
 
 /* ---- configuration and stacks (config.c) ---------------------------------------- */
 

@@ -101,8 +101,6 @@ void zorch__exec_command_stop(zorch__exec *x, uint32_t i, int64_t now, bool dead
 void zorch__exec_remote_pump(zorch__exec *x);
 /** Stop the attempt of step i (see zorch__exec_stop).  Lock held. */
 void zorch__exec_remote_stop(zorch__exec *x, uint32_t i, bool deadline);
-/** Free a remote launcher's settings.  NULL is a no-op. */
-void zorch__exec_remote_free(zorch__remote *rm);
 
 /* ---- launch and stop ---- */
 

@@ -4,17 +4,110 @@
  * the step's record (see exec_launch.h). */
 #include "exec_launch.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "ctx.h"
 
-void zorch__exec_remote_free(zorch__remote *rm) {
+zorch__remote *zorch__remote_new(const zorch_step_launcher *ops, void *data, uint32_t n) {
+  zorch__remote *rm = calloc(1, sizeof *rm);
+  if (!rm) return NULL;
+  rm->ops = ops;
+  rm->data = data;
+  rm->logs = zorch__big_calloc(n ? n : 1, sizeof *rm->logs);
+  if (!rm->logs) {
+    free(rm);
+    return NULL;
+  }
+  rm->n_logs = n;
+  for (uint32_t i = 0; i < n; i++) rm->logs[i].fd = -1;
+  pthread_mutex_init(&rm->log_lock, NULL);
+  return rm;
+}
+
+void zorch__remote_free(zorch__remote *rm) {
   if (!rm) return;
   if (rm->settings)
     for (size_t i = 0; rm->settings[i]; i++) free(rm->settings[i]);
   free(rm->settings);
   free(rm->store_path);
+  free(rm->flavor);
+  if (rm->logs) {
+    /* an attempt that handed bytes and then ended without executor_step_done
+     * (its launch failed, the run was cancelled): its file is closed here */
+    for (uint32_t i = 0; i < rm->n_logs; i++)
+      if (rm->logs[i].fd >= 0) close(rm->logs[i].fd);
+    zorch__big_free(rm->logs);
+    pthread_mutex_destroy(&rm->log_lock);
+  }
   free(rm);
+}
+
+/* write(2) all of it; -1 with errno on failure. */
+static int write_all(int fd, const void *data, size_t len) {
+  const char *p = data;
+  while (len > 0) {
+    ssize_t w = write(fd, p, len);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return -1;
+    p += w;
+    len -= (size_t)w;
+  }
+  return 0;
+}
+
+/* Close step i's log file (its attempt ended).  Not under x->lock. */
+static void remote_log_close(zorch__remote *rm, uint32_t i) {
+  pthread_mutex_lock(&rm->log_lock);
+  if (rm->logs[i].fd >= 0) close(rm->logs[i].fd);
+  rm->logs[i].fd = -1;
+  pthread_mutex_unlock(&rm->log_lock);
+}
+
+int zorch__exec_remote_log(zorch__exec *x, uint64_t attempt_id, const void *data, size_t len) {
+  uint32_t i = (uint32_t)(attempt_id & 0xffffffffu), attempt = (uint32_t)(attempt_id >> 32);
+  if (len && !data) return zorch__error_set(ZORCH_EINVALID, "executor_step_log: data is NULL");
+  zorch__remote *rm = x->remote;
+  if (!rm) /* an executor that launches nothing */
+    return zorch__error_set(ZORCH_ENOTFOUND, "executor_step_log: no running attempt %u of step #%u",
+                            attempt, i);
+  /* the attempt is checked and its bytes written under the log lock: an
+   * attempt's bytes land in the order given, one attempt's after another's */
+  pthread_mutex_lock(&rm->log_lock);
+  pthread_mutex_lock(&x->lock);
+  bool live = i < x->n && x->xs && x->xs[i].started && x->xs[i].active &&
+              x->recs[i].attempts == attempt;
+  pthread_mutex_unlock(&x->lock);
+  if (!live) {
+    pthread_mutex_unlock(&rm->log_lock);
+    return zorch__error_set(ZORCH_ENOTFOUND, "executor_step_log: no running attempt %u of step #%u",
+                            attempt, i);
+  }
+  struct zorch__remote_log *lg = &rm->logs[i];
+  int rc = ZORCH_OK;
+  if (len && (lg->fd < 0 || lg->attempt != attempt)) {
+    if (lg->fd >= 0) close(lg->fd); /* an earlier attempt's, not closed by its end */
+    char *lp = step_log_path(x, i);
+    lg->fd = lp ? open(lp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644) : -1;
+    if (lg->fd < 0) {
+      rc = lp ? zorch__error_errno(ZORCH_EIO, errno, "executor_step_log: cannot open %s", lp)
+              : zorch__error_set(ZORCH_EIO, "executor_step_log: the run keeps no logs");
+    } else if (lg->attempt != attempt) { /* one header per attempt, before its first byte */
+      lg->attempt = attempt;
+      zorch__buf h = ZORCH__BUF_INIT;
+      zorch__buf_printf(&h, "--- attempt %u (%s) ---\n", attempt, rm->flavor ? rm->flavor : "?");
+      if (!h.data || write_all(lg->fd, h.data, h.len))
+        rc = zorch__error_errno(ZORCH_EIO, errno, "executor_step_log: cannot write %s", lp);
+      zorch__buf_free(&h);
+    }
+    free(lp);
+  }
+  if (!rc && len && write_all(lg->fd, data, len))
+    rc = zorch__error_errno(ZORCH_EIO, errno, "executor_step_log: cannot write the log of step '%s'",
+                            x->plan->steps[i].name);
+  pthread_mutex_unlock(&rm->log_lock);
+  return rc;
 }
 
 /* The entrypoint command of step i: the deployment's template of its kind
@@ -148,7 +241,8 @@ void zorch__exec_remote_pump(zorch__exec *x) {
 }
 
 /* The last lines of a remote step's log, without zorch's own "zorch: step
- * ..." lines (the entrypoint's failure lines: the step's error says it). */
+ * ..." lines (the entrypoint's failure lines: the step's error says it),
+ * from after the last "--- attempt N (flavor) ---" header. */
 static char *remote_log_tail(zorch__exec *x, uint32_t i) {
   enum { LINES = 10 };
   char *t = log_tail(x, i, 3 * LINES);
@@ -157,7 +251,8 @@ static char *remote_log_tail(zorch__exec *x, uint32_t i) {
   int n = 0;
   for (char *save = NULL, *ln = strtok_r(t, "\n", &save); ln && n < 3 * LINES;
        ln = strtok_r(NULL, "\n", &save))
-    if (strncmp(ln, "zorch: step ", 12) != 0) keep[n++] = ln;
+    if (!strncmp(ln, "--- attempt ", 12)) n = 0; /* the host's header: this attempt's lines follow */
+    else if (strncmp(ln, "zorch: step ", 12) != 0) keep[n++] = ln;
   zorch__buf out = {0};
   for (int k = n > LINES ? n - LINES : 0; k < n; k++)
     zorch__buf_cat(&out, out.len ? "\n" : "", keep[k], (const char *)NULL);
@@ -177,6 +272,7 @@ int zorch__exec_remote_done(zorch__exec *x, uint64_t attempt_id, int exit_code, 
   if (!live)
     return zorch__error_set(ZORCH_ENOTFOUND, "executor_step_done: no running attempt %u of step #%u",
                             attempt, i);
+  remote_log_close(x->remote, i); /* the attempt's bytes are in the file */
   const zorch__pstep *s = &x->plan->steps[i];
   /* what the step entrypoint recorded: status, outputs, the command's exit */
   zorch__step_rec *tmp = zorch__step_recs_new(x->plan);

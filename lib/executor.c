@@ -464,7 +464,7 @@ static void exec_destroy(zorch__exec *x) {
   zorch__cache_close(x->cache);
   zorch__step_recs_free(x->recs, x->n);
   sched_state_free(x);
-  zorch__exec_remote_free(x->remote);
+  zorch__remote_free(x->remote);
   free(x->active);
   free(x->workers);
   free(x->cmd_workers);
@@ -535,7 +535,7 @@ int zorch__exec_start(zorch__exec **out, zorch__plan *plan, zorch__store *store,
   *out = NULL;
   zorch__exec *x = calloc(1, sizeof *x);
   if (!x) {
-    zorch__exec_remote_free(opts->remote);
+    zorch__remote_free(opts->remote);
     zorch__plan_free(plan);
     return zorch__error_oom();
   }

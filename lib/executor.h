@@ -20,7 +20,23 @@ typedef struct zorch__remote {
   void *data;
   char **settings;                  /* per step: effective settings JSON (malloc'd) */
   char *store_path;
+  char *flavor;                     /* the orchestrator flavor's name (log headers) */
+  /* executor_step_log: per step, its log file while an attempt hands bytes
+   * (fd -1 otherwise) and the attempt whose header was written; the lock
+   * serialises the writes (never taken with the executor's lock held) */
+  struct zorch__remote_log {
+    int fd;
+    uint32_t attempt;
+  } *logs;
+  uint32_t n_logs;
+  pthread_mutex_t log_lock;         /* initialised when logs is set */
 } zorch__remote;
+
+/** A remote launcher's state for a plan of n steps (zorch__exec_opts.remote):
+ *  settings, store_path and flavor are the caller's to set.  NULL on OOM. */
+zorch__remote *zorch__remote_new(const zorch_step_launcher *ops, void *data, uint32_t n);
+/** Free it (closing the log files still open).  NULL is a no-op. */
+void zorch__remote_free(zorch__remote *rm);
 
 /** Does a run with these ZORCH_RUN_* flags use the cache index and make
  *  cache keys?  Not an ephemeral run with the cache off: it neither reads
@@ -47,6 +63,11 @@ int zorch__exec_start(zorch__exec **out, zorch__plan *plan, zorch__store *store,
 int zorch__exec_wait(zorch__exec *x, int timeout_ms);
 /** A launched remote attempt ended (zorch_host.executor_step_done). */
 int zorch__exec_remote_done(zorch__exec *x, uint64_t attempt_id, int exit_code, const char *message);
+/** Bytes a launched remote attempt printed (zorch_host.executor_step_log):
+ *  appended to the step's log after a "--- attempt N (flavor) ---" header
+ *  the first time the attempt hands any.  Any thread.  ZORCH_ENOTFOUND for
+ *  an attempt that is not running. */
+int zorch__exec_remote_log(zorch__exec *x, uint64_t attempt_id, const void *data, size_t len);
 /** Request cancellation; async-signal-safe. */
 int zorch__exec_cancel(zorch__exec *x);
 /** Final run status (valid after wait returned ZORCH_OK) and its message. */

@@ -23,6 +23,7 @@
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <sys/stat.h>
 
 #ifndef ZORCH_PLUGIN_DIR
@@ -118,6 +119,17 @@ static const zorch__flavor *find(const zorch__registry *r, const char *type, con
   return NULL;
 }
 
+/* Every ZORCH_FLAVOR_* bit this zorch knows. */
+#define KNOWN_FLAVOR_FLAGS ((uint64_t)(ZORCH_FLAVOR_IN_PROCESS | ZORCH_FLAVOR_LOCAL_STORE))
+
+uint64_t zorch__flavor_desc_flags(const zorch_flavor_desc *d) {
+  if (d->version >= 2) return d->flags;
+  /* version 1 (plugin ABI 1.0, 1.1): no flags field; what zorch assumed then */
+  uint64_t f = ZORCH_FLAVOR_LOCAL_STORE;
+  if (d->name && !strcmp(d->name, "local")) f |= ZORCH_FLAVOR_IN_PROCESS;
+  return f;
+}
+
 static int flavor_append(zorch__registry *r, const zorch_flavor_desc *d, void *payload,
                          plugin *owner) {
   flavor *f = calloc(1, sizeof *f);
@@ -133,6 +145,9 @@ static int flavor_append(zorch__registry *r, const zorch_flavor_desc *d, void *p
   f->pub.host = owner ? &owner->ph.host : NULL;
   f->pub.plugin_name = owner ? owner->name : "zorch";
   f->pub.plugin_path = owner ? owner->path : BUILTIN_PATH;
+  f->pub.flags = zorch__flavor_desc_flags(d);
+  /* past the end of a version-1 descriptor: read only from version 2 on */
+  f->pub.step_settings_schema = d->version >= 2 ? d->step_settings_schema : NULL;
   f->owner = owner;
   r->flavors[r->nflavors++] = f;
   return ZORCH_OK;
@@ -229,6 +244,15 @@ static bool flavor_reason(const zorch_flavor_desc *d, zorch__buf *why) {
   if (!d->description || !*d->description) return why_set(why, "description is missing");
   if (!d->config_schema) return why_set(why, "config_schema is missing");
   if (zorch__schema_check(d->config_schema, "config_schema"))
+    return why_set(why, "%s", zorch_error_last()->message);
+  /* version 2 fields: a version-1 descriptor ends before them */
+  if (d->version >= 2 && (d->flags & ~KNOWN_FLAVOR_FLAGS))
+    return why_set(why,
+                   "flags 0x%" PRIx64 " hold bits this zorch does not know (0x%" PRIx64
+                   "); use only the ZORCH_FLAVOR_* of <zorch/plugin.h>",
+                   d->flags, d->flags & ~KNOWN_FLAVOR_FLAGS);
+  if (d->version >= 2 && d->step_settings_schema &&
+      zorch__schema_check(d->step_settings_schema, "step_settings_schema"))
     return why_set(why, "%s", zorch_error_last()->message);
   if (builder) return image_builder_reason(d->ops, why);
   const zorch_orchestrator_ops *ops = d->ops;
@@ -349,6 +373,9 @@ static plugin *plugin_add(zorch__registry *r, const zorch_plugin_desc *d, const 
   h->executor_release = zorch__executor_release_host;
   h->executor_start_remote = zorch__executor_start_remote_host;
   h->executor_step_done = zorch__executor_step_done_host;
+  h->executor_step_log = zorch__executor_step_log_host;
+  h->submission_run_record = zorch__submission_run_record;
+  h->submission_step_record = zorch__submission_step_record;
   p->registrar.reg = r;
   p->registrar.p = p;
   return p;
@@ -645,8 +672,16 @@ static int put_flavor(zorch__buf *b, const zorch__flavor *f, bool with_schema) {
   if (!rc) rc = put_kv(b, "description", d->description, false);
   if (!rc) rc = put_kv(b, "plugin", f->plugin_name, false);
   if (!rc) rc = put_kv(b, "path", f->plugin_path, false);
-  /* config_schema was checked to be a JSON object when the flavor was added */
+  if (!rc) rc = zorch__buf_puts(b, ",\"flags\":[");
+  if (!rc && (f->flags & ZORCH_FLAVOR_IN_PROCESS)) rc = zorch__buf_puts(b, "\"in_process\"");
+  if (!rc && (f->flags & ZORCH_FLAVOR_LOCAL_STORE))
+    rc = zorch__buf_puts(b, f->flags & ZORCH_FLAVOR_IN_PROCESS ? ",\"local_store\"" : "\"local_store\"");
+  if (!rc) rc = zorch__buf_puts(b, "]");
+  /* the schemas were checked to be JSON objects when the flavor was added */
   if (!rc && with_schema) rc = zorch__buf_printf(b, ",\"config_schema\":%s", d->config_schema);
+  if (!rc && with_schema)
+    rc = zorch__buf_printf(b, ",\"step_settings_schema\":%s",
+                           f->step_settings_schema ? f->step_settings_schema : "null");
   if (!rc) rc = zorch__buf_puts(b, "}");
   return rc;
 }

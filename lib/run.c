@@ -36,22 +36,26 @@ static const zorch_orchestrator_ops *ops_of(const zorch__flavor *f) {
   return (const zorch_orchestrator_ops *)f->desc->ops;
 }
 
-/* What starting a run must know of its orchestrator's flavor.  These are
- * told from the flavor's name, here and nowhere else: "local" runs the steps
- * in this process, every other flavor starts them elsewhere. */
+/* What starting a run must know of its orchestrator's flavor, here and
+ * nowhere else, read from the flavor's capability flags (never from its
+ * name; see zorch__flavor_desc_flags for plugins older than the flags): a
+ * ZORCH_FLAVOR_IN_PROCESS flavor runs the steps in this process, any other
+ * starts them elsewhere. */
 typedef struct flavor_caps {
   bool functions_need_entrypoint; /* runs a function step by starting its program again */
   bool runs_stored_functions;     /* can run the function steps of a stored deployment */
   bool runs_ephemeral;            /* can run a run that keeps no records */
   bool ephemeral_needs_document;  /* an ephemeral run still needs its deployment text */
+  bool reaches_local_store;       /* its steps reach a store that is a local directory */
 } flavor_caps;
 
-static flavor_caps caps_of(const char *flavor) {
-  bool local = !strcmp(flavor, "local");
-  return (flavor_caps){.functions_need_entrypoint = !local,
-                       .runs_stored_functions = !local,
-                       .runs_ephemeral = local,
-                       .ephemeral_needs_document = !local};
+static flavor_caps caps_of(const zorch__flavor *fl) {
+  bool in_process = (fl->flags & ZORCH_FLAVOR_IN_PROCESS) != 0;
+  return (flavor_caps){.functions_need_entrypoint = !in_process,
+                       .runs_stored_functions = !in_process,
+                       .runs_ephemeral = in_process,
+                       .ephemeral_needs_document = !in_process,
+                       .reaches_local_store = (fl->flags & ZORCH_FLAVOR_LOCAL_STORE) != 0};
 }
 
 /* What a run starts from: a pipeline compiled now, or a deployment stored
@@ -106,6 +110,14 @@ static int rebase_deployment(json_t *doc, const char *store_root, const char *ol
   return ZORCH_OK;
 }
 
+/* Is the stack's artifact store a directory on this machine?  The built-in
+ * "local" artifact store is (its flavor defines what "local" means here);
+ * steps reach it only where the orchestrator flavor has
+ * ZORCH_FLAVOR_LOCAL_STORE. */
+static bool stack_store_is_local_dir(const zorch__stack *s) {
+  return s->store_flavor && !strcmp(s->store_flavor, "local");
+}
+
 static int run_start_inner(zorch_run **out, zorch_client *client, start_src *src,
                            const zorch_run_options *opts) {
   if (!out) return zorch__error_set(ZORCH_EINVALID, "zorch_run_start: out is NULL");
@@ -152,7 +164,17 @@ static int run_start_inner(zorch_run **out, zorch_client *client, start_src *src
       if (kind && !strcmp(kind, "function")) has_function = true;
     }
   }
-  flavor_caps caps = caps_of(stack.orchestrator_flavor);
+  flavor_caps caps = caps_of(fl);
+  if (!caps.reaches_local_store && stack_store_is_local_dir(&stack)) {
+    rc = zorch__error_set(ZORCH_EINVALID,
+                          "stack '%s': orchestrator '%s' (flavor %s) runs steps where artifact "
+                          "store '%s' (a directory on this machine, %s) cannot be reached: use a "
+                          "stack whose artifact store the steps reach over the network",
+                          stack.name, stack.orchestrator_name, stack.orchestrator_flavor,
+                          stack.store_name, stack.store_path ? stack.store_path : "?");
+    zorch__stack_clear(&stack);
+    return rc;
+  }
   if (pipeline && has_function && caps.functions_need_entrypoint &&
       !pipeline->entrypoint.n && !atomic_load(&zorch__entrypoint_registered)) {
     rc = zorch__error_set(ZORCH_EINVALID,
@@ -166,8 +188,17 @@ static int run_start_inner(zorch_run **out, zorch_client *client, start_src *src
   if (!pipeline && has_function && !caps.runs_stored_functions) {
     rc = zorch__error_set(ZORCH_EINVALID,
                           "%s has function steps: a stored deployment runs on a flavor that starts "
-                          "the program as a step elsewhere, not on 'local' (stack '%s')",
-                          src->doc_path, stack.name);
+                          "the program as a step elsewhere, not on '%s', which runs steps in this "
+                          "process (stack '%s')",
+                          src->doc_path, stack.orchestrator_flavor, stack.name);
+    zorch__stack_clear(&stack);
+    return rc;
+  }
+  /* the flavor's step settings, before anything is compiled or stored */
+  rc = pipeline ? zorch__step_settings_check_pipeline(fl, pipeline)
+                : zorch__step_settings_check_doc(fl, src->doc);
+  if (rc) {
+    if (!pipeline) zorch__error_prefix("%s", src->doc_path);
     zorch__stack_clear(&stack);
     return rc;
   }
@@ -256,9 +287,9 @@ static int run_start_inner(zorch_run **out, zorch_client *client, start_src *src
                               .failure_mode = opts->failure_mode,
                               .zorch_command = sub->zorch_command,
                               .created = r->created};
-    /* An ephemeral run on the local flavor needs no deployment document:
-     * nothing is stored, and the steps run here from the plan, which is
-     * made from the pipeline directly. */
+    /* An ephemeral run on an in-process flavor needs no deployment
+     * document: nothing is stored, and the steps run here from the plan,
+     * which is made from the pipeline directly. */
     bool text = src->cron || !(opts->flags & ZORCH_RUN_EPHEMERAL) || caps.ephemeral_needs_document;
     if ((rc = zorch__deployment_compile(text ? &r->deployment : NULL, &r->plan, pipeline, &ci)))
       goto fail;
@@ -324,8 +355,8 @@ static int run_start_inner(zorch_run **out, zorch_client *client, start_src *src
     r->deployment = NULL;
   } else if (!caps.runs_ephemeral) {
     rc = zorch__error_set(ZORCH_EINVALID,
-                          "ephemeral runs keep no records, so only the local flavor can run "
-                          "them (stack '%s' uses '%s')",
+                          "ephemeral runs keep no records, so only a flavor that runs the steps "
+                          "in this process (local) can run them (stack '%s' uses '%s')",
                           stack.name, stack.orchestrator_flavor);
     goto fail;
   }

@@ -23,11 +23,16 @@
 typedef struct {
   const char *what;  /* prefix of every message */
   zorch__buf path;   /* "$", "$.a", "$.a[2]" */
+  bool keep;         /* also keep the failure's path and problem apart: */
+  char *fail_path;   /* malloc'd */
+  char *fail_problem;
 } vctx;
 
 static int path_init(vctx *v, const char *what) {
   v->what = what ? what : "document";
   v->path = (zorch__buf)ZORCH__BUF_INIT;
+  v->keep = false;
+  v->fail_path = v->fail_problem = NULL;
   return zorch__buf_puts(&v->path, "$");
 }
 
@@ -67,6 +72,11 @@ static int fail(vctx *v, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
+  if (v->keep && !v->fail_path) {
+    v->fail_path = zorch__strdup(v->path.data);
+    v->fail_problem = zorch__strdup(msg);
+    if (!v->fail_path || !v->fail_problem) return zorch__error_oom();
+  }
   return zorch__error_set(ZORCH_EINVALID, "%s: %s: %s", v->what, v->path.data, msg);
 }
 
@@ -495,6 +505,29 @@ int zorch__schema_check(const char *schema_json, const char *what) {
   json_t *s = NULL;
   int rc = load_schema(&s, what ? what : "schema", schema_json);
   json_decref(s);
+  return rc;
+}
+
+int zorch__schema_load(json_t **out, const char *schema_json, const char *what) {
+  *out = NULL;
+  return load_schema(out, what ? what : "schema", schema_json);
+}
+
+int zorch__schema_validate_parsed(char **out_path, char **out_problem, const json_t *schema,
+                                  const json_t *doc) {
+  *out_path = *out_problem = NULL;
+  vctx v;
+  if (path_init(&v, "document")) return zorch__error_oom();
+  v.keep = true;
+  int rc = validate(&v, schema, doc);
+  zorch__buf_free(&v.path);
+  if (rc == ZORCH_EINVALID && v.fail_path) {
+    *out_path = v.fail_path;
+    *out_problem = v.fail_problem;
+  } else {
+    free(v.fail_path);
+    free(v.fail_problem);
+  }
   return rc;
 }
 

@@ -131,18 +131,13 @@ int zorch__executor_start_remote_host(void **out, zorch_submission *sub, const c
   if (sub->run->flags & ZORCH_RUN_EPHEMERAL)
     return zorch__error_set(ZORCH_EINVALID, "remote steps need the run's records: an ephemeral run cannot launch them");
   zorch__exec_opts eo = exec_opts_of(sub, options_json);
-  zorch__remote *rm = calloc(1, sizeof *rm);
+  zorch__remote *rm = zorch__remote_new(ops, data, sub->run->plan->n_steps);
   if (!rm) return zorch__error_oom();
-  rm->ops = ops;
-  rm->data = data;
   rm->store_path = zorch__strdup(zorch__store_root(sub->run->store));
+  rm->flavor = zorch__strdup(sub->run->flavor_name ? sub->run->flavor_name : "?");
   rm->settings = step_settings(zorch__run_deployment_text(sub->run), sub->run->plan);
-  if (!rm->settings || !rm->store_path) {
-    free(rm->store_path);
-    if (rm->settings)
-      for (size_t i = 0; rm->settings[i]; i++) free(rm->settings[i]);
-    free(rm->settings);
-    free(rm);
+  if (!rm->settings || !rm->store_path || !rm->flavor) {
+    zorch__remote_free(rm);
     return zorch__error_set(ZORCH_ENOMEM, "cannot read the step settings of the deployment");
   }
   eo.remote = rm;
@@ -157,6 +152,49 @@ int zorch__executor_start_remote_host(void **out, zorch_submission *sub, const c
 int zorch__executor_step_done_host(void *h, uint64_t attempt_id, int exit_code, const char *message) {
   return h ? zorch__exec_remote_done(h, attempt_id, exit_code, message)
            : zorch__error_set(ZORCH_EINVALID, "executor_step_done: no executor");
+}
+
+int zorch__executor_step_log_host(void *h, uint64_t attempt_id, const void *data, size_t len) {
+  return h ? zorch__exec_remote_log(h, attempt_id, data, len)
+           : zorch__error_set(ZORCH_EINVALID, "executor_step_log: no executor");
+}
+
+/* A document of the submission's run from the store, as host->alloc'd text
+ * (host_alloc is malloc: the text zorch__store_read_doc made is handed out). */
+static int run_doc(char **out_json, const zorch_submission *sub, const char *rel, const char *what) {
+  size_t len = 0;
+  int rc = rel ? zorch__store_read_doc(sub->run->store, rel, out_json, &len) : zorch__error_oom();
+  if (rc == ZORCH_ENOTFOUND)
+    zorch__error_set(rc, "run '%s' has no %s in its artifact store yet", sub->run->id, what);
+  return rc;
+}
+
+int zorch__submission_run_record(char **out_json, const zorch_submission *sub) {
+  if (!out_json || !sub) return zorch__error_set(ZORCH_EINVALID, "submission_run_record: NULL argument");
+  *out_json = NULL;
+  if (sub->run->flags & ZORCH_RUN_EPHEMERAL)
+    return zorch__error_set(ZORCH_ENOTFOUND, "an ephemeral run keeps no run record");
+  char *rel = zorch__asprintf("runs/%s/run.json", sub->run->id);
+  int rc = run_doc(out_json, sub, rel, "run record");
+  free(rel);
+  return rc;
+}
+
+int zorch__submission_step_record(char **out_json, const zorch_submission *sub, const char *step) {
+  if (!out_json || !sub || !step)
+    return zorch__error_set(ZORCH_EINVALID, "submission_step_record: NULL argument");
+  *out_json = NULL;
+  /* only a step of the run names a record (and never a path elsewhere) */
+  if (!sub->run->plan || zorch__plan_find(sub->run->plan, step) < 0)
+    return zorch__error_set(ZORCH_ENOTFOUND, "run '%s' has no step '%s'", sub->run->id, step);
+  if (sub->run->flags & ZORCH_RUN_EPHEMERAL)
+    return zorch__error_set(ZORCH_ENOTFOUND, "an ephemeral run keeps no step records");
+  char *rel = zorch__asprintf("runs/%s/steps/%s.json", sub->run->id, step);
+  char *what = zorch__asprintf("record of step '%s'", step);
+  int rc = run_doc(out_json, sub, rel, what ? what : "step record");
+  free(rel);
+  free(what);
+  return rc;
 }
 
 int zorch__executor_wait_host(void *h, int timeout_ms) {

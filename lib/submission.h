@@ -36,5 +36,9 @@ int zorch__executor_start_remote_host(void **out, zorch_submission *sub, const c
                                       const zorch_step_launcher *ops, void *data);
 int zorch__executor_step_done_host(void *handle, uint64_t attempt_id, int exit_code,
                                    const char *message);
+/* host version 3 (plugin ABI 1.2) */
+int zorch__executor_step_log_host(void *handle, uint64_t attempt_id, const void *data, size_t len);
+int zorch__submission_run_record(char **out_json, const zorch_submission *sub);
+int zorch__submission_step_record(char **out_json, const zorch_submission *sub, const char *step);
 
 #endif /* ZORCH_SUBMISSION_H */

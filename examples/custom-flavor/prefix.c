@@ -12,11 +12,12 @@
  *
  *     <prefix...> <the step entrypoint argv...>
  *
- * as a child process with the step's output appended to the step's log, and
- * a thread that waits for it and reports its exit status with
- * host->executor_step_done.  The step entrypoint (the deployment's
- * "entrypoint" template: `zorch step run ...` for a command step, the host
- * program with --zorch-step for a function step) reads inputs from and
+ * as a child process, and a thread that hands what it prints to the host
+ * (host->executor_step_log: the host appends it to the step's log), waits
+ * for it and reports its exit status with host->executor_step_done.  The
+ * step entrypoint (the deployment's "entrypoint" template: `zorch step run
+ * ...` for a command step, the host program with --zorch-step for a
+ * function step) reads inputs from and
  * writes outputs to the artifact store, so the prefix may move the step to
  * another machine (ssh, a batch system) as long as it sees the same store
  * path.  With "join": true the entrypoint is passed as one shell-quoted
@@ -28,6 +29,7 @@
 #define _GNU_SOURCE 1
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
@@ -146,10 +148,8 @@ static const char *find_key(const char *json, const char *key) {
 static int config_parse(const zorch_host *host, const char *json, px_config *c) {
   memset(c, 0, sizeof *c);
   const char *p = json ? find_key(json, "prefix") : NULL;
-  if (!p || *p != '[') {
-    host->error_set(host, ZORCH_EINVALID, "config: \"prefix\" (an array of strings) is required");
-    return ZORCH_EINVALID;
-  }
+  if (!p || *p != '[')
+    return zorch_host_errorf(host, ZORCH_EINVALID, "config: \"prefix\" (an array of strings) is required");
   size_t cap = 4;
   c->prefix = host->alloc(cap * sizeof *c->prefix);
   if (!c->prefix) return ZORCH_ENOMEM;
@@ -206,6 +206,7 @@ typedef struct attempt {
   void *executor;
   uint64_t attempt_id;
   pid_t pid;
+  int out;      /* read end of the pipe the process prints into */
   pthread_t waiter;
   int ended;    /* under run->lock: the process ended (2: no waiter thread) */
   int reported; /* under run->lock: executor_step_done returned, the waiter exits */
@@ -225,16 +226,11 @@ static int px_check_config(void *payload, const char *config_json) {
   const zorch_host *host = ((px_flavor *)payload)->host;
   px_config c;
   int rc = config_parse(host, config_json, &c);
-  if (rc == ZORCH_OK && !c.prefix[0][0]) {
-    host->error_set(host, ZORCH_EINVALID, "prefix[0] is empty: name the program to run");
-    rc = ZORCH_EINVALID;
-  } else if (rc == ZORCH_OK && !findable(c.prefix[0])) {
-    char msg[512];
-    snprintf(msg, sizeof msg, "prefix[0] '%.300s' is not an executable program%s", c.prefix[0],
-             strchr(c.prefix[0], '/') ? "" : " in $PATH");
-    host->error_set(host, ZORCH_EINVALID, msg);
-    rc = ZORCH_EINVALID;
-  }
+  if (rc == ZORCH_OK && !c.prefix[0][0])
+    rc = zorch_host_errorf(host, ZORCH_EINVALID, "prefix[0] is empty: name the program to run");
+  else if (rc == ZORCH_OK && !findable(c.prefix[0]))
+    rc = zorch_host_errorf(host, ZORCH_EINVALID, "prefix[0] '%.300s' is not an executable program%s",
+                           c.prefix[0], strchr(c.prefix[0], '/') ? "" : " in $PATH");
   config_free(host, &c);
   return rc;
 }
@@ -274,9 +270,34 @@ static void *waiter_main(void *arg) {
   run *r = a->run;
   const zorch_host *host = r->host;
   int status = 0;
-  pid_t got;
-  do got = waitpid(a->pid, &status, 0);
-  while (got < 0 && errno == EINTR);
+  pid_t got = 0;
+  /* What the step prints goes to the host, which appends it to the step's
+   * log after a "--- attempt N (prefix) ---" line of its own.  Until the
+   * process ends; then only what the pipe holds already (something the step
+   * left running in the background may keep the pipe open). */
+  char buf[8192];
+  for (;;) {
+    struct pollfd pfd = {.fd = a->out, .events = POLLIN};
+    int ready = got > 0 ? 1 : poll(&pfd, 1, 200);
+    ssize_t n = ready > 0 ? read(a->out, buf, sizeof buf) : -1;
+    if (n > 0) {
+      if (host->executor_step_log(a->executor, a->attempt_id, buf, (size_t)n) != ZORCH_OK)
+        zorch_host_logf(host, ZORCH_LOG_WARNING, "the step log refused output: %s",
+                        "the attempt has ended");
+      continue;
+    }
+    if (n == 0 || (got > 0 && errno != EINTR)) break; /* end of the pipe, or drained */
+    if (got == 0) {
+      got = waitpid(a->pid, &status, WNOHANG);
+      if (got < 0 && errno == EINTR) got = 0;
+      if (got < 0) break;
+    }
+  }
+  close(a->out);
+  while (got == 0) {
+    got = waitpid(a->pid, &status, 0);
+    if (got < 0 && errno == EINTR) got = 0;
+  }
   int code;
   char msg[600];
   msg[0] = '\0';
@@ -328,7 +349,8 @@ static void reap(run *r) {
   }
 }
 
-/* Start one attempt: <prefix> <entrypoint argv>, output appended to the log. */
+/* Start one attempt: <prefix> <entrypoint argv>, its output into a pipe the
+ * attempt's waiter thread reads. */
 static int px_launch(void *data, const zorch_step_launch *step) {
   run *r = data;
   const zorch_host *host = r->host;
@@ -371,7 +393,14 @@ static int px_launch(void *data, const zorch_step_launch *step) {
 
   attempt *a = rc == ZORCH_OK ? host->alloc(sizeof *a) : NULL;
   if (rc == ZORCH_OK && !a) rc = ZORCH_ENOMEM;
-  if (rc == ZORCH_ENOMEM) host->error_set(host, ZORCH_ENOMEM, "out of memory");
+  if (rc == ZORCH_ENOMEM) zorch_host_errorf(host, ZORCH_ENOMEM, "out of memory");
+  int pfd[2] = {-1, -1};
+  if (rc == ZORCH_OK && (pipe2(pfd, O_CLOEXEC) || fcntl(pfd[0], F_SETFL, O_NONBLOCK))) {
+    rc = zorch_host_errorf(host, ZORCH_EIO, "cannot make a pipe for step %.100s: %s", step->step,
+                           strerror(errno));
+    if (pfd[0] >= 0) close(pfd[0]);
+    if (pfd[1] >= 0) close(pfd[1]);
+  }
 
   posix_spawn_file_actions_t fa;
   posix_spawnattr_t at;
@@ -382,24 +411,23 @@ static int px_launch(void *data, const zorch_step_launch *step) {
     a->attempt_id = step->attempt_id;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 1, step->log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    posix_spawn_file_actions_adddup2(&fa, pfd[1], 1);
+    posix_spawn_file_actions_adddup2(&fa, pfd[1], 2);
     posix_spawnattr_init(&at);
     posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP); /* stop() signals the whole group */
     posix_spawnattr_setpgroup(&at, 0);
-    char dbg[700];
-    snprintf(dbg, sizeof dbg, "step %.200s attempt %u: %.400s %s", step->step, step->attempt,
-             r->prefix_text, c->join ? "'<entrypoint>'" : "<entrypoint>");
-    host->log(host, 4, dbg);
+    zorch_host_logf(host, ZORCH_LOG_DEBUG, "step %.200s attempt %u: %.400s %s", step->step,
+                    step->attempt, r->prefix_text, c->join ? "'<entrypoint>'" : "<entrypoint>");
     int err = posix_spawnp(&a->pid, argv[0], &fa, &at, argv, envp);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&at);
+    close(pfd[1]); /* the process has its copy */
+    pfd[1] = -1;
+    a->out = pfd[0];
     if (err) {
-      char msg[600];
-      snprintf(msg, sizeof msg, "cannot start '%.300s' for step %.100s: %s", argv[0], step->step,
-               strerror(err));
-      host->error_set(host, ZORCH_EIO, msg);
-      rc = ZORCH_EIO;
+      close(a->out);
+      rc = zorch_host_errorf(host, ZORCH_EIO, "cannot start '%.300s' for step %.100s: %s", argv[0],
+                             step->step, strerror(err));
     }
   }
   if (rc == ZORCH_OK) {
@@ -411,11 +439,11 @@ static int px_launch(void *data, const zorch_step_launch *step) {
     if (err) { /* cannot happen often; reap the child here, report it failed */
       kill(-a->pid, SIGKILL);
       waitpid(a->pid, NULL, 0);
+      close(a->out);
       pthread_mutex_lock(&r->lock);
       a->ended = 2; /* no thread to join */
       pthread_mutex_unlock(&r->lock);
-      host->error_set(host, ZORCH_EIO, "cannot create a thread to wait for the step");
-      rc = ZORCH_EIO;
+      rc = zorch_host_errorf(host, ZORCH_EIO, "cannot create a thread to wait for the step");
     }
     a = NULL; /* the run owns it now */
   }
@@ -459,10 +487,7 @@ static int px_submit(void **out_run, void *payload, zorch_submission *sub) {
   const zorch_host *host = ((px_flavor *)payload)->host;
   *out_run = NULL;
   run *r = host->alloc(sizeof *r);
-  if (!r) {
-    host->error_set(host, ZORCH_ENOMEM, "out of memory");
-    return ZORCH_ENOMEM;
-  }
+  if (!r) return zorch_host_errorf(host, ZORCH_ENOMEM, "out of memory");
   memset(r, 0, sizeof *r);
   r->host = host;
   pthread_mutex_init(&r->lock, NULL);
@@ -471,7 +496,7 @@ static int px_submit(void **out_run, void *payload, zorch_submission *sub) {
   for (size_t i = 0; rc == ZORCH_OK && i < r->config.nprefix; i++)
     rc = shell_quote(&r->prefix_text, &len, &cap, host, r->config.prefix[i]);
   if (rc != ZORCH_OK) {
-    if (rc == ZORCH_ENOMEM) host->error_set(host, rc, "out of memory");
+    if (rc == ZORCH_ENOMEM) zorch_host_errorf(host, rc, "out of memory");
     run_free(r);
     return rc;
   }
@@ -523,27 +548,26 @@ static const zorch_flavor_desc px_flavor_desc = {
     .description = "Runs each step through a command prefix (nice, ssh host, a batch submitter)",
     .config_schema = config_schema,
     .ops = &px_ops,
+    /* the steps must see the artifact store's directory at the same path */
+    .flags = ZORCH_FLAVOR_LOCAL_STORE,
 };
 
 /* ---- the plugin ------------------------------------------------------------------------- */
 
-#define PX_NEEDS_HOST 2 /* executor_start_remote and executor_step_done */
+/* executor_start_remote and executor_step_done (2), executor_step_log (3).
+ * Built against the plugin ABI 1.2 header, the plugin loads only into a
+ * zorch of ABI 1.2 or newer, whose host table is version 3 or newer: the
+ * check says so should the plugin ever be built to load into an older one. */
+#define PX_NEEDS_HOST 3
 
 static int px_init(const zorch_host *host, zorch_registrar *reg, void **plugin_ctx) {
-  if (host->version < PX_NEEDS_HOST) {
-    char msg[200];
-    snprintf(msg, sizeof msg,
-             "needs host table version %d (executor_start_remote), this zorch offers %u: "
-             "upgrade zorch",
-             PX_NEEDS_HOST, host->version);
-    host->error_set(host, ZORCH_EVERSION, msg);
-    return ZORCH_EVERSION;
-  }
+  if (host->version < PX_NEEDS_HOST)
+    return zorch_host_errorf(host, ZORCH_EVERSION,
+                             "needs host table version %d (executor_step_log), this zorch offers "
+                             "%u: upgrade zorch",
+                             PX_NEEDS_HOST, host->version);
   px_flavor *f = host->alloc(sizeof *f);
-  if (!f) {
-    host->error_set(host, ZORCH_ENOMEM, "out of memory");
-    return ZORCH_ENOMEM;
-  }
+  if (!f) return zorch_host_errorf(host, ZORCH_ENOMEM, "out of memory");
   f->host = host;
   *plugin_ctx = f;
   return host->add_flavor(reg, &px_flavor_desc, f);
@@ -554,20 +578,6 @@ static void px_teardown(void *plugin_ctx) {
   if (f) f->host->free(f);
 }
 
-static const zorch_plugin_desc px_plugin = {
-    .abi_major = ZORCH_PLUGIN_ABI_MAJOR,
-    .abi_minor = ZORCH_PLUGIN_ABI_MINOR,
-    .name = "prefix",
-    .version = "1.0.0",
-    .description = "Example flavor: steps through a command prefix",
-    .init = px_init,
-    .teardown = px_teardown,
-};
-
-ZORCH_PLUGIN_EXPORT const zorch_plugin_desc *zorch_plugin_describe(uint32_t host_abi_major,
-                                                                   uint32_t host_abi_minor);
-ZORCH_PLUGIN_EXPORT const zorch_plugin_desc *zorch_plugin_describe(uint32_t host_abi_major,
-                                                                   uint32_t host_abi_minor) {
-  (void)host_abi_minor; /* the host refuses a plugin built for a newer minor than its own */
-  return host_abi_major == ZORCH_PLUGIN_ABI_MAJOR ? &px_plugin : NULL;
-}
+/* The plugin descriptor (plugin ABI of the header) and its exported entry point. */
+ZORCH_PLUGIN_DEFINE("prefix", "1.1.0", "Example flavor: steps through a command prefix", px_init,
+                    px_teardown)

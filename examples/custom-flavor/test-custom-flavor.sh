@@ -89,10 +89,14 @@ desc=$(zorch orchestrator flavor describe prefix 2>&1)
 printf '%s\n' "$desc"
 grep -q '^Integration: *example-prefix$' <<<"$desc" || fail "describe lacks 'Integration: example-prefix'"
 grep -q "^Plugin: *prefix ($ex/zorch-flavor-prefix.so)$" <<<"$desc" || fail "describe lacks the plugin's file"
+grep -q '^Capabilities: local_store$' <<<"$desc" || fail "describe lacks the flavor's capabilities"
 python3 - "$desc" <<'PY' || fail "describe's config schema is not the flavor's"
 import json, sys
 text = sys.argv[1]
-schema = json.loads(text[text.index("Config schema:") + len("Config schema:"):])
+# the config schema is the JSON document after its heading (the step
+# settings schema follows it)
+start = text.index("Config schema:") + len("Config schema:")
+schema, _ = json.JSONDecoder().raw_decode(text[start:].lstrip())
 assert schema["type"] == "object", schema
 props = schema["properties"]
 assert props["prefix"]["type"] == "array" and props["prefix"]["items"] == {"type": "string"}, props
@@ -149,6 +153,9 @@ grep -Eq "^report +completed +1 .* report=${digest:0:12} " <<<"$show" ||
   fail "run show lacks report's output, or counts other than 1 attempt"
 logs=$(zorch run logs "$run" sort)
 grep -q '^\[queue-wrapper\] running on queue gpu-7$' <<<"$logs" || fail "the prefix's output is not in the step log: $logs"
+# the flavor hands the output to zorch (executor_step_log), which heads it
+[[ $(head -n 1 <<<"$logs") == '--- attempt 1 (prefix) ---' ]] ||
+  fail "the step log does not start with zorch's attempt header: $logs"
 python3 - "$store/runs/$run/run.json" "$ex/queue-wrapper.sh" <<'PY' || fail "the run record lacks the flavor's metadata"
 import json, sys
 rec = json.load(open(sys.argv[1]))

@@ -8,10 +8,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#if defined(ZORCH_BUILDING_LIBRARY) && defined(ZORCH_USING_STATIC)
-#error "Define either ZORCH_BUILDING_LIBRARY or ZORCH_USING_STATIC, not both."
-#endif
-
 #if defined(__GNUC__) && __GNUC__ >= 4
 #define ZORCH_API __attribute__((visibility("default")))
 #else

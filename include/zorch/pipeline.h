@@ -159,7 +159,11 @@ ZORCH_API int zorch_step_set_version(zorch_step *step, const char *code_version)
 
 /** Free-form settings for one flavor as a JSON object text, for example
  *  zorch_step_set_flavor_settings(s, "kubernetes", "{\"node_selector\":{...}}").
- *  The flavor validates them when a run is submitted. */
+ *  When the stack's orchestrator flavor publishes a step settings schema
+ *  (`zorch orchestrator flavor describe`), zorch validates its settings
+ *  against it before a run or schedule is submitted (the defaults' object
+ *  with the step's own keys over it); the error names the step and the
+ *  setting.  Settings for other flavors are not looked at. */
 ZORCH_API int zorch_step_set_flavor_settings(zorch_step *step, const char *flavor,
                                              const char *settings_json);
 

@@ -27,10 +27,7 @@ static int local_submit(void **out_run, void *payload, zorch_submission *sub) {
   const zorch_host *host = ((local_ctx *)payload)->host;
   *out_run = NULL;
   local_run *run = host->alloc(sizeof *run);
-  if (!run) {
-    host->error_set(host, ZORCH_ENOMEM, "out of memory");
-    return ZORCH_ENOMEM;
-  }
+  if (!run) return zorch_host_errorf(host, ZORCH_ENOMEM, "out of memory");
   run->host = host;
   run->exec = NULL;
   const char *config = host->submission_get(sub, "config");
@@ -78,14 +75,13 @@ static const zorch_flavor_desc local_flavor = {
     .description = "Runs pipelines locally in this process: independent steps in parallel",
     .config_schema = config_schema,
     .ops = &local_ops,
+    /* the host's executor runs the steps here, next to the store's directory */
+    .flags = ZORCH_FLAVOR_IN_PROCESS | ZORCH_FLAVOR_LOCAL_STORE,
 };
 
 static int local_init(const zorch_host *host, zorch_registrar *reg, void **plugin_ctx) {
   local_ctx *ctx = host->alloc(sizeof *ctx);
-  if (!ctx) {
-    host->error_set(host, ZORCH_ENOMEM, "out of memory");
-    return ZORCH_ENOMEM;
-  }
+  if (!ctx) return zorch_host_errorf(host, ZORCH_ENOMEM, "out of memory");
   ctx->host = host;
   *plugin_ctx = ctx;
   int rc = host->add_flavor(reg, &local_flavor, ctx);
@@ -99,21 +95,7 @@ static void local_teardown(void *plugin_ctx) {
   if (ctx) ctx->host->free(ctx);
 }
 
-static const zorch_plugin_desc local_plugin = {
-    .abi_major = ZORCH_PLUGIN_ABI_MAJOR,
-    .abi_minor = ZORCH_PLUGIN_ABI_MINOR,
-    .name = "local",
-    .version = "1.0",
-    .description = "The local orchestrator: runs steps in this process",
-    .init = local_init,
-    .teardown = local_teardown,
-};
-
-ZORCH_PLUGIN_EXPORT const zorch_plugin_desc *zorch_plugin_describe(uint32_t host_abi_major,
-                                                                   uint32_t host_abi_minor);
-
-ZORCH_PLUGIN_EXPORT const zorch_plugin_desc *zorch_plugin_describe(uint32_t host_abi_major,
-                                                                   uint32_t host_abi_minor) {
-  (void)host_abi_minor; /* we need nothing newer than 1.0 */
-  return host_abi_major == ZORCH_PLUGIN_ABI_MAJOR ? &local_plugin : NULL;
-}
+/* The descriptor names the plugin ABI of the header it is built with: a
+ * zorch of another ABI major, or of an older minor, refuses it. */
+ZORCH_PLUGIN_DEFINE("local", "1.0", "The local orchestrator: runs steps in this process", local_init,
+                    local_teardown)

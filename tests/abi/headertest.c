@@ -1,7 +1,8 @@
 /* Header test (C): the public headers compile as strict C99 with
  * -std=c99 -pedantic -Wall -Wextra -Werror (see tests/abi/meson.build), and
- * their INIT macros, callback types and plugin structs can be used without
- * a single warning.  Nothing here needs to link: the program only runs to
+ * their INIT macros, callback types, plugin structs, ZORCH_PLUGIN_DEFINE and
+ * the inline zorch_host_errorf/logf helpers can be used without a single
+ * warning.  Nothing here needs to link: the program only runs to
  * check a few values. */
 #include <zorch/zorch.h>
 #include <zorch/plugin.h>
@@ -57,7 +58,9 @@ static const zorch_flavor_desc flavor = {.version = ZORCH_FLAVOR_DESC_VERSION,
                                          .integration = "built-in",
                                          .description = "a flavor that only has to compile",
                                          .config_schema = "{\"type\":\"object\"}",
-                                         .ops = &ops};
+                                         .ops = &ops,
+                                         .flags = ZORCH_FLAVOR_LOCAL_STORE,
+                                         .step_settings_schema = "{\"type\":\"object\"}"};
 static const zorch_plugin_desc plugin = {.abi_major = ZORCH_PLUGIN_ABI_MAJOR,
                                          .abi_minor = ZORCH_PLUGIN_ABI_MINOR,
                                          .name = "headertest",
@@ -68,6 +71,42 @@ static const zorch_plugin_desc plugin = {.abi_major = ZORCH_PLUGIN_ABI_MAJOR,
 static const zorch_plugin_desc *describe(uint32_t major, uint32_t minor) {
   (void)minor;
   return major == ZORCH_PLUGIN_ABI_MAJOR ? &plugin : NULL;
+}
+
+/* ZORCH_PLUGIN_DEFINE: the descriptor and the exported entry point. */
+ZORCH_PLUGIN_DEFINE("headertest_defined", "1.2.0", "made by ZORCH_PLUGIN_DEFINE", plugin_init, NULL)
+
+/* A host table whose log and error_set keep what the inline helpers pass. */
+static int seen_code, seen_level;
+static char seen_message[1100];
+
+static void host_log(const zorch_host *host, int level, const char *message) {
+  (void)host;
+  seen_level = level;
+  strcpy(seen_message, message);
+}
+
+static void host_error_set(const zorch_host *host, int code, const char *message) {
+  (void)host;
+  seen_code = code;
+  strcpy(seen_message, message);
+}
+
+static int check_helpers(void) {
+  int failures = 0;
+  zorch_host host;
+  memset(&host, 0, sizeof host);
+  host.version = ZORCH_HOST_VERSION;
+  host.size = (uint32_t)sizeof host;
+  host.log = host_log;
+  host.error_set = host_error_set;
+  if (zorch_host_errorf(&host, ZORCH_EINVALID, "step '%s': %d apples", "x", 3) != ZORCH_EINVALID ||
+      seen_code != ZORCH_EINVALID || strcmp(seen_message, "step 'x': 3 apples") != 0)
+    failures++, fprintf(stderr, "zorch_host_errorf\n");
+  zorch_host_logf(&host, ZORCH_LOG_WARNING, "%s of %u", "one", 2u);
+  if (seen_level != ZORCH_LOG_WARNING || strcmp(seen_message, "one of 2") != 0)
+    failures++, fprintf(stderr, "zorch_host_logf\n");
+  return failures;
 }
 
 int main(void) {
@@ -92,6 +131,16 @@ int main(void) {
     failures++, fprintf(stderr, "plugin descriptor types\n");
   if (strcmp(ZORCH_PLUGIN_ENTRY_SYMBOL, "zorch_plugin_describe") != 0)
     failures++, fprintf(stderr, "ZORCH_PLUGIN_ENTRY_SYMBOL\n");
+  {
+    const zorch_plugin_desc *d = zorch_plugin_describe(1, 0);
+    if (d->abi_major != ZORCH_PLUGIN_ABI_MAJOR || d->abi_minor != ZORCH_PLUGIN_ABI_MINOR ||
+        d->abi_minor != 2 || strcmp(d->name, "headertest_defined") != 0 ||
+        d->init != plugin_init || d->teardown != NULL)
+      failures++, fprintf(stderr, "ZORCH_PLUGIN_DEFINE\n");
+  }
+  if (flavor.flags != ZORCH_FLAVOR_LOCAL_STORE || !flavor.step_settings_schema)
+    failures++, fprintf(stderr, "flavor descriptor version 2\n");
+  failures += check_helpers();
   if (sf(NULL, NULL) != 0 || bf != build_fn || err.code != ZORCH_OK)
     failures++, fprintf(stderr, "callback types\n");
   return failures ? 1 : 0;

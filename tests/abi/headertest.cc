@@ -28,7 +28,47 @@ zorch_plugin_desc make_plugin() {
   return d;
 }
 
+int seen_code, seen_level;
+char seen_message[1100];
+
+void host_log(const zorch_host *, int level, const char *message) {
+  seen_level = level;
+  std::strcpy(seen_message, message);
+}
+
+void host_error_set(const zorch_host *, int code, const char *message) {
+  seen_code = code;
+  std::strcpy(seen_message, message);
+}
+
+int plugin_init(const zorch_host *, zorch_registrar *, void **plugin_ctx) {
+  *plugin_ctx = nullptr;
+  return 0;
+}
+
+// The inline helpers, through a host table of our own.
+int check_helpers() {
+  int failures = 0;
+  zorch_host host = zorch_host();
+  host.version = ZORCH_HOST_VERSION;
+  host.size = sizeof host;
+  host.log = host_log;
+  host.error_set = host_error_set;
+  if (zorch_host_errorf(&host, ZORCH_EIO, "%s: %d", "disk", 7) != ZORCH_EIO ||
+      seen_code != ZORCH_EIO || std::strcmp(seen_message, "disk: 7") != 0)
+    failures++;
+  zorch_host_logf(&host, ZORCH_LOG_DEBUG, "n=%zu", static_cast<size_t>(5));
+  if (seen_level != ZORCH_LOG_DEBUG || std::strcmp(seen_message, "n=5") != 0) failures++;
+  return failures;
+}
+
 } // namespace
+
+// The descriptor and the exported entry point, with C linkage.
+extern "C" {
+ZORCH_PLUGIN_DEFINE("headertest_cpp", "1.2.0", "made by ZORCH_PLUGIN_DEFINE in C++", plugin_init,
+                    nullptr)
+}
 
 static_assert(ZORCH_CHECK_VERSION(0, 0, 0), "ZORCH_CHECK_VERSION");
 static_assert(sizeof(zorch_host) >= 2 * sizeof(uint32_t), "zorch_host");
@@ -62,6 +102,12 @@ int main() {
   zorch_client_free(nullptr);
   if (sf(nullptr, nullptr) != 0 || bf == nullptr || flavor.ops != &ops || plugin.abi_major != 1)
     failures++;
+  flavor.flags = ZORCH_FLAVOR_IN_PROCESS | ZORCH_FLAVOR_LOCAL_STORE;
+  flavor.step_settings_schema = "{}";
+  const zorch_plugin_desc *d = zorch_plugin_describe(1, 2);
+  if (d->abi_minor != 2 || std::strcmp(d->name, "headertest_cpp") != 0 || d->init != plugin_init)
+    failures++;
+  failures += check_helpers();
   if (failures) std::fprintf(stderr, "%d check(s) failed\n", failures);
   return failures ? 1 : 0;
 }

@@ -239,6 +239,9 @@ START_TEST(test_flavor_list) {
   out = zorch_expect(0, home, "orchestrator", "flavor", "describe", "local", NULL);
   assert_has(out, "Flavor:       local (orchestrator)");
   assert_has(out, "Config schema:");
+  assert_has(out, "Capabilities: in_process, local_store\n");
+  assert_has(out, "Step settings schema (settings.flavor.local):\n(none: zorch checks no step "
+                  "settings of this flavor)\n");
   assert_has(out, "\"type\": \"object\"");
   free(out);
   out = zorch_expect(1, home, "orchestrator", "flavor", "describe", "no-such-flavor", NULL);

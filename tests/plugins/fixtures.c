@@ -8,7 +8,7 @@
  *   FX_NO_ENTRY           export a misspelt entry point instead
  *   FX_DESCRIBE_NULL      describe() returns NULL
  *   FX_NO_NAME, FX_NO_INIT  leave a required descriptor field NULL
- *   FX_INIT_FAIL          init reports an error with host->error_set and fails
+ *   FX_INIT_FAIL          init reports an error with zorch_host_errorf and fails
  *   FX_TYPE="t"           the flavor's component type
  *   FX_NO_OPS             the flavor's ops are NULL
  *   FX_IGNORE_ADD         init ignores add_flavor's result (returns 0)
@@ -17,6 +17,10 @@
  *   FX_NEED_HOST=n        init needs host table version n (a host-version probe:
  *                         it fails with a message when the host is older)
  *   FX_LATE_ADD           check_config calls add_flavor (after init: refused)
+ *   FX_FLAGS=n            the flavor's capability flags (default ZORCH_FLAVOR_LOCAL_STORE)
+ *   FX_BAD_STEP_SCHEMA    the flavor's step_settings_schema uses a keyword zorch
+ *                         does not support (default: a small valid one:
+ *                         shm_size an integer >= 0, tags an array of strings)
  *
  * When $ZORCH_FIXTURE_MARKERS names a directory, init, teardown and the
  * library's unloading each create a file there: <id>.init, <id>.teardown,
@@ -39,7 +43,9 @@
 #ifndef FX_FLAVOR
 #define FX_FLAVOR "fixture_" FX_ID
 #endif
-#ifndef FX_ABI_MAJOR
+#ifdef FX_ABI_MAJOR
+#define FX_ABI_MAJOR_SET
+#else
 #define FX_ABI_MAJOR ZORCH_PLUGIN_ABI_MAJOR
 #endif
 #ifdef FX_NEWER_MINOR
@@ -58,6 +64,17 @@
 #endif
 #ifndef FX_NEED_HOST
 #define FX_NEED_HOST 1
+#endif
+#ifndef FX_FLAGS
+#define FX_FLAGS ZORCH_FLAVOR_LOCAL_STORE
+#endif
+#ifdef FX_BAD_STEP_SCHEMA
+#define FX_STEP_SCHEMA "{\"type\":\"object\",\"anyOf\":[]}"
+#else
+#define FX_STEP_SCHEMA                                                                     \
+  "{\"type\":\"object\",\"additionalProperties\":false,\"properties\":{"                     \
+  "\"shm_size\":{\"type\":\"integer\",\"minimum\":0},"                                      \
+  "\"tags\":{\"type\":\"array\",\"items\":{\"type\":\"string\"}}}}"
 #endif
 
 static void marker(const char *what) {
@@ -89,8 +106,8 @@ static int fx_check_config(void *payload, const char *config_json) {
   if (late != ZORCH_OK) return late;
 #endif
   if (strstr(config_json, "\"reject\":true") || strstr(config_json, "\"reject\": true")) {
-    host->error_set(host, ZORCH_EINVALID, "fixture refuses a config with reject set");
-    return ZORCH_EINVALID;
+    return zorch_host_errorf(host, ZORCH_EINVALID, "fixture refuses a config with %s set",
+                             "reject");
   }
   return ZORCH_OK;
 }
@@ -109,8 +126,7 @@ static int fx_submit(void **out_run, void *payload, zorch_submission *sub) {
       fclose(f);
     }
   }
-  host->error_set(host, ZORCH_ENOTSUPPORTED, "the fixture flavor runs nothing");
-  return ZORCH_ENOTSUPPORTED;
+  return zorch_host_errorf(host, ZORCH_ENOTSUPPORTED, "the fixture flavor runs %s", "nothing");
 }
 static int fx_wait(void *run, int timeout_ms) {
   (void)run;
@@ -149,30 +165,29 @@ FX_MAYBE_UNUSED static const zorch_flavor_desc fx_flavor = {
 #else
     .ops = &fx_ops,
 #endif
+    .flags = FX_FLAGS,
+    .step_settings_schema = FX_STEP_SCHEMA,
 };
 
 FX_MAYBE_UNUSED static int fx_init(const zorch_host *host, zorch_registrar *reg, void **plugin_ctx) {
   marker("init");
   if (host->version < 1 || host->size < sizeof(zorch_host)) return ZORCH_EVERSION;
-  if (host->version < FX_NEED_HOST) { /* a slot added in a later host version is needed */
-    char msg[160];
-    snprintf(msg, sizeof msg, "needs host table version %d or newer, this zorch offers %u",
-             FX_NEED_HOST, host->version);
-    host->error_set(host, ZORCH_EVERSION, msg);
-    return ZORCH_EVERSION;
-  }
+  if (host->version < FX_NEED_HOST) /* a slot added in a later host version is needed */
+    return zorch_host_errorf(host, ZORCH_EVERSION,
+                             "needs host table version %d or newer, this zorch offers %u",
+                             FX_NEED_HOST, host->version);
 #ifdef FX_INIT_FAIL
   (void)reg;
   (void)plugin_ctx;
-  host->error_set(host, ZORCH_EPLUGIN, "the fixture's license server is unreachable");
-  return ZORCH_EPLUGIN;
+  return zorch_host_errorf(host, ZORCH_EPLUGIN, "the fixture's license server is %s",
+                           "unreachable");
 #else
   fx_ctx *ctx = host->alloc(sizeof *ctx);
   if (!ctx) return ZORCH_ENOMEM;
   ctx->host = host;
   ctx->reg = reg;
   *plugin_ctx = ctx;
-  host->log(host, 3, "fixture " FX_ID " ready");
+  zorch_host_logf(host, ZORCH_LOG_INFO, "fixture %s ready", FX_ID);
   int rc = host->add_flavor(reg, &fx_flavor, ctx);
 #ifdef FX_IGNORE_ADD
   rc = ZORCH_OK;
@@ -186,6 +201,11 @@ static void fx_teardown(void *plugin_ctx) {
   fx_ctx *ctx = plugin_ctx;
   if (ctx) ctx->host->free(ctx);
 }
+
+/* The handshake cases write their descriptor and entry point by hand; every
+ * other fixture is what ZORCH_PLUGIN_DEFINE makes (plugin ABI of this header). */
+#if defined(FX_ABI_MAJOR_SET) || defined(FX_NEWER_MINOR) || defined(FX_NO_NAME) || \
+    defined(FX_NO_INIT) || defined(FX_NO_ENTRY) || defined(FX_DESCRIBE_NULL)
 
 FX_MAYBE_UNUSED static const zorch_plugin_desc fx_plugin = {
     .abi_major = FX_ABI_MAJOR,
@@ -223,3 +243,9 @@ ZORCH_PLUGIN_EXPORT const zorch_plugin_desc *FX_ENTRY(uint32_t host_abi_major,
   return &fx_plugin;
 #endif
 }
+
+#else
+
+ZORCH_PLUGIN_DEFINE("fixture_" FX_ID, "0.0", "registry test fixture", fx_init, fx_teardown)
+
+#endif

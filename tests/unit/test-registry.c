@@ -1,5 +1,6 @@
 /* Registry: plugin discovery, the ABI handshake, one problem per bad plugin. */
 #define _GNU_SOURCE 1
+#include <dlfcn.h>
 #include <jansson.h>
 #include <limits.h>
 #include <string.h>
@@ -182,6 +183,16 @@ static const fail_case cases[] = {
     {"bad-name",
      "%s: flavor 'Bad-Name' rejected: the name is invalid (use 1 to 63 of a-z, 0-9 and _)", true},
     {"host-probe", host_probe_msg, true},
+    {"flags-unknown",
+     "%s: flavor 'fixture_flags_unknown' rejected: flags 0x10000000000 hold bits this zorch does "
+     "not know (0x10000000000); use only the ZORCH_FLAVOR_* of <zorch/plugin.h>",
+     true},
+    {"step-schema-bad",
+     "%s: flavor 'fixture_step_schema_bad' rejected: step_settings_schema: invalid schema: $: "
+     "keyword 'anyOf' is not supported (zorch supports type, properties, required, "
+     "additionalProperties, items, enum, const, minimum, maximum, exclusiveMinimum, "
+     "exclusiveMaximum, minLength, maxLength, pattern, minItems, maxItems)",
+     true},
 };
 #define NCASES (int)(sizeof cases / sizeof cases[0])
 
@@ -272,16 +283,23 @@ END_TEST
 START_TEST(all_fixtures_together) {
   zorch_client *c = open_client(fixture_dir, ISOLATED);
   json_t *fl = flavors(c, ZORCH_COMPONENT_ORCHESTRATOR);
-  /* fixture_good, dup-local's "local", frozen_1_0 and late-add's (fine at load time) */
-  ck_assert_uint_eq(json_array_size(fl), 4);
+  /* fixture_good, dup-local's "local", frozen_1_0, frozen_1_1, late-add's (fine at load
+   * time), no-local-store's and in-process's */
+  ck_assert_uint_eq(json_array_size(fl), 7);
+  ck_assert_ptr_nonnull(flavor_path(fl, "fixture_in_process"));
   ck_assert_ptr_nonnull(flavor_path(fl, "fixture_good"));
   ck_assert_ptr_nonnull(flavor_path(fl, "local"));
   ck_assert_ptr_nonnull(flavor_path(fl, "frozen_1_0"));
+  ck_assert_ptr_nonnull(flavor_path(fl, "frozen_1_1"));
   ck_assert_ptr_nonnull(flavor_path(fl, "fixture_late_add"));
+  ck_assert_ptr_nonnull(flavor_path(fl, "fixture_no_local_store"));
   json_t *pr = problems(c);
-  const char *order[] = {"abi-major", "abi-minor",  "bad-name", "bad-type",   "desc-future",
-                         "describe-null", "garbage", "host-probe", "init-fail", "no-entry",
-                         "no-init",   "no-name",    "no-ops",   "ops-future", "ops-v0"};
+  /* frozen-1.1-local: its "local" comes after dup-local's */
+  const char *order[] = {"abi-major",   "abi-minor",     "bad-name",         "bad-type",
+                         "desc-future", "describe-null", "flags-unknown",    "frozen-1.1-local",
+                         "garbage",     "host-probe",    "init-fail",        "no-entry",
+                         "no-init",     "no-name",       "no-ops",           "ops-future",
+                         "ops-v0",      "step-schema-bad"};
   size_t norder = sizeof order / sizeof order[0];
   ck_assert_uint_eq(json_array_size(pr), norder);
   for (size_t i = 0; i < norder; i++) {
@@ -307,6 +325,18 @@ START_TEST(describe_and_list) {
   json_t *schema = json_object_get(d, "config_schema");
   ck_assert(json_is_object(schema));
   ck_assert(json_is_false(json_object_get(schema, "additionalProperties")));
+  /* descriptor version 2: its flags and its step-settings schema */
+  json_t *flags = json_object_get(d, "flags");
+  ck_assert_uint_eq(json_array_size(flags), 1);
+  ck_assert_str_eq(json_string_value(json_array_get(flags, 0)), "local_store");
+  json_t *ss = json_object_get(d, "step_settings_schema");
+  ck_assert(json_is_object(ss));
+  ck_assert_int_eq(json_integer_value(json_object_get(
+                       json_object_get(json_object_get(ss, "properties"), "shm_size"), "minimum")),
+                   0);
+  const zorch__flavor *gf = zorch__registry_find(c->registry, "orchestrator", "fixture_good");
+  ck_assert_uint_eq(gf->flags, ZORCH_FLAVOR_LOCAL_STORE);
+  ck_assert_ptr_eq(gf->step_settings_schema, gf->desc->step_settings_schema);
   json_decref(d);
 
   zt_assert_rc(zorch_flavor_describe(&s, c, "orchestrator", "nope"), ZORCH_ENOTFOUND);
@@ -332,6 +362,41 @@ START_TEST(describe_and_list) {
 }
 END_TEST
 
+/* ZORCH_PLUGIN_DEFINE (the good fixture and the local plugin are built with
+ * it) makes the one exported entry point, returning a descriptor that names
+ * the plugin ABI of the header: 1.2. */
+START_TEST(plugin_define_makes_a_loadable_plugin) {
+  char *path = fixture("good");
+  void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  ck_assert_msg(dl, "%s", dlerror());
+  void *sym = dlsym(dl, ZORCH_PLUGIN_ENTRY_SYMBOL);
+  ck_assert_ptr_nonnull(sym);
+  zorch_plugin_describe_fn describe;
+  memcpy(&describe, &sym, sizeof describe);
+  const zorch_plugin_desc *d = describe(ZORCH_PLUGIN_ABI_MAJOR, ZORCH_PLUGIN_ABI_MINOR);
+  ck_assert_ptr_nonnull(d);
+  ck_assert_uint_eq(d->abi_major, 1);
+  ck_assert_uint_eq(d->abi_minor, 2);
+  ck_assert_uint_eq(d->abi_minor, ZORCH_PLUGIN_ABI_MINOR);
+  ck_assert_str_eq(d->name, "fixture_good");
+  ck_assert_str_eq(d->version, "0.0");
+  ck_assert_str_eq(d->description, "registry test fixture");
+  ck_assert_ptr_nonnull(d->init);
+  ck_assert_ptr_nonnull(d->teardown);
+  for (size_t i = 0; i < sizeof d->reserved / sizeof d->reserved[0]; i++)
+    ck_assert_ptr_null(d->reserved[i]);
+  /* the same descriptor whatever the host says it is: the host decides */
+  ck_assert_ptr_eq(describe(1, 0), d);
+  dlclose(dl);
+  /* and the registry accepts it */
+  zorch_client *c = open_client(path, ISOLATED);
+  ck_assert_ptr_nonnull(zorch__registry_find(c->registry, "orchestrator", "fixture_good"));
+  ck_assert_uint_eq(zorch__registry_problem_count(c->registry), 0);
+  zorch_client_free(c);
+  free(path);
+}
+END_TEST
+
 /* The real local plugin, found through $ZORCH_PLUGIN_PATH. */
 START_TEST(local_flavor) {
   zorch_client *c = open_client(NULL, ZORCH_CLIENT_NO_DEFAULT_PLUGIN_PATHS);
@@ -345,8 +410,16 @@ START_TEST(local_flavor) {
                                "max_parallel");
   ck_assert_str_eq(json_string_value(json_object_get(mp, "type")), "integer");
   ck_assert_int_eq(json_integer_value(json_object_get(mp, "minimum")), 1);
+  /* it says what it can do itself: the host does not go by its name */
+  json_t *flags = json_object_get(d, "flags");
+  ck_assert_uint_eq(json_array_size(flags), 2);
+  ck_assert_str_eq(json_string_value(json_array_get(flags, 0)), "in_process");
+  ck_assert_str_eq(json_string_value(json_array_get(flags, 1)), "local_store");
+  ck_assert(json_is_null(json_object_get(d, "step_settings_schema")));
   json_decref(d);
   const zorch__flavor *f = zorch__registry_find(c->registry, "orchestrator", "local");
+  ck_assert_uint_ge(f->desc->version, 2);
+  ck_assert_uint_eq(f->desc->flags, ZORCH_FLAVOR_IN_PROCESS | ZORCH_FLAVOR_LOCAL_STORE);
   ck_assert_ptr_nonnull(f);
   const zorch_orchestrator_ops *ops = f->desc->ops;
   ck_assert_uint_ge(ops->version, 1);
@@ -356,6 +429,11 @@ START_TEST(local_flavor) {
   ck_assert(f->host->executor_start == zorch__executor_start_host);
   ck_assert(f->host->submission_get == zorch__submission_get);
   ck_assert_uint_eq(f->host->size, sizeof(zorch_host));
+  /* host version 3 (plugin ABI 1.2): every slot filled */
+  ck_assert_uint_eq(f->host->version, 3);
+  ck_assert(f->host->executor_step_log == zorch__executor_step_log_host);
+  ck_assert(f->host->submission_run_record == zorch__submission_run_record);
+  ck_assert(f->host->submission_step_record == zorch__submission_step_record);
   zorch_client_free(c);
 }
 END_TEST
@@ -398,6 +476,11 @@ START_TEST(frozen_plugin_runs_a_pipeline) {
   zt_ok(zorch_flavor_describe(&s, c, "orchestrator", "frozen_1_0"));
   json_t *d = parse(s);
   ck_assert_str_eq(json_string_value(json_object_get(d, "integration")), "abi-test");
+  /* a version-1 descriptor: flags implied, no step schema read past its end */
+  json_t *flags = json_object_get(d, "flags");
+  ck_assert_uint_eq(json_array_size(flags), 1);
+  ck_assert_str_eq(json_string_value(json_array_get(flags, 0)), "local_store");
+  ck_assert(json_is_null(json_object_get(d, "step_settings_schema")));
   json_decref(d);
 
   /* its check_config runs (and its error carries the plugin and file) */
@@ -438,6 +521,94 @@ START_TEST(frozen_plugin_runs_a_pipeline) {
   ck_assert_int_eq(count_logs(ZORCH_LOG_INFO, "frozen_1_0", "submitting through the executor"), 1);
   zorch_free(data);
   free(rid);
+  zorch_run_free(r);
+  zorch_pipeline_free(p);
+  zorch_client_free(c);
+}
+END_TEST
+
+/* A plugin compiled against the frozen plugin ABI 1.1 header: a version-1
+ * flavor descriptor (no flags, no step schema), treated as
+ * ZORCH_FLAVOR_LOCAL_STORE; it launches steps through executor_start_remote. */
+START_TEST(frozen_1_1_plugin_launches_remote_steps) {
+  const char *dir = dir_with("frozen-1.1", NULL);
+  /* with the environment: $ZORCH_COMMAND is the command steps' entrypoint */
+  zorch_client *c = open_client(dir, ZORCH_CLIENT_NO_DEFAULT_PLUGIN_PATHS);
+  json_t *pr = problems(c);
+  ck_assert_msg(json_array_size(pr) == 0, "the 1.1 plugin was not accepted: %s",
+                json_string_value(json_object_get(json_array_get(pr, 0), "error")));
+  json_decref(pr);
+  const zorch__flavor *f = zorch__registry_find(c->registry, "orchestrator", "frozen_1_1");
+  ck_assert_ptr_nonnull(f);
+  ck_assert_uint_eq(f->desc->version, 1);
+  ck_assert_uint_eq(f->flags, ZORCH_FLAVOR_LOCAL_STORE);
+  ck_assert_ptr_null(f->step_settings_schema);
+  zt_ok(zorch_component_register(c, "orchestrator", "old", "frozen_1_1", "{}", 0));
+  zt_ok(zorch_stack_register(c, "old", "old", NULL, 0));
+  zorch_pipeline *p = NULL;
+  zt_ok(zorch_pipeline_new(&p, "frozen11"));
+  zorch_step *make = NULL, *count = NULL;
+  const char *make_argv[] = {"sh", "-c", "echo making; printf 'a\\nb\\n' > \"$ZORCH_OUTPUT_DATA\"",
+                             NULL};
+  const char *count_argv[] = {"sh", "-c", "wc -l < \"$ZORCH_INPUT_DATA\" | tr -d ' ' > "
+                              "\"$ZORCH_OUTPUT_N\"", NULL};
+  zt_ok(zorch_pipeline_add_command_step(&make, p, "make", make_argv));
+  zt_ok(zorch_step_add_output(make, "data"));
+  zt_ok(zorch_pipeline_add_command_step(&count, p, "count", count_argv));
+  zt_ok(zorch_step_add_input(count, "data", "make", "data"));
+  zt_ok(zorch_step_add_output(count, "n"));
+  /* flavor settings are not checked for it: it has no step schema */
+  zt_ok(zorch_step_set_flavor_settings(make, "frozen_1_1", "{\"anything\":[1]}"));
+  zorch_run_options o = ZORCH_RUN_OPTIONS_INIT;
+  o.stack = "old";
+  zorch_run *r = NULL;
+  zt_ok(zorch_pipeline_run(&r, c, p, &o));
+  ck_assert_int_eq(zorch_run_status(r), ZORCH_STATUS_COMPLETED);
+  ck_assert_str_eq(zorch_run_metadata(r, "frozen_abi"), "1.1");
+  void *data = NULL;
+  zt_ok(zorch_run_read_output(&data, NULL, r, "count", "n"));
+  ck_assert_str_eq((char *)data, "2\n");
+  zorch_free(data);
+  char *log = NULL;
+  zt_ok(zorch_run_read_log(&log, NULL, r, "make"));
+  ck_assert_msg(strstr(log, "making"), "%s", log);
+  zorch_free(log);
+  zorch_run_free(r);
+  zorch_pipeline_free(p);
+  zorch_client_free(c);
+}
+END_TEST
+
+/* A version-1 flavor named "local" is taken to run in process, as the host
+ * assumed before the flags existed: an ephemeral run works on it. */
+START_TEST(frozen_1_1_local_is_in_process) {
+  const char *dir = dir_with("frozen-1.1-local", NULL);
+  zorch_client *c = open_client(dir, ISOLATED);
+  char *s = NULL;
+  zt_ok(zorch_flavor_describe(&s, c, "orchestrator", "local"));
+  json_t *d = parse(s);
+  ck_assert_str_eq(json_string_value(json_object_get(d, "integration")), "abi-test");
+  json_t *flags = json_object_get(d, "flags");
+  ck_assert_uint_eq(json_array_size(flags), 2);
+  ck_assert_str_eq(json_string_value(json_array_get(flags, 0)), "in_process");
+  ck_assert_str_eq(json_string_value(json_array_get(flags, 1)), "local_store");
+  json_decref(d);
+  zorch_pipeline *p = NULL;
+  zt_ok(zorch_pipeline_new(&p, "eph"));
+  const char *argv[] = {"sh", "-c", "echo 5 > \"$ZORCH_OUTPUT_X\"", NULL};
+  zorch_step *st = NULL;
+  zt_ok(zorch_pipeline_add_command_step(&st, p, "five", argv));
+  zt_ok(zorch_step_add_output(st, "x"));
+  zorch_run_options o = ZORCH_RUN_OPTIONS_INIT;
+  o.flags = ZORCH_RUN_EPHEMERAL | ZORCH_RUN_NO_CACHE;
+  zorch_run *r = NULL;
+  zt_ok(zorch_pipeline_run(&r, c, p, &o));
+  ck_assert_int_eq(zorch_run_status(r), ZORCH_STATUS_COMPLETED);
+  ck_assert_str_eq(zorch_run_metadata(r, "frozen_abi"), "1.1");
+  void *data = NULL;
+  zt_ok(zorch_run_read_output(&data, NULL, r, "five", "x"));
+  ck_assert_str_eq((char *)data, "5\n");
+  zorch_free(data);
   zorch_run_free(r);
   zorch_pipeline_free(p);
   zorch_client_free(c);
@@ -796,11 +967,14 @@ Suite *registry_suite(void) {
   tcase_add_test(t, all_fixtures_together);
   tcase_add_test(t, describe_and_list);
   tcase_add_test(t, local_flavor);
+  tcase_add_test(t, plugin_define_makes_a_loadable_plugin);
   tcase_add_test(t, static_plugin);
   tcase_add_test(t, image_builder_flavors);
   tcase_add_test(t, two_clients);
   tcase_add_test(t, late_add_flavor_refused);
   tcase_add_test(t, frozen_plugin_runs_a_pipeline);
+  tcase_add_test(t, frozen_1_1_plugin_launches_remote_steps);
+  tcase_add_test(t, frozen_1_1_local_is_in_process);
   tcase_add_test(t, a_replacement_local_flavor_gets_the_deployment_of_an_ephemeral_run);
   suite_add_tcase(s, t);
   t = tcase_create("search");

@@ -5,7 +5,9 @@
  * main() calls zorch_main()) for function steps, `zorch step run` for
  * command steps.  Checked: artifacts flow, cache hits never reach the plugin
  * (also across a local run), retries, timeouts (the plugin is asked to
- * stop), cancel, failure propagation. */
+ * stop), cancel, failure propagation; the step log the host writes from
+ * the bytes the plugin hands it (one header per attempt), and the run and
+ * step records it hands the plugin (host version 3). */
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -160,13 +162,37 @@ START_TEST(artifacts_flow_and_cache_hits_stay_home) {
   zorch_free(log);
   zt_ok(zorch_run_read_log(&log, NULL, r, "consume"));
   ck_assert_msg(strstr(log, "got 42"), "log: %s", log);
+  /* the plugin handed the output to the host, which wrote the header */
+  ck_assert_msg(!strncmp(log, "--- attempt 1 (spawn_remote) ---\ngot 42\n", 37), "log: %s", log);
+  ck_assert_int_eq(count_of(log, "--- attempt "), 1);
   zorch_free(log);
+  /* the records the host handed the plugin before each step's end */
+  char path[700];
+  snprintf(path, sizeof path, "%s.consume.json", launch_log);
+  char *rec = slurp(path);
+  ck_assert_msg(strstr(rec, "\"step\":\"consume\"") && strstr(rec, "\"status\":\"completed\""),
+                "step record: %s", rec);
+  free(rec);
+  snprintf(path, sizeof path, "%s.run.json", launch_log);
+  rec = slurp(path);
+  char want[200];
+  snprintf(want, sizeof want, "\"id\":\"%s\"", zorch_run_id(r));
+  ck_assert_msg(strstr(rec, "\"zorch_run\":1") && strstr(rec, want), "run record: %s", rec);
+  free(rec);
   zorch_run_free(r);
   char *launches = slurp(launch_log);
   ck_assert_int_eq(count_of(launches, "launch "), 3);
   ck_assert_msg(strstr(launches, "launch produce 1") && strstr(launches, "launch consume 1") &&
                     strstr(launches, "launch check 1"),
                 "launches: %s", launches);
+  /* an attempt that does not exist, or has ended, and a step the run lacks */
+  char nf[64];
+  snprintf(nf, sizeof nf, "bogus-log %d\n", ZORCH_ENOTFOUND);
+  ck_assert_msg(count_of(launches, nf) == 3, "launches: %s", launches);
+  snprintf(nf, sizeof nf, "late-log %d\n", ZORCH_ENOTFOUND);
+  ck_assert_msg(count_of(launches, nf) == 3, "launches: %s", launches);
+  snprintf(nf, sizeof nf, "no-step-record %d\n", ZORCH_ENOTFOUND);
+  ck_assert_msg(count_of(launches, nf) == 3, "launches: %s", launches);
   free(launches);
   /* again: every step is a cache hit, and none reaches the plugin */
   unlink(launch_log);
@@ -213,7 +239,14 @@ START_TEST(retries_launch_a_second_attempt) {
   ck_assert_int_eq(zorch_run_step_attempts(r, i), 2);
   char *log = NULL;
   zt_ok(zorch_run_read_log(&log, NULL, r, "flaky"));
-  ck_assert_msg(strstr(log, "first") && strstr(log, "second"), "log: %s", log);
+  /* both attempts' bytes, each after its own header, in order */
+  const char *h1 = strstr(log, "--- attempt 1 (spawn_remote) ---\n");
+  const char *first = strstr(log, "first");
+  const char *h2 = strstr(log, "--- attempt 2 (spawn_remote) ---\n");
+  const char *second = strstr(log, "second");
+  ck_assert_msg(h1 && first && h2 && second && h1 < first && first < h2 && h2 < second, "log: %s",
+                log);
+  ck_assert_int_eq(count_of(log, "--- attempt "), 2);
   zorch_free(log);
   zorch_run_free(r);
   char *launches = slurp(launch_log);
@@ -283,6 +316,10 @@ START_TEST(failure_skips_downstream_only) {
   ck_assert_int_eq(zorch_run_step_exit_code(r, i), 4);
   ck_assert_msg(strstr(zorch_run_step_error(r, i), "exited with status 4"), "error: %s",
                 zorch_run_step_error(r, i));
+  /* the last lines of what it printed, without the host's attempt header */
+  ck_assert_msg(strstr(zorch_run_step_error(r, i), "last lines of its log:\nbroken") &&
+                    !strstr(zorch_run_step_error(r, i), "--- attempt"),
+                "error: %s", zorch_run_step_error(r, i));
   ck_assert_int_eq(step_status(r, "after"), ZORCH_STATUS_SKIPPED);
   ck_assert_int_eq(step_status(r, "independent"), ZORCH_STATUS_COMPLETED);
   zorch_run_free(r);

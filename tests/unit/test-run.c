@@ -1,5 +1,9 @@
-/* Runs through the public API on the default stack: records, inspection, caching, SIGINT. */
+/* Runs through the public API on the default stack: records, inspection, caching, SIGINT;
+ * and what the flavor's capability flags and step-settings schema decide. */
+#define _GNU_SOURCE 1
 #include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -307,6 +311,212 @@ START_TEST(ephemeral_runs_have_no_deployment_document) {
 }
 END_TEST
 
+/* ---- what a flavor can do: its capability flags, not its name ---------------------------- */
+
+static const char *markers; /* $ZORCH_FIXTURE_MARKERS of the fixtures */
+
+/* A client whose plugin path holds the named registry fixtures
+ * (NULL-terminated; the local plugin comes from $ZORCH_PLUGIN_PATH) and a
+ * stack "fx" whose orchestrator is of flavor `flavor`, with the default
+ * stack's artifact store (a directory on this machine). */
+static zorch_client *fixture_client(const char *flavor, const char *id, ...) {
+  const char *dir = zt_tmpdir();
+  va_list ap;
+  va_start(ap, id);
+  for (const char *x = id; x; x = va_arg(ap, const char *)) {
+    char link[1024], target[1024];
+    snprintf(target, sizeof target, "%s/zorch-flavor-%s.so", getenv("ZORCH_TEST_FIXTURE_PLUGINS"),
+             x);
+    snprintf(link, sizeof link, "%s/zorch-flavor-%s.so", dir, x);
+    ck_assert_int_eq(symlink(target, link), 0);
+  }
+  va_end(ap);
+  markers = zt_tmpdir();
+  setenv("ZORCH_FIXTURE_MARKERS", markers, 1);
+  zorch_client_options co = ZORCH_CLIENT_OPTIONS_INIT;
+  co.home = zt_tmpdir();
+  co.plugin_path = dir;
+  zorch_client *c = NULL;
+  zt_ok(zorch_client_new(&c, &co));
+  zt_ok(zorch_component_register(c, "orchestrator", "fx", flavor, "{}", 0));
+  zt_ok(zorch_stack_register(c, "fx", "fx", NULL, 0));
+  return c;
+}
+
+/* Did the fixture's submit run (it writes <id>.deployment, then refuses)? */
+static bool submitted(const char *id) {
+  char path[1024];
+  snprintf(path, sizeof path, "%s/%s.deployment", markers, id);
+  bool yes = access(path, F_OK) == 0;
+  unlink(path);
+  return yes;
+}
+
+static zorch_pipeline *command_pipeline(void) {
+  zorch_pipeline *p = NULL;
+  zt_ok(zorch_pipeline_new(&p, "cmds"));
+  const char *argv[] = {"true", NULL};
+  zt_ok(zorch_pipeline_add_command_step(NULL, p, "make", argv));
+  zt_ok(zorch_pipeline_add_command_step(NULL, p, "train", argv));
+  zt_ok(zorch_step_after(zorch_pipeline_step(p, "train"), "make"));
+  return p;
+}
+
+/* A flavor without ZORCH_FLAVOR_LOCAL_STORE cannot use a store that is a
+ * directory on this machine: refused before anything reaches it, naming the
+ * flavor and the store; for runs, stored deployments and schedules alike. */
+START_TEST(a_local_directory_store_needs_a_flavor_that_reaches_it) {
+  zorch_client *c = fixture_client("fixture_no_local_store", "no-local-store", NULL);
+  zorch_pipeline *p = command_pipeline();
+  zorch_run_options o = ZORCH_RUN_OPTIONS_INIT;
+  o.stack = "fx";
+  zorch_run *r = NULL;
+  zt_assert_rc(zorch_run_start(&r, c, p, &o), ZORCH_EINVALID);
+  char want[1024];
+  snprintf(want, sizeof want,
+           "stack 'fx': orchestrator 'fx' (flavor fixture_no_local_store) runs steps where "
+           "artifact store 'default' (a directory on this machine, %s/store) cannot be reached",
+           zorch_client_home(c));
+  zt_assert_msg_has(want);
+  ck_assert(!submitted("no_local_store"));
+  ck_assert_ptr_null(r);
+  char *id = NULL;
+  zt_assert_rc(zorch_schedule_create(&id, c, p, "@daily", &o), ZORCH_EINVALID);
+  zt_assert_msg_has(want);
+  /* a stored deployment: made by a run on the default stack */
+  zt_ok(zorch_pipeline_run(&r, c, p, NULL));
+  char *path = NULL;
+  ck_assert(asprintf(&path, "%s/store/runs/%s/deployment.json", zorch_client_home(c),
+                     zorch_run_id(r)) > 0);
+  zorch_run_free(r);
+  r = NULL;
+  o.flags = ZORCH_RUN_NEW_ID;
+  zt_assert_rc(zorch_run_start_deployment(&r, c, path, &o), ZORCH_EINVALID);
+  zt_assert_msg_has(want);
+  ck_assert(!submitted("no_local_store"));
+  free(path);
+  zorch_pipeline_free(p);
+  zorch_client_free(c);
+  unsetenv("ZORCH_FIXTURE_MARKERS");
+}
+END_TEST
+
+/* ZORCH_FLAVOR_IN_PROCESS, whatever the flavor's name: ephemeral runs (with
+ * their deployment text made only when asked for), function steps without
+ * an entrypoint; and no stored deployment with function steps. */
+START_TEST(in_process_is_a_flag_not_a_name) {
+  zorch_client *c = fixture_client("fixture_in_process", "in-process", "good", NULL);
+  zt_ok(zorch_component_register(c, "orchestrator", "good", "fixture_good", "{}", 0));
+  zt_ok(zorch_stack_register(c, "good", "good", NULL, 0));
+  zorch_pipeline *p = build(); /* a function step, and this program never called zorch_main() */
+  zorch_run_options o = ZORCH_RUN_OPTIONS_INIT;
+  zorch_run *r = NULL;
+  o.stack = "fx";
+  zt_assert_rc(zorch_run_start(&r, c, p, &o), ZORCH_ENOTSUPPORTED);
+  zt_assert_msg_has("the fixture flavor runs nothing");
+  ck_assert(submitted("in_process"));
+  o.stack = "good"; /* not in process: its function steps need the entrypoint */
+  zt_assert_rc(zorch_run_start(&r, c, p, &o), ZORCH_EINVALID);
+  zt_assert_msg_has("call zorch_main() first in main()");
+  ck_assert(!submitted("good"));
+  /* ephemeral runs: only in process */
+  zorch_pipeline *cp = command_pipeline();
+  o.flags = ZORCH_RUN_EPHEMERAL | ZORCH_RUN_NO_CACHE;
+  zt_assert_rc(zorch_run_start(&r, c, cp, &o), ZORCH_EINVALID);
+  zt_assert_msg_has("ephemeral runs keep no records, so only a flavor that runs the steps in this "
+                    "process (local) can run them (stack 'good' uses 'fixture_good')");
+  ck_assert(!submitted("good"));
+  o.stack = "fx";
+  zt_assert_rc(zorch_run_start(&r, c, cp, &o), ZORCH_ENOTSUPPORTED);
+  ck_assert(submitted("in_process"));
+  /* a stored deployment with function steps: not in process */
+  zt_ok(zorch_pipeline_run(&r, c, p, NULL));
+  char *path = NULL;
+  ck_assert(asprintf(&path, "%s/store/runs/%s/deployment.json", zorch_client_home(c),
+                     zorch_run_id(r)) > 0);
+  zorch_run_free(r);
+  r = NULL;
+  o.flags = ZORCH_RUN_NEW_ID;
+  zt_assert_rc(zorch_run_start_deployment(&r, c, path, &o), ZORCH_EINVALID);
+  zt_assert_msg_has("has function steps: a stored deployment runs on a flavor that starts the "
+                    "program as a step elsewhere, not on 'fixture_in_process', which runs steps "
+                    "in this process");
+  o.stack = "good";
+  zt_assert_rc(zorch_run_start_deployment(&r, c, path, &o), ZORCH_ENOTSUPPORTED);
+  ck_assert(submitted("good"));
+  free(path);
+  zorch_pipeline_free(cp);
+  zorch_pipeline_free(p);
+  zorch_client_free(c);
+  unsetenv("ZORCH_FIXTURE_MARKERS");
+}
+END_TEST
+
+/* ---- the flavor's step settings, checked by the host ------------------------------------ */
+
+/* fixture_good's step schema: {shm_size: integer >= 0, tags: [string]}, nothing else. */
+START_TEST(step_settings_are_checked_against_the_flavor_schema) {
+  zorch_client *c = fixture_client("fixture_good", "good", NULL);
+  zorch_run_options o = ZORCH_RUN_OPTIONS_INIT;
+  o.stack = "fx";
+  zorch_run *r = NULL;
+  zorch_pipeline *p = command_pipeline();
+  zorch_step *train = zorch_pipeline_step(p, "train"), *dflt = zorch_pipeline_defaults(p);
+  /* fine: defaults and a step's own, merged; other flavors' settings are theirs */
+  zt_ok(zorch_step_set_flavor_settings(dflt, "fixture_good", "{\"tags\":[\"a\"]}"));
+  zt_ok(zorch_step_set_flavor_settings(train, "fixture_good", "{\"shm_size\":64}"));
+  zt_ok(zorch_step_set_flavor_settings(train, "kubernetes", "{\"anything\":1}"));
+  zt_assert_rc(zorch_run_start(&r, c, p, &o), ZORCH_ENOTSUPPORTED);
+  ck_assert(submitted("good"));
+  /* a step's setting: named by step and setting, never submitted */
+  zt_ok(zorch_step_set_flavor_settings(train, "fixture_good", "{\"shm_size\":-1}"));
+  zt_assert_rc(zorch_run_start(&r, c, p, &o), ZORCH_EINVALID);
+  ck_assert_str_eq(zorch_error_last()->message,
+                   "step 'train': setting 'shm_size' of flavor fixture_good: -1 is less than the "
+                   "minimum 0");
+  ck_assert(!submitted("good"));
+  zt_ok(zorch_step_set_flavor_settings(train, "fixture_good", "{\"tags\":[\"x\",7]}"));
+  zt_assert_rc(zorch_run_start(&r, c, p, &o), ZORCH_EINVALID);
+  ck_assert_str_eq(zorch_error_last()->message,
+                   "step 'train': setting 'tags[1]' of flavor fixture_good: expected string, got "
+                   "integer");
+  /* the step's own keys over the defaults': a bad default reaches every step */
+  zt_ok(zorch_step_set_flavor_settings(train, "fixture_good", "{\"shm_size\":1}"));
+  zt_ok(zorch_step_set_flavor_settings(dflt, "fixture_good", "{\"shm\":1}"));
+  zt_assert_rc(zorch_run_start(&r, c, p, &o), ZORCH_EINVALID);
+  ck_assert_str_eq(zorch_error_last()->message,
+                   "the pipeline's default settings: setting 'shm' of flavor fixture_good: "
+                   "unknown property (allowed: shm_size, tags)");
+  ck_assert(!submitted("good"));
+  /* schedules too */
+  char *id = NULL;
+  zt_assert_rc(zorch_schedule_create(&id, c, p, "@daily", &o), ZORCH_EINVALID);
+  zt_assert_msg_has("the pipeline's default settings: setting 'shm' of flavor fixture_good");
+  /* a stored deployment: checked as it was stored (its steps' effective settings) */
+  zt_ok(zorch_step_set_flavor_settings(dflt, "fixture_good", "{}"));
+  zt_ok(zorch_step_set_flavor_settings(train, "fixture_good", "{\"shm_size\":\"1g\"}"));
+  zt_ok(zorch_pipeline_run(&r, c, p, NULL)); /* local has no step schema */
+  char *path = NULL;
+  ck_assert(asprintf(&path, "%s/store/runs/%s/deployment.json", zorch_client_home(c),
+                     zorch_run_id(r)) > 0);
+  zorch_run_free(r);
+  r = NULL;
+  o.flags = ZORCH_RUN_NEW_ID;
+  zt_assert_rc(zorch_run_start_deployment(&r, c, path, &o), ZORCH_EINVALID);
+  char want[1200];
+  snprintf(want, sizeof want,
+           "%s: step 'train': setting 'shm_size' of flavor fixture_good: expected integer, got "
+           "string",
+           path);
+  ck_assert_str_eq(zorch_error_last()->message, want);
+  ck_assert(!submitted("good"));
+  free(path);
+  zorch_pipeline_free(p);
+  zorch_client_free(c);
+  unsetenv("ZORCH_FIXTURE_MARKERS");
+}
+END_TEST
+
 Suite *run_suite(void) {
   Suite *s = suite_create("run");
   TCase *tc = tcase_create("api");
@@ -318,6 +528,12 @@ Suite *run_suite(void) {
   tcase_add_test(tc, remote_flavors_need_the_entrypoint_and_report_submit_errors);
   tcase_add_test(tc, the_deployment_carries_the_pipeline_entrypoint);
   tcase_add_test(tc, ephemeral_runs_have_no_deployment_document);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("flavors");
+  tcase_set_timeout(tc, 120);
+  tcase_add_test(tc, a_local_directory_store_needs_a_flavor_that_reaches_it);
+  tcase_add_test(tc, in_process_is_a_flag_not_a_name);
+  tcase_add_test(tc, step_settings_are_checked_against_the_flavor_schema);
   suite_add_tcase(s, tc);
   return s;
 }
