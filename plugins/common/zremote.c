@@ -227,20 +227,6 @@ int zr_run_record(zr_run *r, json_t **out) {
   if (h->version >= 3 && h->submission_run_record) {
     rc = h->submission_run_record(&text, r->sub);
     if (rc) return zkit_errorf(h, rc, "cannot read the record of run %s", r->run_id);
-  } else if (r->store_path) {
-    /* TRANSITIONAL, until the host's submission_run_record is on main: a
-     * host table of version 3 without the slot, and a local store.  To be
-     * deleted with the merge that brings the slot. */
-    char *p = zkit_asprintf("%s/runs/%s/run.json", r->store_path, r->run_id);
-    json_t *doc = p ? json_load_file(p, 0, NULL) : NULL;
-    free(p);
-    text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
-    json_decref(doc);
-    if (!text) return zkit_errorf(h, ZORCH_ENOTFOUND, "the record of run %s was not written", r->run_id);
-    char *copy = h->alloc(strlen(text) + 1);
-    if (copy) strcpy(copy, text);
-    free(text);
-    text = copy;
   } else {
     return zkit_errorf(h, ZORCH_EVERSION, "this libzorch cannot hand the %s flavor the run's record (host "
                        "table version %u without submission_run_record)", r->flavor, h->version);
