@@ -9,8 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static void errf(char *err, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void errf(char *err, size_t n, const char *fmt, ...) {
+void zd_errf(char *err, size_t n, const char *fmt, ...) {
   if (!err || !n) return;
   va_list ap;
   va_start(ap, fmt);
@@ -50,7 +49,7 @@ int zd_connect(zd_engine *e, const char *docker_host, char *err, size_t errlen) 
     o.base_url = "http://localhost";
     struct stat st;
     if (stat(o.unix_socket, &st) != 0) {
-      errf(err, errlen, "cannot reach the Docker engine: no socket at %s (%s). %s", o.unix_socket,
+      zd_errf(err, errlen, "cannot reach the Docker engine: no socket at %s (%s). %s", o.unix_socket,
            e->where, start_hint);
       return -1;
     }
@@ -70,14 +69,14 @@ int zd_connect(zd_engine *e, const char *docker_host, char *err, size_t errlen) 
       o.key_file = key;
     }
   } else {
-    errf(err, errlen, "DOCKER_HOST '%s' (%s) is not supported: use unix:///path/to.sock or tcp://host:port",
+    zd_errf(err, errlen, "DOCKER_HOST '%s' (%s) is not supported: use unix:///path/to.sock or tcp://host:port",
          docker_host, src);
     return -1;
   }
   zh_error he = {0};
   e->http = zh_client_new(&o, &he);
   if (!e->http) {
-    errf(err, errlen, "%s", he.message);
+    zd_errf(err, errlen, "%s", he.message);
     zh_error_clear(&he);
     return -1;
   }
@@ -85,9 +84,9 @@ int zd_connect(zd_engine *e, const char *docker_host, char *err, size_t errlen) 
   int rc = zh_json(e->http, "GET", "/version", NULL, &v, &he);
   if (rc != ZH_OK) {
     if (rc == ZH_ETRANSPORT)
-      errf(err, errlen, "cannot reach the Docker engine at %s: %s. %s", e->where, he.message, start_hint);
+      zd_errf(err, errlen, "cannot reach the Docker engine at %s: %s. %s", e->where, he.message, start_hint);
     else
-      errf(err, errlen, "the Docker engine at %s did not answer GET /version: %s", e->where, he.message);
+      zd_errf(err, errlen, "the Docker engine at %s did not answer GET /version: %s", e->where, he.message);
     zh_error_clear(&he);
     zd_close(e);
     return -1;
@@ -95,7 +94,7 @@ int zd_connect(zd_engine *e, const char *docker_host, char *err, size_t errlen) 
   const char *api = json_string_value(json_object_get(v, "ApiVersion"));
   int have = api_num(api), lo = api_num(ZD_API_MIN), hi = api_num(ZD_API_MAX);
   if (have < lo) {
-    errf(err, errlen, "the Docker engine at %s speaks API %s; zorch needs %s or newer (upgrade the engine)",
+    zd_errf(err, errlen, "the Docker engine at %s speaks API %s; zorch needs %s or newer (upgrade the engine)",
          e->where, api ? api : "(unknown)", ZD_API_MIN);
     json_decref(v);
     zd_close(e);

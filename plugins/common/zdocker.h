@@ -31,4 +31,9 @@ char *zd_path(const zd_engine *e, const char *fmt, ...) __attribute__((format(pr
 /** Does the engine have this image?  1 yes, 0 no, -1 error (err set). */
 int zd_image_exists(zd_engine *e, const char *ref, zh_error *err);
 
+/** snprintf into a caller's error buffer `err` of `n` bytes (nothing when
+ *  err is NULL or n is 0): the kit's Docker and image modules report errors
+ *  this way. */
+void zd_errf(char *err, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 #endif

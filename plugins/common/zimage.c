@@ -18,15 +18,6 @@
 
 extern char **environ;
 
-static void errf(char *err, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void errf(char *err, size_t n, const char *fmt, ...) {
-  if (!err || !n) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, n, fmt, ap);
-  va_end(ap);
-}
-
 /* ---- the file closure ------------------------------------------------------------- */
 
 typedef struct strset {
@@ -120,7 +111,7 @@ static bool is_elf(const char *path) {
 static int add_closure(strset *files, const char *path, const char *default_interp, bool lenient,
                        char *err, size_t errlen) {
   if (access(path, R_OK) != 0) {
-    errf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+    zd_errf(err, errlen, "cannot read %s: %s", path, strerror(errno));
     return -1;
   }
   if (set_add(files, path)) return -1;
@@ -144,7 +135,7 @@ static int add_closure(strset *files, const char *path, const char *default_inte
   close(pfd[1]);
   if (src != 0) {
     close(pfd[0]);
-    errf(err, errlen, "cannot run the dynamic loader %s to list the libraries of %s: %s", interp,
+    zd_errf(err, errlen, "cannot run the dynamic loader %s to list the libraries of %s: %s", interp,
          path, strerror(src));
     return -1;
   }
@@ -161,7 +152,7 @@ static int add_closure(strset *files, const char *path, const char *default_inte
       char *name = line;
       while (*name == ' ' || *name == '\t') name++;
       name[strcspn(name, " \t")] = '\0';
-      errf(err, errlen, "library %s needed by %s was not found by the dynamic loader", name, path);
+      zd_errf(err, errlen, "library %s needed by %s was not found by the dynamic loader", name, path);
       rc = -1;
       continue;
     }
@@ -184,12 +175,12 @@ static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *
 static int walk_dir(const char *dir, int (*cb)(const char *, int, void *), void *arg, char *err,
                     size_t errlen, int depth) {
   if (depth > 64) {
-    errf(err, errlen, "cannot add %s to the image: directories nested too deep", dir);
+    zd_errf(err, errlen, "cannot add %s to the image: directories nested too deep", dir);
     return -1;
   }
   DIR *d = opendir(dir);
   if (!d) {
-    errf(err, errlen, "cannot read the directory %s: %s", dir, strerror(errno));
+    zd_errf(err, errlen, "cannot read the directory %s: %s", dir, strerror(errno));
     return -1;
   }
   strset names = {0};
@@ -224,7 +215,7 @@ int zi_walk(const char *root, int (*cb)(const char *path, int is_link, void *arg
             char *err, size_t errlen) {
   struct stat st;
   if (!root || stat(root, &st) != 0 || !S_ISDIR(st.st_mode)) {
-    errf(err, errlen, "cannot add '%s' to the image: not a directory", root ? root : "?");
+    zd_errf(err, errlen, "cannot add '%s' to the image: not a directory", root ? root : "?");
     return -1;
   }
   char r[4096];
@@ -310,13 +301,13 @@ static int tar_file(FILE *out, strset *dirs, const char *path, const char *as, c
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   struct stat st;
   if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    errf(err, errlen, "cannot read %s for the image: %s", path, fd < 0 ? strerror(errno) : "not a regular file");
+    zd_errf(err, errlen, "cannot read %s for the image: %s", path, fd < 0 ? strerror(errno) : "not a regular file");
     if (fd >= 0) close(fd);
     return -1;
   }
   if (tar_dirs(out, dirs, as) || tar_header(out, as, '0', st.st_mode, (unsigned long long)st.st_size, NULL)) {
     close(fd);
-    errf(err, errlen, "cannot add %s to the image (path too long or write error)", as);
+    zd_errf(err, errlen, "cannot add %s to the image (path too long or write error)", as);
     return -1;
   }
   char buf[65536];
@@ -331,7 +322,7 @@ static int tar_file(FILE *out, strset *dirs, const char *path, const char *as, c
   }
   close(fd);
   if (left) {
-    errf(err, errlen, "%s changed while it was added to the image", path);
+    zd_errf(err, errlen, "%s changed while it was added to the image", path);
     return -1;
   }
   size_t pad = (size_t)(512 - st.st_size % 512) % 512;
@@ -400,7 +391,7 @@ int zi_build(zd_engine *e, const zi_spec *spec, char **image_id, size_t *bytes, 
   char repo[512], tag[128];
   const char *ref = spec->ref;
   if (!ref || !*ref) {
-    errf(err, errlen, "no image name given");
+    zd_errf(err, errlen, "no image name given");
     return -1;
   }
   /* name[:tag] where a ':' after the last '/' starts the tag */
@@ -413,7 +404,7 @@ int zi_build(zd_engine *e, const zi_spec *spec, char **image_id, size_t *bytes, 
     snprintf(tag, sizeof tag, "latest");
   }
   if (!repo[0] || !tag[0]) {
-    errf(err, errlen, "invalid image name '%s'", ref);
+    zd_errf(err, errlen, "invalid image name '%s'", ref);
     return -1;
   }
   char default_interp[512] = "";
@@ -446,13 +437,13 @@ int zi_build(zd_engine *e, const zi_spec *spec, char **image_id, size_t *bytes, 
     if (access(certs[i], R_OK) == 0 && set_add(&files, certs[i])) goto out;
   tar = tmpfile();
   if (!tar) {
-    errf(err, errlen, "cannot create a temporary file for the image: %s", strerror(errno));
+    zd_errf(err, errlen, "cannot create a temporary file for the image: %s", strerror(errno));
     goto out;
   }
   if (set_add(&dirs, "/tmp") || tar_header(tar, "tmp/", '5', 01777, 0, NULL) ||
       tar_text(tar, &dirs, "/etc/passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/sh\n", 0644) ||
       tar_text(tar, &dirs, "/etc/group", "root:x:0:\nnogroup:x:65534:\n", 0644)) {
-    errf(err, errlen, "cannot write the image's files: %s", strerror(errno));
+    zd_errf(err, errlen, "cannot write the image's files: %s", strerror(errno));
     goto out;
   }
   for (size_t i = 0; i < files.n; i++)
@@ -465,13 +456,13 @@ int zi_build(zd_engine *e, const zi_spec *spec, char **image_id, size_t *bytes, 
     if (tl <= 0 || tl >= 100 || set_has(&dirs, links.v[i]) || set_has(&files, links.v[i])) continue;
     target[tl] = '\0';
     if (tar_dirs(tar, &dirs, links.v[i]) || tar_header(tar, links.v[i], '2', 0777, 0, target)) {
-      errf(err, errlen, "cannot add %s to the image (path too long or write error)", links.v[i]);
+      zd_errf(err, errlen, "cannot add %s to the image (path too long or write error)", links.v[i]);
       goto out;
     }
   }
   static const char zeros[1024];
   if (fwrite(zeros, 1, sizeof zeros, tar) != sizeof zeros || fflush(tar) != 0) {
-    errf(err, errlen, "cannot write the image's files: %s", strerror(errno));
+    zd_errf(err, errlen, "cannot write the image's files: %s", strerror(errno));
     goto out;
   }
   long size = ftell(tar);
@@ -489,7 +480,7 @@ int zi_build(zd_engine *e, const zi_spec *spec, char **image_id, size_t *bytes, 
   free(path);
   if (st.len) import_line(&st, st.buf, st.len);
   if (hr != ZH_OK || st.error[0]) {
-    errf(err, errlen, "the Docker engine at %s could not import the image %s: %s", e->where, ref,
+    zd_errf(err, errlen, "the Docker engine at %s could not import the image %s: %s", e->where, ref,
          hr != ZH_OK ? he.message : st.error);
     zh_error_clear(&he);
     free(erepo);
@@ -510,7 +501,7 @@ int zi_build(zd_engine *e, const zi_spec *spec, char **image_id, size_t *bytes, 
     free(tp);
     free(esrc);
     if (hr != ZH_OK) {
-      errf(err, errlen, "imported the image but cannot tag it %s: %s", full, he.message);
+      zd_errf(err, errlen, "imported the image but cannot tag it %s: %s", full, he.message);
       zh_error_clear(&he);
       free(erepo);
       free(etag);

@@ -654,6 +654,55 @@ int zk_config_refresh(zk_config *c, bool force, char *err, size_t errlen) {
   return 0;
 }
 
+static char **strv_copy(char **v, bool *oom) {
+  if (!v) return NULL;
+  size_t n = 0;
+  while (v[n]) n++;
+  char **o = calloc(n + 1, sizeof *o);
+  if (!o) {
+    *oom = true;
+    return NULL;
+  }
+  for (size_t i = 0; i < n; i++)
+    if (!(o[i] = strdup(v[i]))) *oom = true;
+  return o;
+}
+
+int zk_config_copy(zk_config *out, const zk_config *in) {
+  memset(out, 0, sizeof *out);
+  bool oom = false;
+#define COPY(f)                               \
+  do {                                        \
+    out->f = xstrdup(in->f);                  \
+    if (in->f && !out->f) oom = true;         \
+  } while (0)
+  COPY(server);
+  COPY(namespace_);
+  COPY(context);
+  COPY(source);
+  COPY(ca_file);
+  COPY(ca_pem);
+  COPY(cert_file);
+  COPY(cert_pem);
+  COPY(key_file);
+  COPY(key_pem);
+  COPY(token);
+  COPY(token_file);
+  COPY(exec_api_version);
+  COPY(exec_install_hint);
+#undef COPY
+  out->insecure = in->insecure;
+  out->exec_cluster_info = in->exec_cluster_info;
+  out->exec_expiry = in->exec_expiry;
+  out->exec_argv = strv_copy(in->exec_argv, &oom);
+  out->exec_env = strv_copy(in->exec_env, &oom);
+  if (oom) {
+    zk_config_free(out);
+    return -1;
+  }
+  return 0;
+}
+
 void zk_config_free(zk_config *c) {
   free(c->server);
   free(c->namespace_);

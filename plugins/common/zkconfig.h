@@ -61,6 +61,9 @@ int zk_config_load(zk_config *out, const zk_load_options *opts, char *err, size_
  *  credential expired (or `force`), re-read tokenFile.  0 or -1 with err. */
 int zk_config_refresh(zk_config *c, bool force, char *err, size_t errlen);
 
+/** A deep copy of `in` into *out (0, or -1 on OOM with *out empty). */
+int zk_config_copy(zk_config *out, const zk_config *in);
+
 void zk_config_free(zk_config *c);
 
 #endif

@@ -123,38 +123,31 @@ static int hash_tree_file(const char *path, int is_link, void *arg) {
   return 0;
 }
 
-static json_t *flavor_settings(json_t *settings) {
-  return json_object_get(json_object_get(settings, "flavor"), "local_docker");
-}
-
 static int oom(const zorch_host *h) { return zorch_host_errorf(h, ZORCH_ENOMEM, "out of memory"); }
 
-int ldib_default_content(ldib_content *c, unsigned long long *hash, const zorch_host *h,
-                         json_t *dep, json_t *config, const char *zorch_command,
-                         const char *plugin_dir) {
-  const char *prog = json_string_value(json_object_get(json_object_get(dep, "program"), "path"));
-  const char *pver = json_string_value(json_object_get(json_object_get(dep, "program"), "version"));
+int ldib_default_content(ldib_content *c, unsigned long long *hash, const zorch_host *h, const zdep *dep,
+                         json_t *config, const char *zorch_command, const char *plugin_dir) {
+  const char *pver = zkit_jstr(json_object_get(dep->doc, "program"), "version");
   bool has_function = false;
-  json_t *steps = json_object_get(dep, "steps");
-  for (size_t i = 0; i < json_array_size(steps); i++) {
-    json_t *s = json_array_get(steps, i);
-    const char *kind = json_string_value(json_object_get(s, "kind"));
-    if (kind && !strcmp(kind, "function")) has_function = true;
-    const char *c0 = json_string_value(json_array_get(json_object_get(s, "command"), 0));
-    /* not found: the step says so when it runs */
-    if (c0 && ldib_list_add(&c->programs, ldib_which(c0))) return oom(h);
-  }
-  if (has_function && prog && ldib_list_add(&c->programs, strdup(prog))) return oom(h);
-  if (zorch_command && ldib_list_add(&c->programs, strdup(zorch_command))) return oom(h);
-  if (plugin_dir && *plugin_dir && ldib_list_add(&c->plugin_dirs, strdup(plugin_dir))) return oom(h);
-  /* image_add of the config, then of the steps' settings (which name no image) */
-  json_t *dflt = json_object_get(json_object_get(dep, "defaults"), "settings");
+  /* image_add of the config, then of the steps' settings (by zdeploy's rule) */
   json_t *lists = json_array();
   json_array_append(lists, json_object_get(config, "image_add"));
-  json_array_append(lists, json_object_get(flavor_settings(dflt), "image_add"));
-  for (size_t i = 0; i < json_array_size(steps); i++) {
-    json_t *set = json_object_get(json_array_get(steps, i), "settings");
-    json_array_append(lists, json_object_get(flavor_settings(set ? set : dflt), "image_add"));
+  for (size_t i = 0; i < dep->n_steps; i++) {
+    const zdep_step *s = &dep->steps[i];
+    if (!strcmp(s->kind, "function")) has_function = true;
+    const char *c0 = json_string_value(json_array_get(json_object_get(s->doc, "command"), 0));
+    /* not found: the step says so when it runs */
+    if (c0 && ldib_list_add(&c->programs, ldib_which(c0))) {
+      json_decref(lists);
+      return oom(h);
+    }
+    json_array_append(lists, json_object_get(s->set.flavor_own, "image_add"));
+  }
+  if ((has_function && dep->program && ldib_list_add(&c->programs, strdup(dep->program))) ||
+      (zorch_command && ldib_list_add(&c->programs, strdup(zorch_command))) ||
+      (plugin_dir && *plugin_dir && ldib_list_add(&c->plugin_dirs, strdup(plugin_dir)))) {
+    json_decref(lists);
+    return oom(h);
   }
   int rc = ZORCH_OK;
   for (size_t l = 0; !rc && l < json_array_size(lists); l++) {
@@ -183,7 +176,7 @@ int ldib_default_content(ldib_content *c, unsigned long long *hash, const zorch_
 }
 
 int ldib_default_image(char **out_ref, const zorch_host *h, zd_engine *eng, const char *pipeline,
-                       json_t *dep, json_t *config, const char *zorch_command) {
+                       const zdep *dep, json_t *config, const char *zorch_command) {
   *out_ref = NULL;
   /* this plugin's own directory: the flavors the image's zorch can load */
   Dl_info di;
@@ -229,7 +222,7 @@ static const char ib_config_schema[] =
     "it (unix:///path or tcp://host:port); default: $DOCKER_HOST, else unix:///var/run/docker.sock\"}"
     "},\"additionalProperties\":false}";
 
-static const zorch_host *host_of(void *payload) { return *(const zorch_host *const *)payload; }
+static const zorch_host *host_of(void *payload) { return payload; } /* the host table (local_docker.c) */
 
 static int ib_check_config(void *payload, const char *config_json) {
   const zorch_host *h = host_of(payload);

@@ -15,6 +15,7 @@
 
 #include <zorch/plugin.h>
 
+#include "zdeploy.h"
 #include "zdocker.h"
 
 /** Paths without duplicates, as many as there are; v is NULL-terminated
@@ -58,23 +59,24 @@ int ldib_build(char **out_id, zd_engine *eng, const char *ref, const ldib_conten
 /** What the default step image of a deployment holds: the program when a
  *  step is a function step, the zorch CLI (`zorch_command`), the commands
  *  of command steps (argv[0] in PATH), the image_add lists of `config` and
- *  of the steps' local_docker settings, and the plugins of `plugin_dir`
+ *  of the steps' local_docker settings (zdeploy's view: each step's own,
+ *  else the pipeline's defaults), and the plugins of `plugin_dir`
  *  (may be NULL).  *hash covers the program's version and the path, size
  *  and mtime of every program and file and of every file in the trees: a
  *  change to any of them makes a new tag.  ZORCH_OK, or an error with
  *  host->error_set(). */
 int ldib_default_content(ldib_content *c, unsigned long long *hash, const zorch_host *h,
-                         json_t *dep, json_t *config, const char *zorch_command,
+                         const zdep *dep, json_t *config, const char *zorch_command,
                          const char *plugin_dir);
 
 /** The default step image of a deployment (see ldib_default_content),
  *  tagged localhost/zorch-<pipeline>:<hash>, built unless the engine has
  *  it.  *out_ref (malloc'd) gets its name. */
 int ldib_default_image(char **out_ref, const zorch_host *h, zd_engine *eng, const char *pipeline,
-                       json_t *dep, json_t *config, const char *zorch_command);
+                       const zdep *dep, json_t *config, const char *zorch_command);
 
 /** The `local_docker` image-builder flavor.  Its payload (add_flavor's
- *  flavor_payload) points at the plugin's `const zorch_host *`. */
+ *  flavor_payload) is the plugin's host table. */
 extern const zorch_flavor_desc ldib_flavor;
 
 #endif

@@ -13,6 +13,19 @@ certificate and key are given.  Endpoints:
   POST /echo          200 echoing the JSON body under "got"
   GET  /stream        200, five chunks "line N\n" 50 ms apart
   GET  /forever       200, a chunk every 100 ms until the client goes away
+  GET  /headers       200 {"headers": {name: value, ...}} of the request, with the
+                      response headers ETag: "v1", Location: /things/1 and
+                      X-Continue: tok-2 (and X-Multi twice)
+  GET  /connections   200 {"connections": N, "resumed": R}: TCP connections accepted
+                      so far (R of them resumed a TLS session)
+  GET  /tokened       200 {"auth": <Authorization>} when the header is "Bearer T"
+                      for a T listed in the file $FIXTURE_TOKENS (one per line,
+                      re-read per request), else 401
+A fake Docker Engine API (/version, /v1.41/...) and Kubernetes API
+(/api/v1/...) just deep enough for a flavor plugin to submit a run and
+launch steps (tests/unit/test-flavor-launch.c): every container and pod
+created is answered as a success and its body kept;
+  GET  /recorded      200 {"bodies": [{"path": ..., "body": ...}, ...]}
 """
 import json
 import os
@@ -23,7 +36,9 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 counts = {}
+recorded = []
 lock = threading.Lock()
+conns = {"n": 0, "resumed": 0}
 
 
 class H(BaseHTTPRequestHandler):
@@ -31,6 +46,14 @@ class H(BaseHTTPRequestHandler):
 
     def log_message(self, *a):
         pass
+
+    def setup(self):
+        # one handler per TCP connection: count them (and TLS resumptions)
+        with lock:
+            conns["n"] += 1
+            if getattr(self.request, "session_reused", False):
+                conns["resumed"] += 1
+        super().setup()
 
     def send_json(self, code, obj, extra=None):
         body = json.dumps(obj).encode()
@@ -56,6 +79,37 @@ class H(BaseHTTPRequestHandler):
         if p == "/json":
             self.send_json(200, {"ok": True, "auth": self.headers.get("Authorization"),
                                  "x": self.headers.get("X-Test")})
+        elif p == "/headers":
+            body = json.dumps({"headers": {k: v for k, v in self.headers.items()}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("ETag", '"v1"')
+            self.send_header("location", "/things/1")
+            self.send_header("X-Continue", "tok-2")
+            self.send_header("X-Multi", "first")
+            self.send_header("X-Multi", "second")
+            self.end_headers()
+            self.wfile.write(body)
+        elif p == "/connections":
+            with lock:
+                self.send_json(200, {"connections": conns["n"], "resumed": conns["resumed"]})
+        elif p == "/tokened":
+            auth = self.headers.get("Authorization") or ""
+            try:
+                with open(os.environ["FIXTURE_TOKENS"]) as f:
+                    valid = {"Bearer " + t.strip() for t in f if t.strip()}
+            except (KeyError, OSError):
+                valid = set()
+            if auth in valid:
+                self.send_json(200, {"auth": auth})
+            else:
+                self.send_json(401, {"message": "Unauthorized", "got": auth})
+        elif p == "/recorded":
+            with lock:
+                self.send_json(200, {"bodies": list(recorded)})
+        elif self.fake_api_get(p):
+            pass
         elif p == "/missing":
             self.send_json(404, {"message": "no such thing: missing"})
         elif p == "/text-error":
@@ -92,10 +146,69 @@ class H(BaseHTTPRequestHandler):
         else:
             self.send_json(404, {"message": "unknown path " + p})
 
+    # ---- the fake Docker and Kubernetes APIs ----
+
+    def fake_api_get(self, p):
+        path = p.split("?")[0]
+        if path == "/version":
+            self.send_json(200, {"ApiVersion": "1.41", "Version": "0.0", "Components": [{"Name": "Fake Engine"}]})
+        elif path.startswith("/v1.41/images/"):
+            self.send_json(200, {"Id": "sha256:fake"})
+        elif path.startswith("/v1.41/containers/") and path.endswith("/logs"):
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif path.startswith("/v1.41/containers/") and path.endswith("/json"):
+            if path == "/v1.41/containers/json":
+                self.send_json(200, [])
+            else:
+                self.send_json(200, {"State": {"ExitCode": 0, "OOMKilled": False}})
+        elif path.startswith("/api/v1/namespaces/") and path.endswith("/pods"):
+            if "watch=1" in p:
+                time.sleep(0.2)  # a watch that sees nothing and ends
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            else:
+                self.send_json(200, {"kind": "PodList", "metadata": {"resourceVersion": "1"}, "items": []})
+        elif path.startswith("/api/v1/namespaces/"):
+            self.send_json(200, {"kind": "Namespace", "metadata": {"name": path.split("/")[4]}})
+        else:
+            return False
+        return True
+
+    def fake_api_post(self, body):
+        path = self.path.split("?")[0]
+        if path == "/v1.41/containers/create" or (path.startswith("/api/") and path.endswith("/pods")) or \
+                path.startswith("/apis/batch/v1/"):
+            with lock:
+                recorded.append({"path": self.path, "body": json.loads(body or b"null")})
+            if path.startswith("/v1.41/"):
+                self.send_json(201, {"Id": "c0ffee", "Warnings": []})
+            else:
+                self.send_json(201, json.loads(body or b"{}"))
+        elif path.startswith("/v1.41/containers/") and path.endswith("/wait"):
+            self.send_json(200, {"StatusCode": 0})
+        elif path.startswith("/v1.41/containers/"):
+            self.send_response(204)
+            self.end_headers()
+        else:
+            return False
+        return True
+
+    def do_DELETE(self):
+        if self.path.startswith("/v1.41/containers/"):
+            self.send_response(204)
+            self.end_headers()
+        else:
+            self.send_json(200, {"kind": "Status", "status": "Success"})
+
     def do_POST(self):
         n = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(n) if n else b""
-        if self.path.startswith("/flaky/"):
+        if self.fake_api_post(body):
+            pass
+        elif self.path.startswith("/flaky/"):
             self.bump()
             self.send_json(503, {"message": "busy"})
         elif self.path == "/echo":

@@ -118,9 +118,16 @@ START_TEST(default_image_takes_every_image_add_entry) {
     last = p;
   }
   json_t *config = json_pack("{s:o}", "image_add", adds);
-  json_t *dep = json_pack("{s:{s:s,s:s},s:[{s:s,s:s},{s:s,s:s,s:[s,s]}]}", "program", "path",
-                          "/bin/sh", "version", "v1", "steps", "name", "a", "kind", "function",
-                          "name", "b", "kind", "command", "command", "sh", "-c");
+  json_t *doc = json_pack("{s:{s:s,s:s},s:{s:[s],s:[s]},s:[{s:s,s:s},{s:s,s:s,s:[s,s]}]}", "program", "path",
+                          "/bin/sh", "version", "v1", "entrypoint", "function", "/bin/sh", "command", "z",
+                          "steps", "name", "a", "kind", "function", "name", "b", "kind", "command", "command",
+                          "sh", "-c");
+  char *text = json_dumps(doc, 0);
+  json_decref(doc);
+  zdep_options o = {.flavor = "local_docker", .base = config};
+  zdep *dep;
+  zt_ok(zdep_load(&dep, &host, text, &o));
+  free(text);
   ldib_content c = {0};
   unsigned long long h1 = 0, h2 = 0;
   zt_ok(ldib_default_content(&c, &h1, &host, dep, config, "/bin/sh", "/plugins"));
@@ -148,7 +155,7 @@ START_TEST(default_image_takes_every_image_add_entry) {
                                "program in PATH)");
   ldib_content_free(&c);
   json_decref(config);
-  json_decref(dep);
+  zdep_free(dep);
   free(last);
 }
 END_TEST
@@ -156,25 +163,25 @@ END_TEST
 /* The flavor's build op refuses a request it cannot read, and names a
  * missing file before it looks for an engine. */
 START_TEST(build_request_errors) {
-  const zorch_host *hp = &host;
+  void *hp = (void *)&host; /* the payload: the host table */
   const zorch_image_builder_ops *ops = ldib_flavor.ops;
   ck_assert_str_eq(ldib_flavor.type, ZORCH_COMPONENT_IMAGE_BUILDER);
   char *id = (char *)"x";
-  ck_assert_int_eq(ops->build(&id, &hp, "{}", "{\"program\":\"/bin/sh\"}"), ZORCH_EINVALID);
+  ck_assert_int_eq(ops->build(&id, hp, "{}", "{\"program\":\"/bin/sh\"}"), ZORCH_EINVALID);
   ck_assert_ptr_null(id);
-  ck_assert_int_eq(ops->build(&id, &hp, "{}", "{\"name\":\"x\",\"program\":\"sh\"}"), ZORCH_EINVALID);
-  ck_assert_int_eq(ops->build(&id, &hp, "{}", "not json"), ZORCH_EINVALID);
-  ck_assert_int_eq(ops->build(&id, &hp, "{\"docker_host\":\"unix:///nonexistent/e.sock\"}",
+  ck_assert_int_eq(ops->build(&id, hp, "{}", "{\"name\":\"x\",\"program\":\"sh\"}"), ZORCH_EINVALID);
+  ck_assert_int_eq(ops->build(&id, hp, "{}", "not json"), ZORCH_EINVALID);
+  ck_assert_int_eq(ops->build(&id, hp, "{\"docker_host\":\"unix:///nonexistent/e.sock\"}",
                               "{\"name\":\"x\",\"program\":\"/bin/sh\",\"add\":[\"no-such-tool-zorch\"]}"),
                    ZORCH_ENOTFOUND);
   ck_assert_str_eq(last_error, "cannot add 'no-such-tool-zorch' to the image: no such file or "
                                "directory (and not found in PATH)");
-  ck_assert_int_eq(ops->build(&id, &hp, "{\"docker_host\":\"unix:///nonexistent/e.sock\"}",
+  ck_assert_int_eq(ops->build(&id, hp, "{\"docker_host\":\"unix:///nonexistent/e.sock\"}",
                               "{\"name\":\"x\",\"program\":\"/bin/sh\"}"),
                    ZORCH_EIO);
   ck_assert_msg(strstr(last_error, "no socket at /nonexistent/e.sock"), "%s", last_error);
-  ck_assert_int_eq(ops->check_config(&hp, "{\"docker_host\":\"ssh://x\"}"), ZORCH_EINVALID);
-  ck_assert_int_eq(ops->check_config(&hp, "{\"docker_host\":\"tcp://x:2375\"}"), ZORCH_OK);
+  ck_assert_int_eq(ops->check_config(hp, "{\"docker_host\":\"ssh://x\"}"), ZORCH_EINVALID);
+  ck_assert_int_eq(ops->check_config(hp, "{\"docker_host\":\"tcp://x:2375\"}"), ZORCH_OK);
 }
 END_TEST
 

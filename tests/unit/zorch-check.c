@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <string.h>
@@ -106,4 +107,50 @@ char *zt_src_path(const char *rel) {
   const char *b = getenv("ZORCH_TEST_SRCDIR");
   if (asprintf(&p, "%s/%s", b ? b : ".", rel) < 0) abort();
   return p;
+}
+
+pid_t zt_fixture_start(const char *dir, const char *name, const char *cert, const char *key, char *base, size_t n) {
+  char portfile[1024];
+  snprintf(portfile, sizeof portfile, "%s/port-%s", dir, name);
+  char *fixture = zt_src_path("tests/unit/http-fixture.py");
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (cert) execl("/usr/bin/python3", "python3", fixture, portfile, cert, key, (char *)NULL);
+    else execl("/usr/bin/python3", "python3", fixture, portfile, (char *)NULL);
+    _exit(127);
+  }
+  free(fixture);
+  for (int i = 0; i < 400; i++) {
+    FILE *f = fopen(portfile, "r");
+    int port = 0;
+    if (f) {
+      if (fscanf(f, "%d", &port) != 1) port = 0;
+      fclose(f);
+    }
+    if (port) {
+      snprintf(base, n, "%s://127.0.0.1:%d", cert ? "https" : "http", port);
+      return pid;
+    }
+    usleep(25000);
+  }
+  fprintf(stderr, "the HTTP fixture server did not start\n");
+  exit(1);
+}
+
+void zt_fixture_stop(pid_t pid) {
+  if (pid <= 0) return;
+  kill(pid, SIGTERM);
+  waitpid(pid, NULL, 0);
+}
+
+void zt_make_cert(const char *dir) {
+  char cmd[4096];
+  snprintf(cmd, sizeof cmd,
+           "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 "
+           "-addext subjectAltName=IP:127.0.0.1 -keyout %s/key.pem -out %s/cert.pem 2>/dev/null",
+           dir, dir);
+  if (system(cmd) != 0) {
+    fprintf(stderr, "openssl could not make a certificate\n");
+    exit(1);
+  }
 }

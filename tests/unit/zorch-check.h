@@ -4,6 +4,7 @@
 
 #include <check.h>
 #include <stdlib.h>
+#include <sys/types.h>
 
 #include "zorch/zorch.h"
 
@@ -52,5 +53,14 @@ int zt_run(char **out, const char *const *argv, const char *const *extra_env);
 /** Path to a built file under the build dir / a source file under the source dir. */
 char *zt_build_path(const char *rel);
 char *zt_src_path(const char *rel);
+
+/** Start tests/unit/http-fixture.py (HTTPS when cert and key are given) with
+ *  its port file in dir under `name`; writes its base URL into base.  Start
+ *  it in main(), before Check forks the tests.  Exits on failure. */
+pid_t zt_fixture_start(const char *dir, const char *name, const char *cert, const char *key, char *base,
+                       size_t n);
+void zt_fixture_stop(pid_t pid);
+/** A self-signed certificate for 127.0.0.1: dir/cert.pem and dir/key.pem. */
+void zt_make_cert(const char *dir);
 
 #endif
