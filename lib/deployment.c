@@ -203,20 +203,19 @@ static void put_strv(zorch__buf *b, const char *key, char **v, size_t n) {
 }
 
 /* The step entrypoint: the store by its URI (the step reads the deployment
- * from it), and on a local store the deployment's path as well, which
- * entrypoints before --zorch-store read (they skip what they do not know). */
+ * from it); the deployment's path only when there is no URI (a deployment
+ * compiled without a store). */
 static void put_entrypoint(zorch__buf *b, const char *head, const char *dep_path,
                            const char *store_uri, const char *run_id) {
   zorch__buf_puts(b, "[");
   zorch__buf_puts(b, head);
   zorch__buf_puts(b, ",\"--zorch-step\",\"{step}\"");
-  if (dep_path) {
-    zorch__buf_puts(b, ",\"--zorch-deployment\",");
-    zorch__buf_json_string(b, dep_path);
-  }
   if (store_uri) {
     zorch__buf_puts(b, ",\"--zorch-store\",");
     zorch__buf_json_string(b, store_uri);
+  } else {
+    zorch__buf_puts(b, ",\"--zorch-deployment\",");
+    zorch__buf_json_string(b, dep_path ? dep_path : "");
   }
   zorch__buf_puts(b, ",\"--zorch-run\",");
   zorch__buf_json_string(b, run_id ? run_id : "");
@@ -604,10 +603,10 @@ int zorch__deployment_compile(char **out, zorch__plan **plan_out, const zorch_pi
   const char *zorch_cmd = info->zorch_command;
   char *default_cmd = zorch_cmd && *zorch_cmd ? NULL : zorch__asprintf("%s/zorch", ZORCH_BINDIR);
   if (!zorch_cmd || !*zorch_cmd) zorch_cmd = default_cmd;
-  char *dep_key = info->run_id ? zorch__layout_deployment(info->run_id) : NULL;
-  char *dep_path = info->store_path && dep_key ? zorch__path_join(info->store_path, dep_key)
-                   : info->store_uri           ? NULL
-                                               : zorch__strdup(zorch__layout_deployment_file);
+  char *dep_key = info->run_id && !info->store_uri ? zorch__layout_deployment(info->run_id) : NULL;
+  char *dep_path = info->store_uri               ? NULL
+                   : info->store_path && dep_key ? zorch__path_join(info->store_path, dep_key)
+                                                 : zorch__strdup(zorch__layout_deployment_file);
   free(dep_key);
   const char *store_uri = info->store_uri;
   const char *default_version =

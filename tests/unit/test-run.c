@@ -267,9 +267,8 @@ START_TEST(the_deployment_carries_the_pipeline_entrypoint) {
   char want[768];
   snprintf(want, sizeof want,
            "\"function\":[\"/usr/bin/python3\",\"-m\",\"zorch\",\"--zorch-module\",\"my app.py\","
-           "\"--zorch-step\",\"{step}\",\"--zorch-deployment\",\"%s/store/runs/%s/deployment.json\","
-           "\"--zorch-store\",\"file://%s/store\",\"--zorch-run\",\"%s\"]",
-           zorch_client_home(c), zorch_run_id(r), zorch_client_home(c), zorch_run_id(r));
+           "\"--zorch-step\",\"{step}\",\"--zorch-store\",\"file://%s/store\",\"--zorch-run\",\"%s\"]",
+           zorch_client_home(c), zorch_run_id(r));
   ck_assert_msg(strstr(dep, want), "no %s in %s", want, dep);
   /* command steps keep the zorch CLI as their entrypoint */
   ck_assert_msg(strstr(dep, "\"command\":[\""), "%s", dep);

@@ -3,7 +3,7 @@
 Remote flavors (containers, Pods, VMs) run one step of a run as
 
     python3 -m zorch --zorch-target MODULE_OR_FILE:PIPELINE [--zorch-path DIR]
-        --zorch-step NAME --zorch-deployment URI --zorch-run ID
+        --zorch-step NAME --zorch-store URI --zorch-run ID
 
 which is the command a Python pipeline writes into its deployments
 (``Pipeline.entrypoint_command()`` plus what zorch appends).  This imports
@@ -23,7 +23,7 @@ import sys
 import traceback
 
 USAGE = ("usage: python3 -m zorch --zorch-target MODULE_OR_FILE:PIPELINE [--zorch-path DIR]... "
-         "--zorch-step NAME --zorch-deployment URI --zorch-run ID")
+         "--zorch-step NAME --zorch-store URI --zorch-run ID")
 
 
 def _fail(msg: str, code: int = 2):
