@@ -247,6 +247,22 @@ out:
   return rc;
 }
 
+/* The new artifact file `tmp` (open as fd, complete) made read-only,
+ * fsync'd, closed and published as `digest`; on failure it is removed.
+ * Frees tmp. */
+static int seal_and_publish(const zorch__local *st, int fd, char *tmp, const char *digest) {
+  int rc;
+  if (fchmod(fd, 0444) != 0) {
+    rc = zorch__error_errno(ZORCH_EIO, errno, "cannot chmod '%s'", tmp);
+    close(fd);
+  } else if (!(rc = zorch__io_fsync_close(fd, tmp))) {
+    rc = publish(st, tmp, digest, false, NULL);
+  }
+  if (rc) unlink(tmp);
+  free(tmp);
+  return rc;
+}
+
 int zorch__local_put_bytes(zorch__local *st, const void *data, size_t len,
                            char digest[ZORCH__DIGEST_HEX]) {
   if (!st || !digest || (!data && len))
@@ -260,15 +276,11 @@ int zorch__local_put_bytes(zorch__local *st, const void *data, size_t len,
   if (rc) return rc;
   if ((rc = zorch__io_write_all(fd, data, len, tmp))) {
     close(fd);
-  } else if (fchmod(fd, 0444) != 0) {
-    rc = zorch__error_errno(ZORCH_EIO, errno, "cannot chmod '%s'", tmp);
-    close(fd);
-  } else if (!(rc = zorch__io_fsync_close(fd, tmp))) {
-    rc = publish(st, tmp, digest, false, NULL);
+    unlink(tmp);
+    free(tmp);
+    return rc;
   }
-  if (rc) unlink(tmp);
-  free(tmp);
-  return rc;
+  return seal_and_publish(st, fd, tmp, digest);
 }
 static int put_file_copy(zorch__local *st, const char *path, unsigned char *buf,
                          char digest[ZORCH__DIGEST_HEX], uint64_t *size) {
@@ -294,15 +306,7 @@ static int put_file_copy(zorch__local *st, const char *path, unsigned char *buf,
     free(tmp);
     return rc ? rc : (k < 0 ? k : ZORCH_OK);
   }
-  if (fchmod(out, 0444) != 0) {
-    rc = zorch__error_errno(ZORCH_EIO, errno, "cannot chmod '%s'", tmp);
-    close(out);
-  } else if (!(rc = zorch__io_fsync_close(out, tmp))) {
-    rc = publish(st, tmp, digest, false, NULL);
-  }
-  if (rc) unlink(tmp);
-  free(tmp);
-  return rc;
+  return seal_and_publish(st, out, tmp, digest);
 }
 
 /* A regular file at `path`, moved (take=true): hashed in place, no copy. */
