@@ -35,8 +35,8 @@ int zorch__io_mkdirs_durable(const char *path, bool durable);
 char *zorch__io_tmp_name(const char *dir, unsigned nonce, char kind, const char *hint);
 /** Create a new file for writing under such a name. */
 int zorch__io_tmp_create(const char *dir, unsigned nonce, char kind, char **path_out, int *fd_out);
-/** Hash what `in` holds and, when out >= 0, copy it to `out` in the same
- *  pass, with `buf` (ZORCH__IO_BUF bytes); writeback of each 8 MiB written
+/** Hash what `in` holds (digest NULL: only copy) and, when out >= 0, copy it
+ *  to `out` in the same pass, with `buf` (ZORCH__IO_BUF bytes); writeback of each 8 MiB written
  *  starts at once. */
 int zorch__io_stream_hash(int in, const char *in_path, int out, const char *out_path,
                           unsigned char *buf, char digest[ZORCH__DIGEST_HEX], uint64_t *size);

@@ -136,11 +136,12 @@ int zorch__io_tmp_create(const char *dir, unsigned nonce, char kind, char **path
                           dir);
 }
 
-/* Hash what `in` holds and, when out >= 0, copy it to `out` in the same pass. */
+/* Hash what `in` holds (when digest is not NULL) and, when out >= 0, copy it
+ * to `out` in the same pass. */
 int zorch__io_stream_hash(int in, const char *in_path, int out, const char *out_path,
                           unsigned char *buf, char digest[ZORCH__DIGEST_HEX], uint64_t *size) {
-  zorch__sha256 *h = zorch__sha256_new();
-  if (!h) return zorch__error_oom();
+  zorch__sha256 *h = digest ? zorch__sha256_new() : NULL;
+  if (digest && !h) return zorch__error_oom();
   (void)posix_fadvise(in, 0, 0, POSIX_FADV_SEQUENTIAL);
   uint64_t total = 0;
   int rc = ZORCH_OK;
@@ -151,7 +152,7 @@ int zorch__io_stream_hash(int in, const char *in_path, int out, const char *out_
       break;
     }
     if (r == 0) break;
-    zorch__sha256_update(h, buf, (size_t)r);
+    if (h) zorch__sha256_update(h, buf, (size_t)r);
     total += (uint64_t)r;
     if (out >= 0) {
       if ((rc = zorch__io_write_all(out, buf, (size_t)r, out_path))) break;
@@ -163,7 +164,7 @@ int zorch__io_stream_hash(int in, const char *in_path, int out, const char *out_
                               SYNC_FILE_RANGE_WRITE);
     }
   }
-  zorch__sha256_final_hex(h, digest);
+  if (h) zorch__sha256_final_hex(h, digest);
   if (size) *size = total;
   return rc;
 }

@@ -600,8 +600,7 @@ static int put_object(zorch__local *st, const char *key, int src_fd, const char 
   if ((rc = zorch__io_mkdirs_durable(dir, true)) || (rc = tmp_create(st, 'w', &tmp, &fd))) goto out;
   if (src_fd >= 0) {
     unsigned char *buf = malloc(ZORCH__IO_BUF);
-    char digest[ZORCH__DIGEST_HEX];
-    rc = buf ? zorch__io_stream_hash(src_fd, src, fd, tmp, buf, digest, NULL) : zorch__error_oom();
+    rc = buf ? zorch__io_stream_hash(src_fd, src, fd, tmp, buf, NULL, NULL) : zorch__error_oom();
     free(buf);
   } else {
     rc = zorch__io_write_all(fd, data, len, tmp);
@@ -672,8 +671,7 @@ static int be_get_to_path(void *impl, const char *key, const char *path) {
     return rc;
   }
   unsigned char *buf = malloc(ZORCH__IO_BUF);
-  char digest[ZORCH__DIGEST_HEX];
-  rc = buf ? zorch__io_stream_hash(in, key, out, path, buf, digest, NULL) : zorch__error_oom();
+  rc = buf ? zorch__io_stream_hash(in, key, out, path, buf, NULL, NULL) : zorch__error_oom();
   free(buf);
   close(in);
   if (close(out) != 0 && !rc) rc = zorch__error_errno(ZORCH_EIO, errno, "cannot close '%s'", path);
