@@ -282,6 +282,14 @@ int zorch__local_put_bytes(zorch__local *st, const void *data, size_t len,
   }
   return seal_and_publish(st, fd, tmp, digest);
 }
+
+/* Drop the name `path` of something taken (already stored); no error if gone. */
+static int remove_taken(const char *path) {
+  if (unlink(path) != 0 && errno != ENOENT)
+    return zorch__error_errno(ZORCH_EIO, errno, "cannot remove '%s'", path);
+  return ZORCH_OK;
+}
+
 static int put_file_copy(zorch__local *st, const char *path, unsigned char *buf,
                          char digest[ZORCH__DIGEST_HEX], uint64_t *size) {
   int in = open(path, O_RDONLY | O_CLOEXEC);
@@ -327,8 +335,7 @@ static int put_file_take(zorch__local *st, const char *path, unsigned char *buf,
     /* Another name could still change the content: copy instead. */
     close(fd);
     int rc = put_file_copy(st, path, buf, digest, size);
-    if (!rc && unlink(path) != 0 && errno != ENOENT)
-      rc = zorch__error_errno(ZORCH_EIO, errno, "cannot remove '%s'", path);
+    if (!rc) rc = remove_taken(path);
     return rc;
   }
   int rc = zorch__io_stream_hash(fd, path, -1, NULL, buf, digest, size);
@@ -339,9 +346,7 @@ static int put_file_take(zorch__local *st, const char *path, unsigned char *buf,
   }
   if (k == 1) {
     close(fd);
-    if (unlink(path) != 0 && errno != ENOENT)
-      return zorch__error_errno(ZORCH_EIO, errno, "cannot remove '%s'", path);
-    return ZORCH_OK;
+    return remove_taken(path);
   }
   if (fchmod(fd, 0444) != 0) {
     int e = errno;
@@ -353,8 +358,7 @@ static int put_file_take(zorch__local *st, const char *path, unsigned char *buf,
   rc = publish(st, path, digest, false, &xdev);
   if (!rc && xdev) {
     rc = put_file_copy(st, path, buf, digest, size);
-    if (!rc && unlink(path) != 0 && errno != ENOENT)
-      rc = zorch__error_errno(ZORCH_EIO, errno, "cannot remove '%s'", path);
+    if (!rc) rc = remove_taken(path);
   }
   return rc;
 }
@@ -473,8 +477,7 @@ int zorch__local_put_path(zorch__local *st, const char *path, bool take,
     /* Taking a symbolic link: store what it points to, then drop the link. */
     rc = dir ? put_dir_copy(st, path, buf, digest, &sz, manifest)
              : put_file_copy(st, path, buf, digest, &sz);
-    if (!rc && unlink(path) != 0 && errno != ENOENT)
-      rc = zorch__error_errno(ZORCH_EIO, errno, "cannot remove '%s'", path);
+    if (!rc) rc = remove_taken(path);
   } else if (dir) {
     rc = take ? put_dir_take(st, path, buf, digest, &sz, manifest)
               : put_dir_copy(st, path, buf, digest, &sz, manifest);
