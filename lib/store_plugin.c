@@ -118,22 +118,24 @@ static int ps_uri(void *impl, char **out) {
   return take_string(ps, rc, s, out, "uri");
 }
 
-static int ps_step_env(void *impl, char **out_json) {
-  plugin_store *ps = impl;
-  if (!ps->ops->step_env) return (*out_json = zorch__strdup("{}")) ? ZORCH_OK : zorch__error_oom();
+/* An optional op that gives a JSON object: "{}" when the plugin has none. */
+static int json_op(const plugin_store *ps, int (*op)(char **out_json, void *store),
+                   char **out_json, const char *what) {
+  if (!op) return (*out_json = zorch__strdup("{}")) ? ZORCH_OK : zorch__error_oom();
   char *s = NULL;
   zorch_error_clear();
-  int rc = ps->ops->step_env(&s, ps->store);
-  return take_string(ps, rc, s, out_json, "step_env");
+  int rc = op(&s, ps->store);
+  return take_string(ps, rc, s, out_json, what);
+}
+
+static int ps_step_env(void *impl, char **out_json) {
+  plugin_store *ps = impl;
+  return json_op(ps, ps->ops->step_env, out_json, "step_env");
 }
 
 static int ps_describe(void *impl, char **out_json) {
   plugin_store *ps = impl;
-  if (!ps->ops->describe) return (*out_json = zorch__strdup("{}")) ? ZORCH_OK : zorch__error_oom();
-  char *s = NULL;
-  zorch_error_clear();
-  int rc = ps->ops->describe(&s, ps->store);
-  return take_string(ps, rc, s, out_json, "describe");
+  return json_op(ps, ps->ops->describe, out_json, "describe");
 }
 
 static void ps_close(void *impl) {
