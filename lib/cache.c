@@ -457,19 +457,14 @@ static bool line_key(const char *p, const char *e, char key[ZORCH__DIGEST_HEX]) 
   return p[plen + 64] == '"' && zorch__is_digest(key);
 }
 
-/* Put each line of a batch as its entry's object. */
-static int remote_write(void *data, const char *lines, size_t len) {
+/* Put an entry line as its entry's object (the sink of the journal). */
+static int remote_write(void *data, const char *line, size_t len) {
   zorch__cache *c = data;
-  int rc = ZORCH_OK;
-  for (const char *p = lines, *end = lines + len, *nl; !rc && p < end; p = nl + 1) {
-    nl = memchr(p, '\n', (size_t)(end - p));
-    if (!nl) nl = end;
-    char key[ZORCH__DIGEST_HEX];
-    if (!line_key(p, nl, key)) continue;
-    char *k = zorch__layout_cache_entry(c->pipeline, key);
-    rc = k ? zorch__store_write_doc(c->remote, k, p, (size_t)(nl - p), false) : zorch__error_oom();
-    free(k);
-  }
+  char key[ZORCH__DIGEST_HEX];
+  if (!line_key(line, line + len, key)) return ZORCH_OK;
+  char *k = zorch__layout_cache_entry(c->pipeline, key);
+  int rc = k ? zorch__store_write_doc(c->remote, k, line, len, false) : zorch__error_oom();
+  free(k);
   return rc;
 }
 

@@ -34,8 +34,8 @@
  * A journal must not be used across fork(2) in the child.
  *
  * A sink journal (zorch__journal_open_sink) has no file: its committer hands
- * each batch to a function (a store that cannot append writes each line as
- * an object), with the same batching, flush and sticky errors, and no sync.
+ * each line of a batch to a function (a store that cannot append writes
+ * each line as an object), with the same batching, flush and sticky errors, and no sync.
  */
 #include "store.h"
 
@@ -78,7 +78,7 @@ struct zorch__journal {
   char *path;
   pthread_t thread;
   /* a sink journal: no fd, each batch goes here */
-  int (*sink)(void *data, const char *lines, size_t len);
+  int (*sink)(void *data, const char *line, size_t len);
   void *sink_data;
   void (*sink_free)(void *data);
 };
@@ -178,6 +178,17 @@ static int64_t mono_now(void) {
   return ts_ns(&ts);
 }
 
+/* A sink journal's batch: each line (without its '\n') to the sink. */
+static int sink_lines(zorch__journal *j, const char *b, size_t n) {
+  int rc = ZORCH_OK;
+  for (const char *p = b, *end = b + n, *nl; !rc && p < end; p = nl + 1) {
+    nl = memchr(p, '\n', (size_t)(end - p));
+    if (!nl) nl = end;
+    rc = j->sink(j->sink_data, p, (size_t)(nl - p));
+  }
+  return rc;
+}
+
 static void *committer(void *arg) {
   pthread_setname_np(pthread_self(), "zorch-journal");
   zorch__journal *j = arg;
@@ -235,7 +246,7 @@ static void *committer(void *arg) {
     bool sync = j->durable && (j->flushers || j->stop || now - last_sync >= ZORCH__JOURNAL_SYNC_NS);
     pthread_mutex_unlock(&j->mu);
     int rc = ZORCH_OK;
-    if (!failed && n) rc = j->sink ? j->sink(j->sink_data, b, n) : write_batch(j, b, n);
+    if (!failed && n) rc = j->sink ? sink_lines(j, b, n) : write_batch(j, b, n);
     if (!failed && !rc && sync) {
       last_sync = now;
       if (fdatasync(j->fd) != 0)
@@ -339,7 +350,7 @@ fail:
 }
 
 int zorch__journal_open_sink(zorch__journal **out, const char *name,
-                             int (*sink)(void *data, const char *lines, size_t len), void *data,
+                             int (*sink)(void *data, const char *line, size_t len), void *data,
                              void (*free_data)(void *data)) {
   if (!out || !name || !sink) {
     if (free_data) free_data(data);

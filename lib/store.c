@@ -434,7 +434,8 @@ static void records_sink_free(void *data) {
 
 /* One step record line: its step's log (when this host has one and the
  * record ends an attempt), then the record object. */
-static int record_put(records_sink *rs, const char *line, size_t len) {
+static int record_put(void *data, const char *line, size_t len) {
+  records_sink *rs = data;
   static const char head[] = "{\"step\":\"";
   if (len < sizeof head || memcmp(line, head, sizeof head - 1) != 0) return ZORCH_OK; /* not ours */
   const char *name = line + sizeof head - 1;
@@ -464,18 +465,6 @@ static int record_put(records_sink *rs, const char *line, size_t len) {
   return rc;
 }
 
-static int records_write(void *data, const char *lines, size_t len) {
-  const char *p = lines, *end = lines + len;
-  int rc = ZORCH_OK;
-  while (!rc && p < end) {
-    const char *nl = memchr(p, '\n', (size_t)(end - p));
-    if (!nl) nl = end;
-    rc = record_put(data, p, (size_t)(nl - p));
-    p = nl + 1;
-  }
-  return rc;
-}
-
 int zorch__store_records_open(zorch__journal **out, zorch__store *st, const char *run_id,
                               bool durable) {
   *out = NULL;
@@ -497,7 +486,7 @@ int zorch__store_records_open(zorch__journal **out, zorch__store *st, const char
     rs->st = st;
     rs->run_id = zorch__strdup(run_id);
     if (rs->run_id) /* the journal owns rs from here, or frees it */
-      rc = zorch__journal_open_sink(out, name, records_write, rs, records_sink_free);
+      rc = zorch__journal_open_sink(out, name, record_put, rs, records_sink_free);
     else
       rc = zorch__error_oom(), free(rs);
     rs = NULL;

@@ -146,12 +146,12 @@ typedef struct zorch__journal zorch__journal;
 int zorch__journal_open(zorch__journal **out, const char *path, bool durable);
 
 /** A journal with the same interface and group commit whose committer hands
- *  each batch of whole lines ('\n'-terminated) to `sink` instead of a file
+ *  each line of a batch (without its '\n') to `sink` instead of a file
  *  (on its own thread; an error is sticky as a failed write).  `name` is for
  *  messages.  The journal owns `data`: free_data(data) at close (or at once
  *  when the open fails); free_data may be NULL. */
 int zorch__journal_open_sink(zorch__journal **out, const char *name,
-                             int (*sink)(void *data, const char *lines, size_t len), void *data,
+                             int (*sink)(void *data, const char *line, size_t len), void *data,
                              void (*free_data)(void *data));
 
 /** Append one line (`line` has no '\n').  Thread-safe.  Returns without
