@@ -35,11 +35,15 @@ struct zorch__store {
   const zorch__store_backend *be;
   void *impl;          /* the backend's handle */
   zorch__local *local; /* files here: impl itself (local backend), or the staging store */
-  bool files;          /* the local backend */
   char *uri;
   char *env_json;      /* step_env as JSON */
   char **env;          /* the same as "K=V", NULL-terminated */
 };
+
+/* The local backend: its objects are the local store's files. */
+static bool files(const zorch__store *st) {
+  return st->be && (st->be->flags & ZORCH__BACKEND_LOCAL_FILES);
+}
 
 /* ---- opening ----------------------------------------------------------------------- */
 
@@ -84,7 +88,6 @@ int zorch__store_open(zorch__store **out, const char *root) {
   if (!rc) {
     st->be = &zorch__local_backend;
     st->impl = st->local;
-    st->files = true;
     rc = finish_open(st);
   }
   if (rc) {
@@ -215,12 +218,12 @@ void zorch__store_close(zorch__store *st) {
 }
 
 const char *zorch__store_root(const zorch__store *st) {
-  return st && st->files ? zorch__local_root(st->local) : NULL;
+  return st && files(st) ? zorch__local_root(st->local) : NULL;
 }
 const char *zorch__store_local_root(const zorch__store *st) {
   return st ? zorch__local_root(st->local) : NULL;
 }
-bool zorch__store_is_local(const zorch__store *st) { return st && st->files; }
+bool zorch__store_is_local(const zorch__store *st) { return st && files(st); }
 const char *zorch__store_uri(const zorch__store *st) { return st ? st->uri : NULL; }
 const char *const *zorch__store_step_env(const zorch__store *st) {
   return st ? (const char *const *)st->env : NULL;
@@ -272,14 +275,14 @@ int zorch__store_put_bytes(zorch__store *st, const void *data, size_t len,
                            char digest[ZORCH__DIGEST_HEX]) {
   if (!st) return zorch__error_set(ZORCH_EINVALID, "zorch__store_put_bytes: invalid argument");
   int rc = zorch__local_put_bytes(st->local, data, len, digest);
-  if (rc || st->files) return rc;
+  if (rc || files(st)) return rc;
   return upload(st, digest, false, NULL);
 }
 
 int zorch__store_put_path(zorch__store *st, const char *path, bool take,
                           char digest[ZORCH__DIGEST_HEX], uint64_t *size, bool *is_dir) {
   if (!st) return zorch__error_set(ZORCH_EINVALID, "zorch__store_put_path: invalid argument");
-  if (st->files) return zorch__local_put_path(st->local, path, take, digest, size, is_dir, NULL);
+  if (files(st)) return zorch__local_put_path(st->local, path, take, digest, size, is_dir, NULL);
   zorch__buf manifest = ZORCH__BUF_INIT;
   bool dir = false;
   int rc = zorch__local_put_path(st->local, path, take, digest, size, &dir, &manifest);
@@ -300,7 +303,7 @@ char *zorch__store_artifact_path(const zorch__store *st, const char *digest) {
 
 bool zorch__store_has(const zorch__store *st, const char *digest) {
   if (!st || !zorch__is_digest(digest)) return false;
-  if (st->files) return zorch__local_has(st->local, digest);
+  if (files(st)) return zorch__local_has(st->local, digest);
   char key[ZORCH__LAYOUT_ARTIFACT_MAX];
   zorch__layout_artifact(key, digest);
   return st->be->exists(st->impl, key) == 1;
@@ -382,7 +385,7 @@ int zorch__store_fetch(zorch__store *st, const char *digest, bool is_dir, char *
   *path_out = NULL;
   if (!st || !zorch__is_digest(digest))
     return zorch__error_set(ZORCH_EINVALID, "zorch__store_fetch: invalid argument");
-  if (!st->files && !zorch__local_has(st->local, digest)) {
+  if (!files(st) && !zorch__local_has(st->local, digest)) {
     int rc = download(st, digest, is_dir);
     if (rc) return rc;
   }
@@ -468,7 +471,7 @@ static int record_put(void *data, const char *line, size_t len) {
 int zorch__store_records_open(zorch__journal **out, zorch__store *st, const char *run_id,
                               bool durable) {
   *out = NULL;
-  if (st->files) {
+  if (files(st)) {
     char *key = zorch__layout_journal(run_id);
     char *path = key ? zorch__path_join(zorch__local_root(st->local), key) : NULL;
     int rc = path ? zorch__journal_open(out, path, durable) : zorch__error_oom();
@@ -520,7 +523,7 @@ static int each_record(void *payload, const char *key, uint64_t size) {
 int zorch__store_step_records(const zorch__store *st, const char *run_id,
                               int (*cb)(const char *line, size_t len, void *payload), void *payload) {
   int rc = ZORCH_OK;
-  if (st->files) {
+  if (files(st)) {
     char *key = zorch__layout_journal(run_id);
     char *path = key ? zorch__path_join(zorch__local_root(st->local), key) : NULL;
     rc = path ? zorch__journal_replay(path, cb, payload) : zorch__error_oom();
