@@ -15,8 +15,7 @@
 
 atomic_int zorch__entrypoint_registered;
 
-int zorch__entrypoint_check(const zorch__plan *dep, const char *dep_text, const zorch_pipeline *p,
-                            size_t *lookups) {
+int zorch__entrypoint_check(const zorch__plan *dep, const char *dep_text, const zorch_pipeline *p) {
   zorch__compile_info ci = {.run_id = dep->run_id, .run_name = dep->run_name,
                             .store_path = dep->store_path, .failure_mode = dep->failure_mode};
   json_t *params = json_object_get(dep->doc, "params");
@@ -52,7 +51,6 @@ int zorch__entrypoint_check(const zorch__plan *dep, const char *dep_text, const 
   for (size_t j = 0; j < n; j++) {
     const char *name = json_string_value(json_object_get(json_array_get(ms, j), "name"));
     int64_t k = name ? zorch__plan_find(dep, name) : -1;
-    if (lookups) ++*lookups;
     if (k >= 0 && (size_t)k < n) mine_of[k] = j;
   }
   static const char *keys[] = {"name", "kind", "command", "inputs", "outputs", "after",
@@ -246,7 +244,7 @@ static int run_step(const char *dep_path, const char *store_uri, const char *run
             zorch_error_last()->message);
     goto out;
   }
-  if (p && (zorch__entrypoint_check(plan, text, p, NULL) != ZORCH_OK || zorch__plan_bind(plan, p) != ZORCH_OK)) {
+  if (p && (zorch__entrypoint_check(plan, text, p) != ZORCH_OK || zorch__plan_bind(plan, p) != ZORCH_OK)) {
     fprintf(stderr, "zorch: %s\n", zorch_error_last()->message);
     exit_code = ZORCH_EXIT_MISMATCH;
     goto out;

@@ -13,9 +13,7 @@ extern atomic_int zorch__entrypoint_registered;
  *  the deployment's run and params, each step's definition must equal the
  *  deployment's.  ZORCH_EMISMATCH names the first step (in the deployment's
  *  order) that is missing or differs.  Linear in the steps: each of the
- *  program's steps is looked up once, by name, in the plan's name map; when
- *  `lookups` is not NULL, *lookups is increased by the number of lookups. */
-int zorch__entrypoint_check(const zorch__plan *dep, const char *dep_text, const zorch_pipeline *p,
-                            size_t *lookups);
+ *  program's steps is looked up once, by name, in the plan's name map. */
+int zorch__entrypoint_check(const zorch__plan *dep, const char *dep_text, const zorch_pipeline *p);
 
 #endif /* ZORCH_ENTRYPOINT_INT_H */

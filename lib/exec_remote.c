@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "ctx.h"
+#include "store_int.h"
 
 zorch__remote *zorch__remote_new(const zorch_step_launcher *ops, void *data, uint32_t n) {
   zorch__remote *rm = calloc(1, sizeof *rm);
@@ -41,19 +42,6 @@ void zorch__remote_free(zorch__remote *rm) {
     pthread_mutex_destroy(&rm->log_lock);
   }
   free(rm);
-}
-
-/* write(2) all of it; -1 with errno on failure. */
-static int write_all(int fd, const void *data, size_t len) {
-  const char *p = data;
-  while (len > 0) {
-    ssize_t w = write(fd, p, len);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return -1;
-    p += w;
-    len -= (size_t)w;
-  }
-  return 0;
 }
 
 /* Close step i's log file (its attempt ended).  Not under x->lock. */
@@ -96,15 +84,14 @@ int zorch__exec_remote_log(zorch__exec *x, uint64_t attempt_id, const void *data
       lg->attempt = attempt;
       zorch__buf h = ZORCH__BUF_INIT;
       zorch__buf_printf(&h, "--- attempt %u (%s) ---\n", attempt, rm->flavor ? rm->flavor : "?");
-      if (!h.data || write_all(lg->fd, h.data, h.len))
-        rc = zorch__error_errno(ZORCH_EIO, errno, "executor_step_log: cannot write %s", lp);
+      rc = h.data ? zorch__io_write_all(lg->fd, h.data, h.len, lp) : zorch__error_oom();
+      if (rc) zorch__error_prefix("executor_step_log");
       zorch__buf_free(&h);
     }
     free(lp);
   }
-  if (!rc && len && write_all(lg->fd, data, len))
-    rc = zorch__error_errno(ZORCH_EIO, errno, "executor_step_log: cannot write the log of step '%s'",
-                            x->plan->steps[i].name);
+  if (!rc && len && (rc = zorch__io_write_all(lg->fd, data, len, "its log")))
+    zorch__error_prefix("executor_step_log: step '%s'", x->plan->steps[i].name);
   pthread_mutex_unlock(&rm->log_lock);
   return rc;
 }

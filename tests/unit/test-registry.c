@@ -114,6 +114,30 @@ static json_t *parse(char *text) {
   return j;
 }
 
+/* An orchestrator flavor's description, parsed. */
+static json_t *describe_orchestrator(zorch_client *c, const char *name) {
+  char *s = NULL;
+  zt_ok(zorch_flavor_describe(&s, c, "orchestrator", name));
+  return parse(s);
+}
+
+/* The description's "flags", joined with commas, are exactly want (count and
+ * order included). */
+static void assert_flags(json_t *d, const char *want) {
+  json_t *flags = json_object_get(d, "flags");
+  ck_assert(json_is_array(flags));
+  char got[256] = "";
+  size_t i;
+  json_t *v;
+  json_array_foreach(flags, i, v) {
+    ck_assert(json_is_string(v));
+    size_t len = strlen(got);
+    int n = snprintf(got + len, sizeof got - len, "%s%s", i ? "," : "", json_string_value(v));
+    ck_assert(n >= 0 && (size_t)n < sizeof got - len);
+  }
+  ck_assert_str_eq(got, want);
+}
+
 static json_t *flavors(zorch_client *c, const char *type) {
   char *s = NULL;
   zt_ok(zorch_flavor_list(&s, c, type));
@@ -316,9 +340,7 @@ END_TEST
 START_TEST(describe_and_list) {
   const char *dir = dir_with("good", NULL);
   zorch_client *c = open_client(dir, ISOLATED);
-  char *s = NULL;
-  zt_ok(zorch_flavor_describe(&s, c, "orchestrator", "fixture_good"));
-  json_t *d = parse(s);
+  json_t *d = describe_orchestrator(c, "fixture_good");
   ck_assert_str_eq(json_string_value(json_object_get(d, "plugin")), "fixture_good");
   ck_assert_str_eq(json_string_value(json_object_get(d, "integration")), "test");
   ck_assert_str_eq(json_string_value(json_object_get(d, "type")), "orchestrator");
@@ -326,9 +348,7 @@ START_TEST(describe_and_list) {
   ck_assert(json_is_object(schema));
   ck_assert(json_is_false(json_object_get(schema, "additionalProperties")));
   /* descriptor version 2: its flags and its step-settings schema */
-  json_t *flags = json_object_get(d, "flags");
-  ck_assert_uint_eq(json_array_size(flags), 1);
-  ck_assert_str_eq(json_string_value(json_array_get(flags, 0)), "local_store");
+  assert_flags(d, "local_store");
   json_t *ss = json_object_get(d, "step_settings_schema");
   ck_assert(json_is_object(ss));
   ck_assert_int_eq(json_integer_value(json_object_get(
@@ -339,6 +359,7 @@ START_TEST(describe_and_list) {
   ck_assert_ptr_eq(gf->step_settings_schema, gf->desc->step_settings_schema);
   json_decref(d);
 
+  char *s = NULL;
   zt_assert_rc(zorch_flavor_describe(&s, c, "orchestrator", "nope"), ZORCH_ENOTFOUND);
   zt_assert_msg_has("no orchestrator flavor 'nope'");
   ck_assert_ptr_null(s);
@@ -400,9 +421,7 @@ END_TEST
 /* The real local plugin, found through $ZORCH_PLUGIN_PATH. */
 START_TEST(local_flavor) {
   zorch_client *c = open_client(NULL, ZORCH_CLIENT_NO_DEFAULT_PLUGIN_PATHS);
-  char *s = NULL;
-  zt_ok(zorch_flavor_describe(&s, c, "orchestrator", "local"));
-  json_t *d = parse(s);
+  json_t *d = describe_orchestrator(c, "local");
   ck_assert_str_eq(json_string_value(json_object_get(d, "integration")), "built-in");
   ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(d, "description")),
                                "independent steps in parallel"));
@@ -411,10 +430,7 @@ START_TEST(local_flavor) {
   ck_assert_str_eq(json_string_value(json_object_get(mp, "type")), "integer");
   ck_assert_int_eq(json_integer_value(json_object_get(mp, "minimum")), 1);
   /* it says what it can do itself: the host does not go by its name */
-  json_t *flags = json_object_get(d, "flags");
-  ck_assert_uint_eq(json_array_size(flags), 2);
-  ck_assert_str_eq(json_string_value(json_array_get(flags, 0)), "in_process");
-  ck_assert_str_eq(json_string_value(json_array_get(flags, 1)), "local_store");
+  assert_flags(d, "in_process,local_store");
   ck_assert(json_is_null(json_object_get(d, "step_settings_schema")));
   json_decref(d);
   const zorch__flavor *f = zorch__registry_find(c->registry, "orchestrator", "local");
@@ -472,14 +488,10 @@ START_TEST(frozen_plugin_runs_a_pipeline) {
   ck_assert_msg(json_array_size(pr) == 0, "the 1.0 plugin was not accepted: %s",
                 json_string_value(json_object_get(json_array_get(pr, 0), "error")));
   json_decref(pr);
-  char *s = NULL;
-  zt_ok(zorch_flavor_describe(&s, c, "orchestrator", "frozen_1_0"));
-  json_t *d = parse(s);
+  json_t *d = describe_orchestrator(c, "frozen_1_0");
   ck_assert_str_eq(json_string_value(json_object_get(d, "integration")), "abi-test");
   /* a version-1 descriptor: flags implied, no step schema read past its end */
-  json_t *flags = json_object_get(d, "flags");
-  ck_assert_uint_eq(json_array_size(flags), 1);
-  ck_assert_str_eq(json_string_value(json_array_get(flags, 0)), "local_store");
+  assert_flags(d, "local_store");
   ck_assert(json_is_null(json_object_get(d, "step_settings_schema")));
   json_decref(d);
 
@@ -584,14 +596,9 @@ END_TEST
 START_TEST(frozen_1_1_local_is_in_process) {
   const char *dir = dir_with("frozen-1.1-local", NULL);
   zorch_client *c = open_client(dir, ISOLATED);
-  char *s = NULL;
-  zt_ok(zorch_flavor_describe(&s, c, "orchestrator", "local"));
-  json_t *d = parse(s);
+  json_t *d = describe_orchestrator(c, "local");
   ck_assert_str_eq(json_string_value(json_object_get(d, "integration")), "abi-test");
-  json_t *flags = json_object_get(d, "flags");
-  ck_assert_uint_eq(json_array_size(flags), 2);
-  ck_assert_str_eq(json_string_value(json_array_get(flags, 0)), "in_process");
-  ck_assert_str_eq(json_string_value(json_array_get(flags, 1)), "local_store");
+  assert_flags(d, "in_process,local_store");
   json_decref(d);
   zorch_pipeline *p = NULL;
   zt_ok(zorch_pipeline_new(&p, "eph"));
