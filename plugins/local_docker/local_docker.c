@@ -437,7 +437,7 @@ static int ld_check_config(void *payload, const char *config_json) {
   json_t *c = json_loads(config_json, 0, NULL);
   int rc = ZORCH_OK;
   const char *dh = zkit_jstr(c, "docker_host");
-  if (dh && strncmp(dh, "unix://", 7) && strncmp(dh, "tcp://", 6))
+  if (dh && !zd_host_supported(dh))
     rc = zorch_host_errorf(h, ZORCH_EINVALID, "docker_host '%s' must start with unix:// or tcp://", dh);
   json_t *m = json_object_get(c, "mounts");
   for (size_t i = 0; !rc && i < json_array_size(m); i++) {
