@@ -30,6 +30,10 @@ static const char start_hint[] =
     "--time=0 unix:///run/podman/podman.sock &`, or `systemctl --user start podman.socket` and "
     "DOCKER_HOST=unix://$XDG_RUNTIME_DIR/podman/podman.sock)";
 
+bool zd_host_supported(const char *docker_host) {
+  return !strncmp(docker_host, "unix://", 7) || !strncmp(docker_host, "tcp://", 6);
+}
+
 int zd_connect(zd_engine *e, const char *docker_host, char *err, size_t errlen) {
   memset(e, 0, sizeof *e);
   const char *src = "given in the config";

@@ -25,6 +25,9 @@ typedef struct zd_engine {
 int zd_connect(zd_engine *e, const char *docker_host, char *err, size_t errlen);
 void zd_close(zd_engine *e);
 
+/** Is docker_host spelled as zd_connect accepts it (unix://... or tcp://...)? */
+bool zd_host_supported(const char *docker_host);
+
 /** Versioned API path: "/v1.41" + path (malloc'd). */
 char *zd_path(const zd_engine *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

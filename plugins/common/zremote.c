@@ -467,6 +467,13 @@ char *zr_attempt_remote(zr_attempt *a) {
   return s;
 }
 
+bool zr_attempt_stopping(zr_attempt *a) {
+  pthread_mutex_lock(&a->run->lock);
+  bool s = a->stopping;
+  pthread_mutex_unlock(&a->run->lock);
+  return s;
+}
+
 void zr_attempt_set_remote(zr_attempt *a, const char *remote) {
   char *s = zkit_strdup(remote);
   pthread_mutex_lock(&a->run->lock);

@@ -271,6 +271,9 @@ void zr_reap(zr_run *r);
 char *zr_attempt_remote(zr_attempt *a);
 void zr_attempt_set_remote(zr_attempt *a, const char *remote);
 
+/** Was the attempt asked to stop (a->stopping, read under the lock)? */
+bool zr_attempt_stopping(zr_attempt *a);
+
 /** The attempt waits to start, with the backend's reason / it started. */
 void zr_attempt_pending(zr_attempt *a, const char *fmt, ...) ZKIT_PRINTF(2, 3);
 void zr_attempt_running(zr_attempt *a);

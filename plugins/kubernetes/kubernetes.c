@@ -232,9 +232,7 @@ static void step_finished(zr_attempt *a, int code, unsigned flags) {
   (void)code;
   krun *kr = (krun *)a->run;
   char *pod = zr_attempt_remote(a);
-  zr_lock(a->run);
-  bool stopping = a->stopping;
-  zr_unlock(a->run);
+  bool stopping = zr_attempt_stopping(a);
   if (pod && !stopping) {
     char *path = zkit_asprintf("/api/v1/namespaces/%s/pods/%s/log?container=main", kr->ns, pod);
     char *text = NULL;
@@ -261,9 +259,7 @@ static void on_pod(krun *kr, const char *type, json_t *pod) {
   zr_attempt *a = zr_attempt_find(&kr->r, strtoull(aid, NULL, 10));
   if (!a) return;
   if (kr->use_jobs) zr_attempt_set_remote(a, name);
-  zr_lock(a->run);
-  bool stopping = a->stopping;
-  zr_unlock(a->run);
+  bool stopping = zr_attempt_stopping(a);
   json_t *status = json_object_get(pod, "status");
   const char *phase = zkit_jstr(status, "phase") ?: "";
   json_t *cs = main_container(json_object_get(status, "containerStatuses"));

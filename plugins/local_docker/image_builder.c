@@ -229,7 +229,7 @@ static int ib_check_config(void *payload, const char *config_json) {
   json_t *c = json_loads(config_json ? config_json : "{}", 0, NULL);
   const char *dh = json_string_value(json_object_get(c, "docker_host"));
   int rc = ZORCH_OK;
-  if (dh && strncmp(dh, "unix://", 7) && strncmp(dh, "tcp://", 6))
+  if (dh && !zd_host_supported(dh))
     rc = zorch_host_errorf(h, ZORCH_EINVALID,
                            "docker_host '%s' is not supported: use unix:///path/to.sock or "
                            "tcp://host:port",

@@ -235,12 +235,9 @@ static void attempt_main(zr_attempt *a) {
   }
   zh_error_clear(&e);
   zr_attempt_set_remote(a, id);
-  zr_lock(a->run);
-  bool stop = a->stopping;
-  zr_unlock(a->run);
   int code = -1;
   char *msg = NULL;
-  if (stop) goto remove;
+  if (zr_attempt_stopping(a)) goto remove;
   if ((rc = engine(run, "POST", NULL, 0, "/containers/%s/start", id))) {
     const char *m = zkit_error_message();
     bool no_entry = strstr(m, "no such file or directory") && strstr(m, "exec");
@@ -250,10 +247,7 @@ static void attempt_main(zr_attempt *a) {
                                    "the program and the zorch CLI at their own paths)" : "");
     goto remove;
   }
-  zr_lock(a->run);
-  stop = a->stopping;
-  zr_unlock(a->run);
-  if (stop) kill_container(run, id); /* stop() came while it started */
+  if (zr_attempt_stopping(a)) kill_container(run, id); /* stop() came while it started */
   /* the logs until the container ends */
   p = zd_path(&run->eng, "/containers/%s/logs?follow=1&stdout=1&stderr=1", id);
   zh_request lg = {.method = "GET", .path = p, .chunk_cb = on_log_chunk, .chunk_payload = a,
@@ -443,7 +437,7 @@ static int ld_check_config(void *payload, const char *config_json) {
   json_t *c = json_loads(config_json, 0, NULL);
   int rc = ZORCH_OK;
   const char *dh = zkit_jstr(c, "docker_host");
-  if (dh && strncmp(dh, "unix://", 7) && strncmp(dh, "tcp://", 6))
+  if (dh && !zd_host_supported(dh))
     rc = zorch_host_errorf(h, ZORCH_EINVALID, "docker_host '%s' must start with unix:// or tcp://", dh);
   json_t *m = json_object_get(c, "mounts");
   for (size_t i = 0; !rc && i < json_array_size(m); i++) {
