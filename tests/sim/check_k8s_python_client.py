@@ -234,6 +234,12 @@ def configmaps_and_secrets(v1, batch):
     e = error_of(v1.create_namespaced_secret, NS, {'apiVersion': 'v1', 'kind': 'Secret',
                                                     'metadata': {'name': 'bad'}, 'data': {'k': 'not base64!'}})
     check('Secret data that is not base64: 400', e and e[0] == 400, e)
+    e = error_of(v1.list_namespaced_config_map, NS, field_selector='metadata.name')
+    check('a fieldSelector without an operator: 400 BadRequest', e and e[0] == 400 and
+          e[1].get('reason') == 'BadRequest', e)
+    e = error_of(v1.delete_namespaced_config_map, 'cfg', NS, grace_period_seconds='soon')
+    check('gracePeriodSeconds that is not an integer: 400 BadRequest', e and e[0] == 400 and
+          e[1].get('reason') == 'BadRequest', e)
     v1.delete_namespaced_config_map('cfg', NS)
     v1.delete_namespaced_secret('creds', NS)
     check('delete configmap and secret', not v1.list_namespaced_config_map(NS).items and

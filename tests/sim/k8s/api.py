@@ -241,7 +241,7 @@ class KubeApi(App):
     def watch(self, res, req, ns=None, name=None):
         q = req.query
         pred = selector(q, name)
-        timeout = float(q.get('timeoutSeconds') or 1800)
+        timeout = query_int(q, 'timeoutSeconds') or 1800
         bookmarks = req.query_bool('allowWatchBookmarks')
         rv = q.get('resourceVersion') or ''
         try:
@@ -391,8 +391,7 @@ class KubeApi(App):
         cluster = self.cluster
         body = self.read_json(req) or {}
         q = req.query
-        grace = q.get('gracePeriodSeconds', body.get('gracePeriodSeconds'))
-        grace = int(grace) if grace is not None else None
+        grace = query_int(q, 'gracePeriodSeconds', body.get('gracePeriodSeconds'))
         prop = q.get('propagationPolicy') or body.get('propagationPolicy')
         if prop not in (None, 'Orphan', 'Background', 'Foreground'):
             raise bad_request('propagationPolicy %s is not supported' % prop)
@@ -425,12 +424,12 @@ class KubeApi(App):
 
     def delete_collection(self, res, req, ns=None):
         items, rv = self.store.list(res.plural, ns, selector(req.query))
-        grace = req.query.get('gracePeriodSeconds')
+        grace = query_int(req.query, 'gracePeriodSeconds')
         out = []
         for it in items:
             try:
                 if res.plural == 'pods':
-                    out.append(self.cluster.delete_pod(ns, it['metadata']['name'], int(grace) if grace else None))
+                    out.append(self.cluster.delete_pod(ns, it['metadata']['name'], grace))
                 else:
                     o = self.store.delete(res.plural, ns, it['metadata']['name'])
                     if o:
@@ -456,16 +455,16 @@ class KubeApi(App):
             raise bad_request('container "%s" in pod "%s" is waiting to start: %s'
                               % (c, name, state.get('waiting', {}).get('reason') or 'ContainerCreating'))
         follow = req.query_bool('follow')
-        tail = q.get('tailLines')
+        tail = query_int(q, 'tailLines')
         saved = cluster.logs.get(pod['metadata']['uid'])
         with cluster.plock:
             runner = cluster.pods.get((ns, name))
         cid = runner.cids.get(c) if runner else None
         if saved is not None or not follow:
             data = saved.get(c, b'') if saved is not None else cluster.engine.logs(cid) if cid else b''
-            if tail:
+            if tail is not None:
                 lines = data.splitlines(True)
-                data = b''.join(lines[-int(tail):]) if int(tail) > 0 else b''
+                data = b''.join(lines[-tail:]) if tail > 0 else b''
             return req.send_bytes(200, data, 'text/plain')
         out = req.stream(content_type='text/plain')  # follow a running container
         try:
@@ -474,6 +473,20 @@ class KubeApi(App):
             out.end()
         except OSError:
             req.close_connection = True
+
+
+def query_int(q, name, default=None):
+    """An integer query parameter (default when absent): one that is not an
+    integer is the API server's 400 BadRequest, not a simulator error."""
+    v = q.get(name)
+    if v is None:
+        v = default
+    if v is None:
+        return None
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        raise bad_request('strconv.ParseInt: parsing %s: invalid syntax' % json.dumps(str(v)))
 
 
 def string_data(secret):

@@ -160,9 +160,11 @@ def parse_field_selector(s):
         if '!=' in part:
             k, v = part.split('!=', 1)
             reqs.append((k, False, v))
-        else:
+        elif '=' in part:
             k, v = part.replace('==', '=').split('=', 1)
             reqs.append((k, True, v))
+        else:  # as the API server's fields.ParseSelector says it
+            raise bad_request("invalid selector: '%s'; can't understand '%s'" % (s, part))
     return reqs
 
 
