@@ -141,7 +141,7 @@ static zorch_pipeline *many_steps(long n, long alter, long rename) {
   return p;
 }
 
-START_TEST(a_large_deployment_is_checked_in_one_pass) {
+START_TEST(a_20000_step_deployment_matches_or_names_the_first_difference) {
   zorch_pipeline *p = many_steps(MANY, -1, -1);
   zorch__compile_info ci = {.run_id = "r1", .run_name = "many-1"};
   char *text = NULL;
@@ -182,7 +182,7 @@ static Suite *entrypoint_suite(void) {
   TCase *tc = tcase_create("entrypoint");
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, a_step_runs_in_a_new_process);
-  tcase_add_test(tc, a_large_deployment_is_checked_in_one_pass);
+  tcase_add_test(tc, a_20000_step_deployment_matches_or_names_the_first_difference);
   suite_add_tcase(s, tc);
   return s;
 }
